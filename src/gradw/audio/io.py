@@ -1,0 +1,194 @@
+"""Audio file input/output: read, validate, downmix, resample, and write atomically.
+
+Waveforms are numpy ``float32`` arrays. Mono audio is ``(N,)``; multi-channel arrays handed to
+:func:`write_audio` or :func:`resample` are ``(N, C)`` (frames by channels, soundfile's layout).
+Every error about a file is an :class:`AudioError` whose message names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+__all__ = ["AudioError", "WRITE_FORMATS", "audio_info", "read_audio", "resample", "write_audio"]
+
+#: soxr quality used for every resampling.
+RESAMPLE_QUALITY = "HQ"
+#: file suffix -> (libsndfile format, subtype) used by :func:`write_audio`.
+WRITE_FORMATS: dict[str, tuple[str, str]] = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
+_MAX_WRITE_CHANNELS = 32
+
+
+class AudioError(ValueError):
+    """An audio file is missing, unreadable, empty or holds invalid samples.
+
+    Attributes:
+        path: the offending file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def _check_rate(rate: Any, name: str) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {rate!r}")
+    return int(rate)
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if not path.is_file():
+        raise AudioError(path, "not a regular file")
+
+
+def audio_info(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """Read only the header of an audio file.
+
+    Returns:
+        ``(sample_rate, num_frames, channels)``; ``num_frames`` counts samples per channel.
+
+    Raises:
+        AudioError: the file is missing or libsndfile cannot parse it.
+    """
+    p = Path(path)
+    _check_exists(p)
+    try:
+        info = sf.info(os.fspath(p))
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioError(p, f"cannot read audio header ({err})") from err
+    return int(info.samplerate), int(info.frames), int(info.channels)
+
+
+def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray:
+    """Read an audio file as a mono float32 waveform at ``sample_rate``.
+
+    Handling:
+
+    * any format libsndfile reads (WAV, FLAC, OGG/Vorbis, OGG/Opus, ...). Integer PCM is scaled
+      to [-1, 1) by libsndfile; floating-point files are returned as stored (not clipped or
+      rescaled, so they may exceed [-1, 1] if the file does);
+    * several channels are downmixed by averaging them;
+    * a different file rate is resampled with soxr (quality ``"HQ"``); the output length is
+      ``round(N * sample_rate / file_rate)`` and may overshoot [-1, 1] slightly near full scale.
+
+    Args:
+        path: the audio file.
+        sample_rate: the rate of the returned waveform in Hz.
+
+    Returns:
+        (N,) float32 waveform.
+
+    Raises:
+        AudioError: (naming the file) when the file is missing, is not a regular file, cannot be
+            decoded (corrupt, empty or unknown format), holds no samples, or holds NaN/Inf.
+        ValueError: when ``sample_rate`` is not a positive integer.
+    """
+    target = _check_rate(sample_rate, "sample_rate")
+    p = Path(path)
+    _check_exists(p)
+    try:
+        data, file_rate = sf.read(os.fspath(p), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioError(p, f"cannot decode audio ({err})") from err
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise AudioError(p, "file holds no audio samples (zero length)")
+    if not np.isfinite(data).all():
+        raise AudioError(p, "file holds non-finite samples (NaN or Inf)")
+    wav = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if int(file_rate) != target:
+        wav = resample(wav, int(file_rate), target)
+        if wav.shape[0] == 0:
+            raise AudioError(p, f"too short to resample from {file_rate} Hz to {target} Hz")
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample with soxr (quality ``"HQ"``).
+
+    Args:
+        wav: (N,) or (N, C) waveform.
+        orig_sr: its rate in Hz.
+        target_sr: the wanted rate in Hz.
+
+    Returns:
+        float32 array of shape (round(N * target_sr / orig_sr),) or (..., C). The input is
+        returned as float32 (copied only if the dtype changes) when the rates are equal.
+
+    Raises:
+        ValueError: for non-positive rates or a waveform that is not 1-D or 2-D.
+    """
+    orig = _check_rate(orig_sr, "orig_sr")
+    target = _check_rate(target_sr, "target_sr")
+    arr = np.asarray(wav, dtype=np.float32)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"expected a waveform of shape (N,) or (N, C), got shape {arr.shape}")
+    if orig == target:
+        return arr
+    if arr.shape[0] == 0:
+        return arr.copy()
+    out = soxr.resample(arr, orig, target, quality=RESAMPLE_QUALITY)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _as_numpy(wav: Any) -> np.ndarray:
+    if hasattr(wav, "detach"):  # a torch tensor; io.py does not import torch
+        wav = wav.detach().cpu().numpy()
+    return np.asarray(wav, dtype=np.float32)
+
+
+def write_audio(path: str | os.PathLike[str], wav: Any, sample_rate: int = 16000) -> None:
+    """Write a waveform as 16-bit PCM, atomically.
+
+    The format follows the suffix: ``.wav`` (16-bit PCM WAV) or ``.flac`` (16-bit FLAC). Parent
+    directories are created. Samples are clipped to [-1, 1] before quantisation. The data go to a
+    hidden temporary file in the same directory, which is renamed over ``path`` only once it is
+    complete, so ``path`` is never left half-written and no temporary file remains on failure.
+
+    Args:
+        path: the destination file.
+        wav: (N,) mono or (N, C) multi-channel waveform (numpy array or torch tensor).
+        sample_rate: rate in Hz stored in the header.
+
+    Raises:
+        AudioError: (a ValueError, naming the file) for an unsupported suffix, an empty or
+            badly shaped waveform, non-finite samples, or a failed write.
+        ValueError: when ``sample_rate`` is not a positive integer.
+    """
+    rate = _check_rate(sample_rate, "sample_rate")
+    p = Path(path)
+    fmt = WRITE_FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        valid = ", ".join(WRITE_FORMATS)
+        raise AudioError(p, f"unsupported suffix {p.suffix!r} for writing; use one of {valid}")
+    data = _as_numpy(wav)
+    if data.ndim not in (1, 2) or (data.ndim == 2 and not 0 < data.shape[1] <= _MAX_WRITE_CHANNELS):
+        raise AudioError(
+            p,
+            f"expected a waveform of shape (N,) or (N, C) with C <= {_MAX_WRITE_CHANNELS}, "
+            f"got shape {data.shape}",
+        )
+    if data.shape[0] == 0:
+        raise AudioError(p, "refusing to write an empty waveform")
+    if not np.isfinite(data).all():
+        raise AudioError(p, "refusing to write non-finite samples (NaN or Inf)")
+    data = np.clip(data, -1.0, 1.0)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        sf.write(os.fspath(tmp), data, rate, subtype=fmt[1], format=fmt[0])
+        os.replace(tmp, p)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioError(p, f"cannot write audio ({err})") from err
+    finally:
+        if tmp.exists():
+            tmp.unlink()

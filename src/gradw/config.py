@@ -1,0 +1,336 @@
+"""Typed configuration: dataclasses, YAML presets, dotted command-line overrides.
+
+A run is described by one :class:`TrainConfig` (enhancer G) or :class:`SpeakerTrainConfig`
+(speaker network E). Presets live in ``configs/*.yaml``; any key can be overridden with
+``section.key=value`` (the value is parsed as YAML, so ``loss.temperature=0.5`` is a float and
+``enhancer.blocks=[1,1,1,1]`` a list). Unknown keys and ill-typed values fail with one line naming
+the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+# presets: ./configs (a working copy) first, then the configs/ folder of the source tree
+SOURCE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+
+
+@dataclass
+class SnrConfig:
+    """Training noise levels per category (dB)."""
+
+    noise: tuple[float, float] = (-10.0, 0.0)
+    music: tuple[float, float] = (-10.0, 0.0)
+    babble_talkers: tuple[int, int] = (5, 7)
+    babble_snrs: tuple[float, ...] = (5.0, 8.0, 10.0, 13.0, 15.0)
+
+
+@dataclass
+class DataConfig:
+    """Where the training data is and how examples are drawn."""
+
+    train: str = ""
+    augment: str = ""
+    val: str | None = None
+    val_augment: str | None = None
+    crop_seconds: float = 5.0
+    snr: SnrConfig = field(default_factory=SnrConfig)
+    category_probs: dict[str, float] | None = None
+    clean_fraction: float = 0.0
+    reverb_prob: float = 0.0
+    num_workers: int = 0
+    preload: bool = False
+
+
+@dataclass
+class SpeakerConfig:
+    """The fixed speaker network E."""
+
+    name: str = "campplus"
+    checkpoint: str | None = None
+    tap: str | None = None
+    centroid_crop_seconds: float = 6.0
+
+
+@dataclass
+class EnhancerConfig:
+    """The mask U-Net G."""
+
+    base_width: int = 32
+    blocks: tuple[int, ...] = (3, 4, 6, 3)
+    up_layers: tuple[int, ...] = (3, 4, 6)
+    init_bias: float | None = None
+    min_gain_db: float | None = None
+
+
+@dataclass
+class LossConfig:
+    """The training objective (see gradw.losses)."""
+
+    scheme: str = "gradw"
+    temperature: float = 1.0
+    clip: float = 3.0
+    embedding_weight: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    """Adam with linear warm-up then a constant learning rate (the paper's schedule)."""
+
+    lr: float = 5e-4
+    warmup_steps: int = 1000
+    steps: int = 10000
+    batch_size: int = 32
+    grad_clip: float | None = None
+
+
+@dataclass
+class ValidationConfig:
+    """Validation EER during training, on held-out speakers."""
+
+    every: int = 0
+    snrs: tuple[float, ...] = (0.0, -5.0)
+    categories: tuple[str, ...] = ("noise", "music", "babble")
+    max_trials: int = 2000
+
+
+@dataclass
+class TrainConfig:
+    """Training of the enhancer G against a fixed E (``gradw train``)."""
+
+    out_dir: str = "exp/enhancer"
+    cache_dir: str = ".cache/gradw"
+    seed: int = 0
+    threads: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
+    enhancer: EnhancerConfig = field(default_factory=EnhancerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    checkpoint_every: int = 500
+    log_every: int = 10
+    tensorboard: bool = True
+
+
+@dataclass
+class SpeakerModelConfig:
+    """Architecture of a trainable speaker network (stage 1)."""
+
+    name: str = "resnet34"
+    base_width: int = 32
+    blocks: tuple[int, ...] = (3, 4, 6, 3)
+    embedding_dim: int = 256
+    frontend: str = "logmel"
+
+
+@dataclass
+class AamConfig:
+    """Additive angular margin softmax with a margin ramp."""
+
+    scale: float = 32.0
+    margin: float = 0.2
+    margin_ramp_start: int = 0
+    margin_ramp_end: int = 0
+
+
+@dataclass
+class SpeakerTrainConfig:
+    """Training of a speaker network E (``gradw train-speaker``)."""
+
+    out_dir: str = "exp/speaker"
+    seed: int = 0
+    threads: int = 0
+    train: str = ""
+    augment: str | None = None
+    augment_prob: float = 0.6
+    crop_seconds: float = 2.0
+    speed_perturb: bool = True
+    num_workers: int = 0
+    model: SpeakerModelConfig = field(default_factory=SpeakerModelConfig)
+    aam: AamConfig = field(default_factory=AamConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    checkpoint_every: int = 500
+    log_every: int = 10
+    tensorboard: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# conversion
+
+T = TypeVar("T")
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Check and convert a YAML value to the annotated type ``hint``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(hint, value, prefix=f"{key}.")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, key) for v, a in zip(value, args, strict=True))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type {hint!r}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a nested mapping; unknown keys raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]} (valid: {', '.join(sorted(names))})"
+        )
+    kwargs = {name: _convert(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain, YAML/JSON-able Python (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(config)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=value"`` -> (["a", "b"], parsed YAML value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key}: cannot parse value {raw!r}: {exc}") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of nested mapping ``data`` with dotted overrides applied."""
+    merged = yaml.safe_load(yaml.safe_dump(data))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = merged
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {'.'.join(path)}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return merged
+
+
+def preset_path(name_or_path: str) -> Path:
+    """A preset name (``tiny``, ``demo``, ``paper``) or a YAML path -> the file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise ConfigError(f"config file not found: {candidate}")
+        return candidate
+    for directory in (Path.cwd() / "configs", SOURCE_CONFIG_DIR):
+        path = directory / f"{name_or_path}.yaml"
+        if path.is_file():
+            return path
+    raise ConfigError(f"unknown preset {name_or_path!r}: no configs/{name_or_path}.yaml")
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; errors name the file."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} is not a mapping")
+    return data
+
+
+def load_config(
+    cls: type[T], preset: str | None = None, overrides: list[str] | None = None, section: str | None = None
+) -> T:
+    """Build a config of type ``cls`` from a preset (optionally one section of it) and overrides."""
+    data: dict[str, Any] = {}
+    if preset is not None:
+        data = load_yaml(preset_path(preset))
+        if section is not None:
+            if section not in data:
+                raise ConfigError(f"preset {preset!r} has no section {section!r}")
+            data = data[section]
+    data = apply_overrides(data, overrides or [])
+    return from_dict(cls, data)
+
+
+def save_config(config: Any, path: Path) -> None:
+    """Write a config as YAML, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    tmp.replace(path)

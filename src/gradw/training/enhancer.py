@@ -1,0 +1,361 @@
+"""Stage 2: train the mask U-Net G against a fixed speaker network E (``gradw train``).
+
+One step (the paper's Appendix A)::
+
+    clean, noisy (B, N) --E.mel_power--> (B, F, T) mel power
+    noisy features (B, F, T) --G--> mask M (B, F, T)
+    loss = objective(M, clean mel, noisy mel, speaker labels)   # Grad-W / Equal-W / ...
+    Adam step on G only (E frozen; gradients flow through E to M)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gradw.config import TrainConfig, save_config, to_dict
+from gradw.data.lists import AugmentDir, SpeechDir
+from gradw.losses.objective import EnhancementObjective, NonFiniteLossError
+from gradw.models import load_speaker_network
+from gradw.models.speaker import CosineHead, SpeakerNetwork
+from gradw.models.unet import MaskUNet
+from gradw.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from gradw.training.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup_distributed,
+    convert_batchnorm,
+    setup_distributed,
+    unwrap,
+)
+from gradw.training.loop import (
+    RunLogger,
+    StepSampler,
+    seed_everything,
+    set_threads,
+    truncate_metrics,
+    warmup_constant,
+)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, inconsistent resume...); the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the fixed speaker network and its head
+
+
+def _dir_fingerprint(speech: SpeechDir) -> str:
+    digest = hashlib.sha256()
+    for utt in sorted(speech.wavs):
+        digest.update(f"{utt} {speech.wavs[utt]} {speech.utt2spk[utt]}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def centroid_embeddings(
+    speaker: SpeakerNetwork, speech: SpeechDir, crop_seconds: float, device: torch.device, batch: int = 16
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Clean embeddings of every utterance (centre crop) -> ((N, D), labels (N,), speakers)."""
+    from gradw.audio.io import read_audio
+
+    speakers = sorted(speech.spk2utt)
+    index = {spk: i for i, spk in enumerate(speakers)}
+    utts = sorted(speech.wavs)
+    crop = int(crop_seconds * 16000)
+    embeddings, labels = [], []
+    for start in range(0, len(utts), batch):
+        chunk = utts[start : start + batch]
+        wavs = []
+        for utt in chunk:
+            wav = read_audio(speech.wavs[utt])
+            if len(wav) > crop:
+                offset = (len(wav) - crop) // 2
+                wav = wav[offset : offset + crop]
+            wavs.append(wav)
+        length = min(len(w) for w in wavs)  # equal lengths within a batch: crop to the shortest
+        stacked = torch.from_numpy(np.stack([w[:length] for w in wavs])).to(device)
+        with torch.no_grad():
+            embeddings.append(speaker.embed(stacked).cpu())
+        labels.extend(index[speech.utt2spk[u]] for u in chunk)
+    return torch.cat(embeddings), torch.tensor(labels), speakers
+
+
+def attach_centroid_head(
+    speaker: SpeakerNetwork,
+    speech: SpeechDir,
+    crop_seconds: float,
+    cache_dir: Path,
+    info: DistInfo,
+    cache_key: str,
+) -> None:
+    """Give E a cosine head whose class y is the mean clean embedding of training speaker y.
+
+    Computed once per (network, training list, crop) and cached in ``cache_dir``.
+    """
+    from gradw.models.campplus import centroid_head
+
+    key = hashlib.sha256(f"{cache_key}|{_dir_fingerprint(speech)}|{crop_seconds}".encode()).hexdigest()[:16]
+    path = cache_dir / f"centroids-{key}.pt"
+    if info.is_main and not path.is_file():
+        embeddings, labels, speakers = centroid_embeddings(speaker, speech, crop_seconds, info.device)
+        head = centroid_head(embeddings, labels, len(speakers))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"weight": head.weight.detach().cpu(), "speakers": speakers}, tmp)
+        tmp.replace(path)
+    barrier(info)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    head = CosineHead(state["weight"].shape[1], state["weight"].shape[0])
+    head.weight.data.copy_(state["weight"])
+    speaker.head = head
+
+
+def prepare_speaker(config: TrainConfig, speech: SpeechDir, info: DistInfo) -> SpeakerNetwork:
+    """E, frozen, on the device, with a head indexed like the training speakers."""
+    cfg = config.speaker
+    speaker = load_speaker_network(cfg.name, checkpoint=cfg.checkpoint, tap=cfg.tap).to(info.device)
+    speakers = sorted(speech.spk2utt)
+    recorded = getattr(speaker, "speakers", None)
+    if speaker.head is None or recorded is None or list(recorded[: len(speakers)]) != speakers:
+        # no head, or a head over other classes: build one from clean class centroids
+        attach_centroid_head(
+            speaker,
+            speech,
+            cfg.centroid_crop_seconds,
+            Path(config.cache_dir),
+            info,
+            cache_key=f"{cfg.name}|{cfg.checkpoint}",
+        )
+        speaker.to(info.device)
+    return speaker.freeze()
+
+
+# ---------------------------------------------------------------------------------------------
+# the enhancer
+
+
+def build_enhancer(config: TrainConfig, n_mels: int) -> MaskUNet:
+    """G as the config describes it."""
+    cfg = config.enhancer
+    return MaskUNet(
+        n_mels=n_mels,
+        base_width=cfg.base_width,
+        blocks=tuple(cfg.blocks),
+        up_layers=tuple(cfg.up_layers),
+        init_bias=cfg.init_bias,
+        min_gain_db=cfg.min_gain_db,
+    )
+
+
+@dataclass
+class EnhancerBundle:
+    """A trained G with the description of the E it was trained against."""
+
+    enhancer: MaskUNet
+    speaker: dict[str, Any]
+    config: dict[str, Any]
+    step: int
+
+
+def load_enhancer(path: str | Path) -> EnhancerBundle:
+    """G from a checkpoint of ``gradw train`` (eval mode)."""
+    state = load_checkpoint(path, kind="enhancer")
+    enhancer = MaskUNet.from_config(state["model_config"])
+    enhancer.load_state_dict(state["model"])
+    enhancer.eval()
+    return EnhancerBundle(enhancer, state["extra"].get("speaker", {}), state["config"], state["step"])
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def _make_dataset(config: TrainConfig, speech: SpeechDir, augment: AugmentDir):
+    from gradw.data.datasets import EnhancementTriples
+
+    data = config.data
+    snr = {
+        "noise": tuple(data.snr.noise),
+        "music": tuple(data.snr.music),
+        "babble": {"talkers": tuple(data.snr.babble_talkers), "snrs": tuple(data.snr.babble_snrs)},
+    }
+    return EnhancementTriples(
+        speech,
+        augment,
+        crop_seconds=data.crop_seconds,
+        snr=snr,
+        category_probs=data.category_probs,
+        clean_fraction=data.clean_fraction,
+        reverb_prob=data.reverb_prob,
+        seed=config.seed,
+        preload=data.preload,
+    )
+
+
+def _save(
+    path: Path,
+    config: TrainConfig,
+    enhancer: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    extra: dict[str, Any],
+) -> None:
+    model = unwrap(enhancer)
+    save_checkpoint(
+        path,
+        kind="enhancer",
+        model=model,
+        step=step,
+        config=to_dict(config),
+        model_config=model.config,
+        optimizer=optimizer,
+        extra=extra,
+    )
+
+
+def train_enhancer(config: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
+    """Train G; returns the path of the final checkpoint (``OUT/last.pt``).
+
+    Checkpoints: ``last.pt`` every ``checkpoint_every`` steps and at the end (atomic), and
+    ``best.pt`` on the best validation EER when validation is on.
+    """
+    info = setup_distributed()
+    try:
+        return _train(config, resume, quiet, info)
+    finally:
+        cleanup_distributed()
+
+
+def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Path:
+    set_threads(config.threads)
+    seed_everything(config.seed)
+    out = Path(config.out_dir)
+    last = out / "last.pt"
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if last.is_file() and not resume:
+            raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another out_dir")
+        save_config(config, out / "config.yaml")
+
+    speech = SpeechDir.load(config.data.train)
+    augment = AugmentDir.load(config.data.augment)
+    speaker = prepare_speaker(config, speech, info)
+    enhancer = build_enhancer(config, speaker.frontend.n_mels).to(info.device)
+    optimizer = torch.optim.Adam(enhancer.parameters(), lr=config.optim.lr)
+
+    start_step = 0
+    if resume and last.is_file():
+        state = load_checkpoint(last, kind="enhancer")
+        enhancer.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start_step = int(state["step"])
+        if info.is_main:
+            truncate_metrics(out, start_step)
+    if info.distributed:
+        convert_batchnorm(enhancer)
+        enhancer = nn.parallel.DistributedDataParallel(
+            enhancer, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+
+    objective = EnhancementObjective(
+        speaker,
+        scheme=config.loss.scheme,
+        temperature=config.loss.temperature,
+        clip=config.loss.clip,
+        embedding_weight=config.loss.embedding_weight,
+    )
+    dataset = _make_dataset(config, speech, augment)
+    steps = config.optim.steps
+    sampler = StepSampler(len(dataset), config.optim.batch_size, config.seed, start_step, steps, info)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=config.data.num_workers,
+        collate_fn=dataset.collate,
+        persistent_workers=False,
+    )
+    extra = {
+        "speaker": {"name": config.speaker.name, "checkpoint": config.speaker.checkpoint, "tap": config.speaker.tap},
+        "train_speakers": len(speech.spk2utt),
+    }
+    logger = RunLogger(out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="train G")
+    validator = _make_validator(config, speaker, info)
+    best = math.inf
+    step = start_step
+    try:
+        for step, batch in zip(range(start_step, steps), loader, strict=False):
+            for group in optimizer.param_groups:
+                group["lr"] = config.optim.lr * warmup_constant(step, config.optim.warmup_steps)
+            clean = batch["clean"].to(info.device)
+            noisy = batch["noisy"].to(info.device)
+            labels = batch["speaker"].to(info.device)
+            with torch.no_grad():
+                clean_mel = speaker.mel_power(clean)
+                noisy_mel = speaker.mel_power(noisy)
+                noisy_features = speaker.features(noisy_mel)
+            enhancer.train()
+            mask = enhancer(noisy_features)
+            try:
+                result = objective(mask, clean_mel, noisy_mel, labels)
+            except NonFiniteLossError as exc:
+                names = [batch["utt"][i] for i in exc.indices]
+                raise TrainingError(
+                    f"non-finite loss at step {step} for utterance(s): {', '.join(names) or 'unknown'}"
+                ) from None
+            optimizer.zero_grad(set_to_none=True)
+            result.loss.backward()
+            if config.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(enhancer.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            done = step + 1
+            logger.advance()
+            if done % config.log_every == 0 or done == steps:
+                stats = {k: all_reduce_mean(v, info) for k, v in result.stats.items()}
+                stats["lr"] = optimizer.param_groups[0]["lr"]
+                logger.log(done, stats)
+            if validator is not None and done % config.validation.every == 0:
+                scores = validator(unwrap(enhancer))
+                logger.log(done, scores, kind="val")
+                if info.is_main and scores["eer"] < best:
+                    best = scores["eer"]
+                    _save(out / "best.pt", config, enhancer, optimizer, done, {**extra, "val": scores})
+            if info.is_main and (done % config.checkpoint_every == 0 or done == steps):
+                _save(last, config, enhancer, optimizer, done, extra)
+            step = done
+    finally:
+        logger.close()
+    barrier(info)
+    if info.is_main and step < steps:
+        raise TrainingError(f"training stopped early at step {step} of {steps}: the data loader ran dry")
+    if info.is_main:
+        (out / "done.json").write_text(json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best}))
+    return last
+
+
+def _make_validator(config: TrainConfig, speaker: SpeakerNetwork, info: DistInfo):
+    """A callable G -> {"eer": mean EER over the validation conditions, ...}, or None."""
+    if config.validation.every <= 0 or not config.data.val:
+        return None
+    from gradw.evaluation.validation import Validator
+
+    return Validator(
+        speaker,
+        test_dir=config.data.val,
+        augment_dir=config.data.val_augment or config.data.augment,
+        categories=config.validation.categories,
+        snrs=config.validation.snrs,
+        max_trials=config.validation.max_trials,
+        seed=config.seed,
+        device=info.device,
+    )

@@ -1,0 +1,183 @@
+"""Stage 1: train a speaker network E (``gradw train-speaker``).
+
+A ResNet (the paper's ResNet34, or a narrow one for the CPU) on speaker-classification crops with
+additive angular margin softmax (AAM): the margin ramps linearly from 0 to its final value, the
+learning rate warms up linearly, and speed-perturbed copies of each speaker count as new classes.
+The cosine head is kept in the checkpoint: stage 2 takes gradients of its true-speaker logit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from gradw.config import SpeakerTrainConfig, save_config, to_dict
+from gradw.data.lists import AugmentDir, SpeechDir
+from gradw.models import build_resnet
+from gradw.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from gradw.training.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup_distributed,
+    convert_batchnorm,
+    setup_distributed,
+    unwrap,
+)
+from gradw.training.enhancer import TrainingError
+from gradw.training.loop import RunLogger, StepSampler, seed_everything, set_threads, truncate_metrics, warmup_constant
+
+SPEEDS = (1.0, 0.9, 1.1)  # class k + i * S is speaker k at SPEEDS[i]; the original speed comes first
+
+
+def margin_at(step: int, config: SpeakerTrainConfig) -> float:
+    """The AAM margin at ``step``: 0 before the ramp, linear during it, final after."""
+    aam = config.aam
+    if aam.margin_ramp_end <= aam.margin_ramp_start:
+        return aam.margin
+    frac = (step - aam.margin_ramp_start) / (aam.margin_ramp_end - aam.margin_ramp_start)
+    return aam.margin * min(1.0, max(0.0, frac))
+
+
+def aam_logits(cosine: Tensor, labels: Tensor, margin: float, scale: float) -> Tensor:
+    """Additive angular margin: s * cos(theta_y + m) for the target class, s * cos(theta_k) otherwise.
+
+    Args:
+        cosine: (B, K) cosine similarities in [-1, 1].
+        labels: (B,) target classes.
+    Returns:
+        (B, K) logits. Past theta = pi - m the target logit follows cos(theta) - m sin(m) so that
+        it keeps decreasing with theta (the usual "easy margin = False" treatment).
+    """
+    cos_y = cosine.gather(1, labels[:, None]).clamp(-1 + 1e-7, 1 - 1e-7)
+    sin_y = torch.sqrt(1.0 - cos_y * cos_y)
+    with_margin = cos_y * torch.cos(torch.tensor(margin)) - sin_y * torch.sin(torch.tensor(margin))
+    threshold = torch.cos(torch.tensor(torch.pi - margin))
+    fallback = cos_y - torch.sin(torch.tensor(torch.pi - margin)) * margin
+    target = torch.where(cos_y > threshold, with_margin, fallback)
+    return scale * cosine.scatter(1, labels[:, None], target)
+
+
+def class_names(speakers: list[str], speeds: tuple[float, ...]) -> list[str]:
+    """Names of the classes: speaker ids, then speed-perturbed copies (``spk@0.9``)."""
+    names = list(speakers)
+    for speed in speeds[1:]:
+        names.extend(f"{spk}@{speed:g}" for spk in speakers)
+    return names
+
+
+def train_speaker(config: SpeakerTrainConfig, resume: bool = False, quiet: bool = False) -> Path:
+    """Train E; returns the final checkpoint (``OUT/last.pt``)."""
+    info = setup_distributed()
+    try:
+        return _train(config, resume, quiet, info)
+    finally:
+        cleanup_distributed()
+
+
+def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Path:
+    from gradw.data.datasets import SpeakerCrops
+
+    set_threads(config.threads)
+    seed_everything(config.seed)
+    out = Path(config.out_dir)
+    last = out / "last.pt"
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if last.is_file() and not resume:
+            raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another out_dir")
+        save_config(config, out / "config.yaml")
+
+    speech = SpeechDir.load(config.train)
+    augment = AugmentDir.load(config.augment) if config.augment else None
+    speeds = SPEEDS if config.speed_perturb else (1.0,)
+    dataset = SpeakerCrops(
+        speech,
+        crop_seconds=config.crop_seconds,
+        speed_perturb=speeds if config.speed_perturb else None,
+        augment=augment,
+        augment_prob=config.augment_prob,
+        seed=config.seed,
+    )
+    speakers = sorted(speech.spk2utt)
+    model_config = {**to_dict(config.model), "num_classes": dataset.num_classes}
+    model = build_resnet(model_config).to(info.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
+    start_step = 0
+    if resume and last.is_file():
+        state = load_checkpoint(last, kind="speaker")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start_step = int(state["step"])
+        if info.is_main:
+            truncate_metrics(out, start_step)
+    if info.distributed:
+        convert_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+
+    steps = config.optim.steps
+    sampler = StepSampler(len(dataset), config.optim.batch_size, config.seed, start_step, steps, info)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=config.num_workers, collate_fn=dataset.collate
+    )
+    extra = {"speakers": class_names(speakers, speeds), "train_dir": str(config.train)}
+    logger = RunLogger(out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="train E")
+    step = start_step
+    try:
+        for step, batch in zip(range(start_step, steps), loader, strict=False):
+            for group in optimizer.param_groups:
+                group["lr"] = config.optim.lr * warmup_constant(step, config.optim.warmup_steps)
+            wav = batch["wav"].to(info.device)
+            labels = batch["speaker"].to(info.device)
+            model.train()
+            net = unwrap(model)
+            embedding = model(net.features(net.mel_power(wav)))
+            cosine = net.head.cosine(embedding)
+            margin = margin_at(step, config)
+            logits = aam_logits(cosine, labels, margin, config.aam.scale)
+            loss = F.cross_entropy(logits, labels)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            done = step + 1
+            logger.advance()
+            if done % config.log_every == 0 or done == steps:
+                accuracy = (cosine.argmax(1) == labels).float().mean().item()
+                logger.log(
+                    done,
+                    {
+                        "loss": all_reduce_mean(loss.item(), info),
+                        "accuracy": all_reduce_mean(accuracy, info),
+                        "margin": margin,
+                        "lr": optimizer.param_groups[0]["lr"],
+                    },
+                )
+            if info.is_main and (done % config.checkpoint_every == 0 or done == steps):
+                save_checkpoint(
+                    last,
+                    kind="speaker",
+                    model=unwrap(model),
+                    step=done,
+                    config=to_dict(config),
+                    model_config=model_config,
+                    optimizer=optimizer,
+                    extra=extra,
+                )
+            step = done
+    finally:
+        logger.close()
+    barrier(info)
+    if info.is_main:
+        (out / "done.json").write_text(json.dumps({"steps": steps, "classes": dataset.num_classes}))
+    return last

@@ -1,0 +1,167 @@
+"""Tests for audio reading, writing and resampling."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from gradw.audio.io import AudioError, audio_info, read_audio, resample, write_audio
+
+
+def sine(freq: float, sr: int, seconds: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_frequency(wav: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(wav * np.hanning(len(wav))))
+    return float(np.argmax(spectrum) * sr / len(wav))
+
+
+def test_write_read_round_trip_wav_and_flac(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    wav = (0.3 * rng.standard_normal(8000)).clip(-0.99, 0.99).astype(np.float32)
+    for name in ("a.wav", "b.flac"):
+        path = tmp_path / name
+        write_audio(path, wav)
+        back = read_audio(path)
+        assert back.dtype == np.float32 and back.shape == wav.shape
+        np.testing.assert_allclose(back, wav, atol=1.0 / 32768 + 1e-7)
+        info = sf.info(str(path))
+        assert info.subtype == "PCM_16" and info.samplerate == 16000
+        assert audio_info(path) == (16000, 8000, 1)
+    assert sf.info(str(tmp_path / "a.wav")).format == "WAV"
+    assert sf.info(str(tmp_path / "b.flac")).format == "FLAC"
+
+
+def test_write_accepts_torch_tensor_and_clips(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "clip.wav"
+    write_audio(path, torch.tensor([0.0, 1.5, -2.0, 0.25], requires_grad=True))
+    back, sr = sf.read(str(path), dtype="int16")
+    assert sr == 16000
+    np.testing.assert_array_equal(back, [0, 32767, -32768, 8192])
+
+
+def test_write_leaves_no_temp_file_and_replaces_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    write_audio(path, sine(440, 16000, 0.1))
+    write_audio(path, sine(880, 16000, 0.2))
+    assert sorted(os.listdir(tmp_path)) == ["out.wav"]
+    assert audio_info(path)[1] == 3200
+
+
+def test_write_nan_creates_nothing_and_keeps_old_file(tmp_path: Path) -> None:
+    bad = sine(440, 16000, 0.1)
+    bad[10] = np.nan
+    with pytest.raises(ValueError, match="new.wav"):
+        write_audio(tmp_path / "new.wav", bad)
+    assert os.listdir(tmp_path) == []
+    old = tmp_path / "old.wav"
+    write_audio(old, sine(440, 16000, 0.1))
+    bad[10] = np.inf
+    with pytest.raises(AudioError, match="non-finite"):
+        write_audio(old, bad)
+    assert sorted(os.listdir(tmp_path)) == ["old.wav"]
+    assert audio_info(old) == (16000, 1600, 1)
+
+
+def test_write_rejects_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match=r"x\.mp3.*\.wav"):
+        write_audio(tmp_path / "x.mp3", np.zeros(10))
+    with pytest.raises(AudioError, match="empty"):
+        write_audio(tmp_path / "x.wav", np.zeros(0))
+    with pytest.raises(AudioError, match=r"\(1, 5000\)"):
+        write_audio(tmp_path / "x.wav", np.zeros((1, 5000)))
+    with pytest.raises(ValueError, match="sample_rate"):
+        write_audio(tmp_path / "x.wav", np.zeros(10), sample_rate=0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_stereo_is_downmixed_by_averaging(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    stereo = (0.4 * rng.standard_normal((4000, 2))).astype(np.float32)
+    path = tmp_path / "stereo.wav"
+    sf.write(str(path), stereo, 16000, subtype="FLOAT")
+    assert audio_info(path) == (16000, 4000, 2)
+    np.testing.assert_allclose(read_audio(path), stereo.mean(axis=1), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize(("sr", "freq"), [(44100, 1000.0), (8000, 440.0), (48000, 3000.0)])
+def test_resampled_on_read(tmp_path: Path, sr: int, freq: float) -> None:
+    path = tmp_path / f"tone_{sr}.wav"
+    sf.write(str(path), sine(freq, sr, 1.0), sr, subtype="PCM_16")
+    wav = read_audio(path)
+    assert wav.dtype == np.float32
+    assert wav.shape == (16000,)
+    assert abs(peak_frequency(wav, 16000) - freq) <= 2.0
+    # level is preserved (the tone is well inside both pass-bands)
+    np.testing.assert_allclose(np.sqrt(np.mean(wav[1000:-1000] ** 2)), 0.5 / np.sqrt(2), rtol=0.01)
+
+
+def test_reads_ogg_vorbis(tmp_path: Path) -> None:
+    path = tmp_path / "tone.ogg"
+    sf.write(str(path), sine(500.0, 22050, 1.0), 22050, format="OGG", subtype="VORBIS")
+    wav = read_audio(path)
+    assert abs(len(wav) - 16000) <= 1
+    assert abs(peak_frequency(wav, 16000) - 500.0) <= 2.0
+
+
+def test_resample_function() -> None:
+    x = sine(1000.0, 48000, 0.5)
+    y = resample(x, 48000, 16000)
+    assert y.dtype == np.float32 and y.shape == (8000,)
+    assert abs(peak_frequency(y, 16000) - 1000.0) <= 2.0
+    assert resample(x, 16000, 16000) is x
+    stereo = np.stack([x, -x], axis=1)
+    assert resample(stereo, 48000, 16000).shape == (8000, 2)
+    assert resample(sine(100.0, 8000, 0.5)[:1001], 8000, 16000).shape == (2002,)
+    with pytest.raises(ValueError, match="orig_sr"):
+        resample(x, 0, 16000)
+    with pytest.raises(ValueError, match="shape"):
+        resample(np.zeros((2, 2, 2)), 8000, 16000)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.wav"
+    with pytest.raises(AudioError, match="nope.wav.*no such file"):
+        read_audio(path)
+    with pytest.raises(AudioError, match="nope.wav"):
+        audio_info(path)
+    with pytest.raises(AudioError, match="not a regular file"):
+        read_audio(tmp_path)
+
+
+def test_corrupt_and_empty_files(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(np.random.default_rng(2).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    for path in (corrupt, empty):
+        with pytest.raises(AudioError, match=path.name) as info:
+            read_audio(path)
+        assert info.value.path == str(path)
+        assert isinstance(info.value, ValueError)
+        with pytest.raises(AudioError, match=path.name):
+            audio_info(path)
+
+
+def test_zero_length_audio(tmp_path: Path) -> None:
+    path = tmp_path / "zero.wav"
+    sf.write(str(path), np.zeros(0, dtype=np.float32), 16000)
+    assert audio_info(path) == (16000, 0, 1)
+    with pytest.raises(AudioError, match="zero.wav.*zero length"):
+        read_audio(path)
+
+
+def test_non_finite_content(tmp_path: Path) -> None:
+    x = sine(440.0, 16000, 0.1)
+    x[100] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(str(path), x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="nan.wav.*non-finite"):
+        read_audio(path)

@@ -1,0 +1,82 @@
+"""Typed configs: presets, overrides, errors that name the key."""
+
+from pathlib import Path
+
+import pytest
+
+from gradw.config import (
+    ConfigError,
+    SpeakerTrainConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    load_config,
+    save_config,
+    to_dict,
+)
+
+
+def test_overrides_are_parsed_as_yaml_and_typed():
+    config = load_config(
+        TrainConfig, None, ["loss.scheme=equal", "loss.temperature=0.5", "enhancer.blocks=[1,1,1,1]", "seed=3"]
+    )
+    assert config.loss.scheme == "equal"
+    assert config.loss.temperature == 0.5
+    assert config.enhancer.blocks == (1, 1, 1, 1)
+    assert config.seed == 3
+
+
+def test_int_is_accepted_for_float_but_not_the_reverse():
+    assert load_config(TrainConfig, None, ["optim.lr=1"]).optim.lr == 1.0
+    with pytest.raises(ConfigError, match="optim.steps"):
+        load_config(TrainConfig, None, ["optim.steps=1.5"])
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="loss.schem"):
+        load_config(TrainConfig, None, ["loss.schem=equal"])
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_config(TrainConfig, None, ["loss.scheme"])
+
+
+def test_optional_and_tuple_fields():
+    config = load_config(TrainConfig, None, ["enhancer.init_bias=4", "data.snr.noise=[-5, 5]"])
+    assert config.enhancer.init_bias == 4.0
+    assert config.data.snr.noise == (-5.0, 5.0)
+    assert load_config(TrainConfig, None, ["enhancer.init_bias=null"]).enhancer.init_bias is None
+    with pytest.raises(ConfigError, match="data.snr.noise"):
+        load_config(TrainConfig, None, ["data.snr.noise=[1, 2, 3]"])
+
+
+def test_round_trip_through_yaml(tmp_path: Path):
+    config = load_config(TrainConfig, None, ["loss.scheme=gradw-norm", "data.category_probs={noise: 0.5, music: 0.5}"])
+    save_config(config, tmp_path / "c.yaml")
+    again = load_config(TrainConfig, str(tmp_path / "c.yaml"))
+    assert again == config
+    assert to_dict(again)["data"]["category_probs"] == {"noise": 0.5, "music": 0.5}
+
+
+def test_every_shipped_preset_loads():
+    presets = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert {p.stem for p in presets} >= {"tiny", "demo", "paper"}
+    for preset in presets:
+        train = load_config(TrainConfig, str(preset), section="train")
+        assert train.optim.steps > 0
+        speaker = load_config(SpeakerTrainConfig, str(preset), section="train_speaker")
+        assert speaker.optim.steps > 0
+
+
+def test_missing_preset_and_section(tmp_path: Path):
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_config(TrainConfig, "no-such-preset")
+    path = tmp_path / "x.yaml"
+    path.write_text("train: {seed: 1}\n")
+    with pytest.raises(ConfigError, match="no section"):
+        load_config(TrainConfig, str(path), section="evaluate")
+
+
+def test_apply_overrides_does_not_mutate_input():
+    data = {"loss": {"scheme": "gradw"}}
+    merged = apply_overrides(data, ["loss.scheme=equal"])
+    assert data["loss"]["scheme"] == "gradw" and merged["loss"]["scheme"] == "equal"
+    assert from_dict(TrainConfig, merged).loss.scheme == "equal"
