@@ -18,7 +18,9 @@ from gradw.config import (
 
 def test_overrides_are_parsed_as_yaml_and_typed():
     config = load_config(
-        TrainConfig, None, ["loss.scheme=equal", "loss.temperature=0.5", "enhancer.blocks=[1,1,1,1]", "seed=3"]
+        TrainConfig,
+        None,
+        ["loss.scheme=equal", "loss.temperature=0.5", "enhancer.blocks=[1,1,1,1]", "seed=3"],
     )
     assert config.loss.scheme == "equal"
     assert config.loss.temperature == 0.5
@@ -49,7 +51,9 @@ def test_optional_and_tuple_fields():
 
 
 def test_round_trip_through_yaml(tmp_path: Path):
-    config = load_config(TrainConfig, None, ["loss.scheme=gradw-norm", "data.category_probs={noise: 0.5, music: 0.5}"])
+    config = load_config(
+        TrainConfig, None, ["loss.scheme=gradw-norm", "data.category_probs={noise: 0.5, music: 0.5}"]
+    )
     save_config(config, tmp_path / "c.yaml")
     again = load_config(TrainConfig, str(tmp_path / "c.yaml"))
     assert again == config

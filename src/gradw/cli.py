@@ -51,7 +51,9 @@ def cmd_train_speaker(args: argparse.Namespace) -> int:
 def cmd_data_build(args: argparse.Namespace) -> int:
     from gradw.data.corpora.synthvox import build_synthvox
 
-    summary = build_synthvox(Path(args.out), preset=args.preset, seed=args.seed, jobs=args.jobs, quiet=args.quiet)
+    summary = build_synthvox(
+        Path(args.out), preset=args.preset, seed=args.seed, jobs=args.jobs, quiet=args.quiet
+    )
     for key, value in summary.items():
         print(f"{key}: {value}")
     return 0
@@ -77,7 +79,9 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="demo", help="preset name (tiny, demo, paper) or a YAML file")
     parser.add_argument("--resume", action="store_true", help="continue the run in out_dir from last.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. loss.scheme=equal")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. loss.scheme=equal"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -233,9 +233,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]} (valid: {', '.join(sorted(names))})"
-        )
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]} (valid: {', '.join(sorted(names))})")
     kwargs = {name: _convert(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
     return cls(**kwargs)
 

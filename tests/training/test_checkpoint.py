@@ -27,8 +27,14 @@ def test_round_trip_with_optimizer(tmp_path: Path):
     model(torch.randn(5, 3)).sum().backward()
     opt.step()
     path = save_checkpoint(
-        tmp_path / "run" / "last.pt", kind="enhancer", model=model, step=7, config={"a": 1}, model_config={"w": 2},
-        optimizer=opt, extra={"note": "x"},
+        tmp_path / "run" / "last.pt",
+        kind="enhancer",
+        model=model,
+        step=7,
+        config={"a": 1},
+        model_config={"w": 2},
+        optimizer=opt,
+        extra={"note": "x"},
     )
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
     state = load_checkpoint(path, kind="enhancer")
@@ -62,6 +68,8 @@ def test_errors_name_the_file(tmp_path: Path):
     torch.save({"weight": torch.zeros(1)}, other)
     with pytest.raises(CheckpointError, match="not a gradw checkpoint"):
         load_checkpoint(other)
-    path = save_checkpoint(tmp_path / "spk.pt", kind="speaker", model=_model(), step=1, config={}, model_config={})
+    path = save_checkpoint(
+        tmp_path / "spk.pt", kind="speaker", model=_model(), step=1, config={}, model_config={}
+    )
     with pytest.raises(CheckpointError, match="expected a enhancer"):
         load_checkpoint(path, kind="enhancer")

@@ -5,7 +5,14 @@ from collections import Counter
 import pytest
 
 from gradw.training.distributed import DistInfo, shard
-from gradw.training.loop import RunLogger, StepSampler, batch_indices, read_metrics, truncate_metrics, warmup_constant
+from gradw.training.loop import (
+    RunLogger,
+    StepSampler,
+    batch_indices,
+    read_metrics,
+    truncate_metrics,
+    warmup_constant,
+)
 
 
 def test_batches_cover_each_epoch_exactly_once():

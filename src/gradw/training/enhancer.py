@@ -244,7 +244,9 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if last.is_file() and not resume:
-            raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another out_dir")
+            raise TrainingError(
+                f"{out} already holds a run; pass --resume to continue it or choose another out_dir"
+            )
         save_config(config, out / "config.yaml")
 
     speech = SpeechDir.load(config.data.train)
@@ -286,10 +288,16 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
         persistent_workers=False,
     )
     extra = {
-        "speaker": {"name": config.speaker.name, "checkpoint": config.speaker.checkpoint, "tap": config.speaker.tap},
+        "speaker": {
+            "name": config.speaker.name,
+            "checkpoint": config.speaker.checkpoint,
+            "tap": config.speaker.tap,
+        },
         "train_speakers": len(speech.spk2utt),
     }
-    logger = RunLogger(out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="train G")
+    logger = RunLogger(
+        out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="train G"
+    )
     validator = _make_validator(config, speaker, info)
     best = math.inf
     step = start_step
@@ -339,7 +347,9 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     if info.is_main and step < steps:
         raise TrainingError(f"training stopped early at step {step} of {steps}: the data loader ran dry")
     if info.is_main:
-        (out / "done.json").write_text(json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best}))
+        (out / "done.json").write_text(
+            json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best})
+        )
     return last
 
 

@@ -29,7 +29,14 @@ from gradw.training.distributed import (
     unwrap,
 )
 from gradw.training.enhancer import TrainingError
-from gradw.training.loop import RunLogger, StepSampler, seed_everything, set_threads, truncate_metrics, warmup_constant
+from gradw.training.loop import (
+    RunLogger,
+    StepSampler,
+    seed_everything,
+    set_threads,
+    truncate_metrics,
+    warmup_constant,
+)
 
 SPEEDS = (1.0, 0.9, 1.1)  # class k + i * S is speaker k at SPEEDS[i]; the original speed comes first
 
@@ -89,7 +96,9 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if last.is_file() and not resume:
-            raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another out_dir")
+            raise TrainingError(
+                f"{out} already holds a run; pass --resume to continue it or choose another out_dir"
+            )
         save_config(config, out / "config.yaml")
 
     speech = SpeechDir.load(config.train)
@@ -128,7 +137,9 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
         dataset, batch_sampler=sampler, num_workers=config.num_workers, collate_fn=dataset.collate
     )
     extra = {"speakers": class_names(speakers, speeds), "train_dir": str(config.train)}
-    logger = RunLogger(out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="train E")
+    logger = RunLogger(
+        out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="train E"
+    )
     step = start_step
     try:
         for step, batch in zip(range(start_step, steps), loader, strict=False):
