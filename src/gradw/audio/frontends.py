@@ -383,6 +383,14 @@ class KaldiFbank(MelFrontend):
 FRONTENDS: dict[str, type[MelFrontend]] = {"logmel": LogMel, "kaldi-fbank": KaldiFbank}
 
 
+def frontend_name(frontend: MelFrontend) -> str:
+    """The registry name of a front-end instance (the inverse of :func:`build_frontend`)."""
+    for name, cls in FRONTENDS.items():
+        if type(frontend) is cls:
+            return name
+    raise ValueError(f"front-end {type(frontend).__name__} is not registered in FRONTENDS")
+
+
 def build_frontend(name: str, **kwargs: object) -> MelFrontend:
     """Build a front-end by name: ``"logmel"`` (:class:`LogMel`) or ``"kaldi-fbank"`` (:class:`KaldiFbank`).
 

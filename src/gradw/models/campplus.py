@@ -282,9 +282,10 @@ class _DenseLayer(nn.Module):
 
 def _stats_pool(x: Tensor, eps: float = 1e-2) -> Tensor:
     """(B, C, T) -> (B, 2C): mean and unbiased std over time (std = eps when T = 1)."""
-    mean = x.mean(dim=-1)
-    std = x.std(dim=-1, unbiased=True) if x.shape[-1] > 1 else torch.full_like(mean, eps)
-    return torch.cat([mean, std], dim=-1)
+    # explicit positive axes: the ONNX exporter mis-handles a negative concatenation axis here
+    mean = x.mean(dim=2)
+    std = x.std(dim=2, unbiased=True) if x.shape[2] > 1 else torch.full_like(mean, eps)
+    return torch.cat([mean, std], dim=1)
 
 
 class _XVector(nn.Module):

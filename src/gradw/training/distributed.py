@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def shard(items: list[int], info: DistInfo) -> list[int]:
+def shard(items: list[T], info: DistInfo) -> list[T]:
     """This rank's contiguous slice of a global batch (the batch size must divide evenly)."""
     if len(items) % info.world_size:
         raise ValueError(

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradw.audio.frontends import frontend_name
 from gradw.config import TrainConfig, save_config, to_dict
 from gradw.data.lists import AugmentDir, SpeechDir
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError
@@ -162,7 +163,8 @@ class EnhancerBundle:
     """A trained G with the description of the E it was trained against."""
 
     enhancer: MaskUNet
-    speaker: dict[str, Any]
+    speaker: dict[str, Any]  # {"name", "checkpoint", "tap"}: load_speaker_network(**speaker)
+    frontend: str  # the registry name of E's front-end: the mel grid the mask lives on
     config: dict[str, Any]
     step: int
 
@@ -173,7 +175,14 @@ def load_enhancer(path: str | Path) -> EnhancerBundle:
     enhancer = MaskUNet.from_config(state["model_config"])
     enhancer.load_state_dict(state["model"])
     enhancer.eval()
-    return EnhancerBundle(enhancer, state["extra"].get("speaker", {}), state["config"], state["step"])
+    extra = state["extra"]
+    return EnhancerBundle(
+        enhancer=enhancer,
+        speaker=extra.get("speaker", {}),
+        frontend=extra.get("frontend", "kaldi-fbank"),
+        config=state["config"],
+        step=state["step"],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +261,12 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     speech = SpeechDir.load(config.data.train)
     augment = AugmentDir.load(config.data.augment)
     speaker = prepare_speaker(config, speech, info)
+    # G's initial weights depend on the seed alone, not on what preparing E consumed (a cached or a
+    # freshly computed head draws different amounts of randomness)
+    seed_everything(config.seed)
     enhancer = build_enhancer(config, speaker.frontend.n_mels).to(info.device)
+    if info.distributed:  # before the optimizer takes the parameters: conversion makes new ones
+        convert_batchnorm(enhancer)
     optimizer = torch.optim.Adam(enhancer.parameters(), lr=config.optim.lr)
 
     start_step = 0
@@ -265,7 +279,6 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
         if info.is_main:
             truncate_metrics(out, start_step)
     if info.distributed:
-        convert_batchnorm(enhancer)
         enhancer = nn.parallel.DistributedDataParallel(
             enhancer, device_ids=[info.device.index] if info.device.type == "cuda" else None
         )
@@ -293,6 +306,7 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
             "checkpoint": config.speaker.checkpoint,
             "tap": config.speaker.tap,
         },
+        "frontend": frontend_name(speaker.frontend),
         "train_speakers": len(speech.spk2utt),
     }
     logger = RunLogger(

@@ -39,31 +39,27 @@ def warmup_constant(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps)
 
 
-def batch_indices(num_items: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """The global batch of example indices used at ``step``.
+def batch_keys(num_items: int, batch_size: int, seed: int, step: int) -> list[tuple[int, int]]:
+    """The global batch used at ``step``, as (epoch, example index) keys.
 
     Epochs are consecutive permutations of ``range(num_items)`` (a fresh one per epoch, seeded by
-    (seed, epoch)); batches are consecutive slices of the concatenated permutations. A function
-    of its arguments alone, so a resumed run sees exactly the same batches.
+    (seed, epoch)); batches are consecutive slices of the concatenated permutations. The epoch
+    travels with each index so that a dataset draws a new crop and new noise for an utterance in
+    every epoch. A function of its arguments alone, so a resumed run sees exactly the same batches.
     """
     if num_items <= 0:
         raise ValueError("no training examples")
     start = step * batch_size
-    out: list[int] = []
+    out: list[tuple[int, int]] = []
     while len(out) < batch_size:
         epoch, offset = divmod(start + len(out), num_items)
         perm = np.random.default_rng([seed, epoch]).permutation(num_items)
         take = min(batch_size - len(out), num_items - offset)
-        out.extend(int(i) for i in perm[offset : offset + take])
+        out.extend((epoch, int(i)) for i in perm[offset : offset + take])
     return out
 
 
-def epoch_of(step: int, batch_size: int, num_items: int) -> int:
-    """The epoch that the first example of ``step`` belongs to."""
-    return (step * batch_size) // num_items
-
-
-class StepSampler(torch.utils.data.Sampler[list[int]]):
+class StepSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
     """Yields this rank's share of each global batch, from ``start_step`` to ``end_step``."""
 
     def __init__(
@@ -72,9 +68,9 @@ class StepSampler(torch.utils.data.Sampler[list[int]]):
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.start_step, self.end_step, self.info = start_step, end_step, info
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.start_step, self.end_step):
-            yield shard(batch_indices(self.num_items, self.batch_size, self.seed, step), self.info)
+            yield shard(batch_keys(self.num_items, self.batch_size, self.seed, step), self.info)
 
     def __len__(self) -> int:
         return max(0, self.end_step - self.start_step)

@@ -115,6 +115,8 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
     speakers = sorted(speech.spk2utt)
     model_config = {**to_dict(config.model), "num_classes": dataset.num_classes}
     model = build_resnet(model_config).to(info.device)
+    if info.distributed:  # before the optimizer takes the parameters: conversion makes new ones
+        convert_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     start_step = 0
     if resume and last.is_file():
@@ -126,7 +128,6 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
         if info.is_main:
             truncate_metrics(out, start_step)
     if info.distributed:
-        convert_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[info.device.index] if info.device.type == "cuda" else None
         )

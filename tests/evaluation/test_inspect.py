@@ -1,0 +1,228 @@
+"""Tests for ``gradw inspect`` (gradw.evaluation.inspect)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from gradw.data.lists import AugmentDir, DataError, SpeechDir, write_augment_dir, write_speech_dir
+from gradw.evaluation.inspect import add_inspect_parser, inspect_utterance, parse_checkpoint_args
+from gradw.losses import logit_gradient
+from gradw.models.resnet import resnet_tiny
+from gradw.models.unet import MaskUNet
+from gradw.training.checkpoint import save_checkpoint
+
+SR = 16000
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _voice(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    f0 = 110 + 120 * rng.random()
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * (2 + 3 * rng.random()) * t)
+    return (0.2 * env * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5))).astype(np.float32)
+
+
+def _write(path: Path, wav: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wav, SR, subtype="FLOAT")
+    return path
+
+
+def _save_unet(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    unet = MaskUNet(n_mels=80, base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1))
+    extra = {"speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": None}, "frontend": "logmel"}
+    return save_checkpoint(
+        path, kind="enhancer", model=unet, model_config=unet.config, extra=extra, config={}, step=0
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ckpt")
+    return {
+        "gradw": _save_unet(root / "gradw" / "last.pt", 0),
+        "equalw": _save_unet(root / "equalw" / "last.pt", 1),
+    }
+
+
+@pytest.fixture(scope="module")
+def speaker() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return resnet_tiny(num_classes=4).eval()
+
+
+@pytest.fixture(scope="module")
+def wavs() -> tuple[np.ndarray, np.ndarray]:
+    clean = _voice(SR + SR // 2, 3)
+    noise = 0.1 * np.random.default_rng(4).standard_normal(clean.shape[0]).astype(np.float32)
+    return clean, clean + noise
+
+
+def test_inspect_utterance_numbers_and_png(
+    tmp_path: Path,
+    checkpoints: dict[str, Path],
+    speaker: torch.nn.Module,
+    wavs: tuple[np.ndarray, np.ndarray],
+) -> None:
+    clean, noisy = wavs
+    png = tmp_path / "fig.png"
+    result = inspect_utterance(checkpoints, clean, noisy, 2, png, speaker=speaker, title="utt, noise_-5")
+    assert result["png"] == png
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 20_000
+    assert result["logit"]["kind"] == "head" and result["logit"]["label"] == 2
+    assert list(result["systems"]) == ["gradw", "equalw"]
+    assert set(result["logits"]) == {"clean", "noisy", "gradw", "equalw"}
+    c, f, t = result["shapes"]["tap"]
+    for label, stats in result["systems"].items():
+        weights = result["maps"]["weights"][label]
+        for scheme in ("equal", "gradw-norm", "gradw"):
+            assert weights[scheme].shape == (f, t)
+            assert weights[scheme].sum() == pytest.approx(1.0, abs=1e-6)
+            assert stats["weights"][scheme]["sum"] == pytest.approx(1.0, abs=1e-6)
+        assert stats["weights"]["equal"]["weight_entropy"] == pytest.approx(1.0, abs=1e-9)
+        assert stats["weights"]["equal"]["weight_max_mean"] == pytest.approx(1.0)
+        assert stats["weights"]["gradw-norm"]["weight_entropy"] < 1.0  # the gradient scheme is not uniform
+        assert 0.0 < stats["mask_mean"] < 1.0
+        assert stats["mask_mean"] == pytest.approx(result["maps"]["mask"][label].mean(), rel=1e-5)
+        diff = result["maps"]["difference"][label]
+        assert stats["weighted_l1"]["equal"] == pytest.approx(diff.mean(), rel=1e-5)
+        assert result["maps"]["weighted_difference"][label] == pytest.approx(weights["gradw-norm"] * diff)
+        assert result["maps"]["features"][label].shape == tuple(result["shapes"]["features"])
+    # the clean gradient map is the channel sum of the head logit's gradient at the clean tap
+    with torch.no_grad():
+        x = torch.from_numpy(clean)[None]
+        a_ref = speaker.to_tap(speaker.features(speaker.mel_power(x)))
+    expected = logit_gradient(speaker, a_ref, torch.tensor([2]))
+    assert result["maps"]["gradient"]["clean"] == pytest.approx(
+        expected.gradient.sum(dim=1)[0].double().numpy(), rel=1e-4, abs=1e-9
+    )
+    assert result["logits"]["clean"] == pytest.approx(float(expected.logit[0]), rel=1e-5)
+
+
+def test_inspect_without_head_uses_target_cosine(
+    checkpoints: dict[str, Path], wavs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    torch.manual_seed(1)
+    headless = resnet_tiny().eval()
+    clean, noisy = wavs
+    own = inspect_utterance(checkpoints, clean, noisy, None, None, speaker=headless)
+    assert own["png"] is None
+    assert own["logit"]["kind"] == "target-cosine"
+    assert own["logits"]["clean"] == pytest.approx(32.0, rel=1e-5)  # cos(e, e) = 1
+    assert any("gradient vanishes" in n for n in own["notes"])
+    grad_clean = np.abs(own["maps"]["gradient"]["clean"]).max()
+    grad_noisy = np.abs(own["maps"]["gradient"]["noisy"]).max()
+    assert grad_clean < 1e-3 * grad_noisy
+    # an explicit target: the logit is 32 cos(e, target)
+    target = np.random.default_rng(0).standard_normal(headless.embedding_dim).astype(np.float32)
+    given = inspect_utterance(
+        checkpoints, clean, noisy, None, None, speaker=headless, target_embedding=target
+    )
+    with torch.no_grad():
+        emb = headless.embed(torch.from_numpy(clean)[None])[0]
+    cos = torch.nn.functional.cosine_similarity(emb, torch.from_numpy(target), dim=0)
+    assert given["logits"]["clean"] == pytest.approx(32 * float(cos), rel=1e-4)
+    assert not given["notes"]
+
+
+def test_inspect_utterance_errors(
+    checkpoints: dict[str, Path], speaker: torch.nn.Module, wavs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    clean, noisy = wavs
+    with pytest.raises(ValueError, match="same length"):
+        inspect_utterance(checkpoints, clean, noisy[:-10], 0, None, speaker=speaker)
+    with pytest.raises(ValueError, match="outside E's head"):
+        inspect_utterance(checkpoints, clean, noisy, 7, None, speaker=speaker)
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        inspect_utterance(checkpoints, clean, noisy, 0, None, speaker=speaker, scheme="equal")
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("corpus")
+    wavs, utt2spk = {}, {}
+    for s in range(2):
+        for u in range(2):
+            utt = f"spk{s}-utt{u}"
+            wavs[utt] = _write(root / "test" / f"{utt}.wav", _voice(SR + 800 * u, 10 * s + u))
+            utt2spk[utt] = f"spk{s}"
+    write_speech_dir(root / "test", wavs, utt2spk)
+    rng = np.random.default_rng(0)
+    noise = {
+        f"n{i}": _write(root / "aug" / f"n{i}.wav", (0.1 * rng.standard_normal(12000)).astype(np.float32))
+        for i in range(2)
+    }
+    write_augment_dir(root / "aug", "noise", noise)
+    SpeechDir.load(root / "test")
+    AugmentDir.load(root / "aug")
+    return root / "test", root / "aug"
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gradw")
+    add_inspect_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["inspect", *argv])
+
+
+def test_cmd_inspect_writes_the_figure(
+    tmp_path: Path,
+    corpus: tuple[Path, Path],
+    checkpoints: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    test, aug = corpus
+    out = tmp_path / "fig.png"
+    args = _parse(
+        [
+            "--test", str(test), "--augment", str(aug), "--utt", "spk1-utt0", "--condition", "noise_-5",
+            "--checkpoint", f"gradw={checkpoints['gradw']}", "--checkpoint", str(checkpoints["equalw"]),
+            "-o", str(out), "--quiet",
+        ]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    printed = capsys.readouterr().out
+    assert f"figure: {out}" in printed
+    assert "gradw: mask mean" in printed and "equalw: mask mean" in printed  # the second named by its run dir
+
+
+def test_cmd_inspect_clear_errors(
+    tmp_path: Path, corpus: tuple[Path, Path], checkpoints: dict[str, Path]
+) -> None:
+    test, aug = corpus
+    base = [
+        "--test",
+        str(test),
+        "--augment",
+        str(aug),
+        "--checkpoint",
+        f"g={checkpoints['gradw']}",
+        "-o",
+        str(tmp_path / "x.png"),
+    ]
+    args = _parse([*base, "--utt", "spk9-utt0", "--condition", "noise_-5"])
+    with pytest.raises(DataError, match="utterance 'spk9-utt0' is not in wav.scp"):
+        args.func(args)
+    args = _parse([*base, "--utt", "spk0-utt0", "--condition", "noise-5"])
+    with pytest.raises(DataError, match="--condition: not a condition name: 'noise-5'"):
+        args.func(args)
+    args = _parse([*base, "--utt", "spk0-utt0", "--condition", "music_0"])
+    with pytest.raises(DataError, match="music"):
+        args.func(args)
+    assert not (tmp_path / "x.png").exists()
+    with pytest.raises(DataError, match="file not found"):
+        parse_checkpoint_args(["g=missing.pt"])
+    with pytest.raises(DataError, match="given twice"):
+        parse_checkpoint_args([f"g={checkpoints['gradw']}", f"g={checkpoints['equalw']}"])

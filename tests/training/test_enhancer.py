@@ -1,0 +1,241 @@
+"""Stage 2 end to end on the toy corpus: training, checkpoints, resume, multi-process, errors."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradw.config import TrainConfig, load_config
+from gradw.losses.objective import EnhancementObjective, NonFiniteLossError
+from gradw.models.unet import MaskUNet
+from gradw.training.checkpoint import load_checkpoint
+from gradw.training.enhancer import TrainingError, load_enhancer, train_enhancer
+from gradw.training.loop import read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _overrides(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        f"out_dir={out}",
+        f"cache_dir={out.parent / 'cache'}",
+        f"data.train={corpus / 'train'}",
+        f"data.augment={corpus / 'augment' / 'train'}",
+        f"data.val={corpus / 'val'}",
+        f"data.val_augment={corpus / 'augment' / 'test'}",
+        "speaker.name=resnet-tiny",
+        "speaker.tap=layer4",
+        "speaker.centroid_crop_seconds=1.0",
+        "data.crop_seconds=0.5",
+        "optim.batch_size=4",
+        "tensorboard=false",
+        "threads=1",
+        *extra,
+    ]
+
+
+def _config(corpus: Path, out: Path, *extra: str) -> TrainConfig:
+    return load_config(TrainConfig, "tiny", _overrides(corpus, out, *extra), section="train")
+
+
+def test_training_writes_a_self_describing_checkpoint_and_logs(toy_corpus: Path, tmp_path: Path):
+    config = _config(toy_corpus, tmp_path / "run", "validation.every=3", "loss.scheme=gradw")
+    last = train_enhancer(config, quiet=True)
+    state = load_checkpoint(last, kind="enhancer")
+    assert state["step"] == config.optim.steps
+    assert state["config"]["loss"]["scheme"] == "gradw"
+    assert state["extra"]["speaker"]["name"] == "resnet-tiny" and state["extra"]["frontend"] == "logmel"
+    assert state["versions"]["torch"] and state["optimizer"] is not None
+    bundle = load_enhancer(last)
+    feats = torch.randn(1, 80, 37)
+    mask = bundle.enhancer(feats)
+    assert mask.shape == feats.shape and bool(((mask > 0) & (mask < 1)).all())
+    train = read_metrics(tmp_path / "run", "train")
+    assert [r["step"] for r in train] == [2, 4, 6]
+    for record in train:  # the spread of P is logged so users can see whether Grad-W differs from Equal-W
+        assert 0 < record["weight_entropy"] <= 1 and record["weight_max_mean"] >= 1
+        assert record["loss"] > 0
+    val = read_metrics(tmp_path / "run", "val")
+    assert [r["step"] for r in val] == [3, 6] and all(0 <= r["eer"] <= 100 for r in val)
+    assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_an_existing_run_is_not_overwritten(toy_corpus: Path, tmp_path: Path):
+    config = _config(toy_corpus, tmp_path / "run", "optim.steps=1")
+    train_enhancer(config, quiet=True)
+    with pytest.raises(TrainingError, match="--resume"):
+        train_enhancer(config, quiet=True)
+
+
+def _train_cli(corpus: Path, out: Path, *extra: str, resume: bool = False) -> None:
+    args = [
+        sys.executable,
+        "-m",
+        "gradw",
+        "train",
+        "--config",
+        "tiny",
+        "--quiet",
+        *_overrides(corpus, out, *extra),
+    ]
+    if resume:
+        args.insert(6, "--resume")
+    result = subprocess.run(args, capture_output=True, text=True, cwd=out.parent, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(toy_corpus: Path, tmp_path: Path):
+    # a resumed run is a new process, so each leg runs as one (numerics are then bit-exact)
+    _train_cli(toy_corpus, tmp_path / "full", "optim.steps=6", "checkpoint_every=3")
+    _train_cli(toy_corpus, tmp_path / "split", "optim.steps=3", "checkpoint_every=3")
+    _train_cli(toy_corpus, tmp_path / "split", "optim.steps=6", "checkpoint_every=3", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert a["step"] == b["step"] == 6
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], atol=1e-7, rtol=1e-6, msg=key)
+    steps = [r["step"] for r in read_metrics(tmp_path / "split", "train")]
+    assert steps == [2, 3, 4, 6]  # every 2 steps, at the end of the first leg, and no step twice
+
+
+def test_non_finite_loss_names_the_utterances(toy_corpus: Path, tmp_path: Path, monkeypatch):
+    def explode(self, mask, clean_mel, noisy_mel, labels=None):
+        raise NonFiniteLossError([1])
+
+    monkeypatch.setattr(EnhancementObjective, "__call__", explode)
+    config = _config(toy_corpus, tmp_path / "run", "optim.steps=2")
+    with pytest.raises(TrainingError, match=r"non-finite loss at step 0 for utterance\(s\): spk\d+-\d+"):
+        train_enhancer(config, quiet=True)
+
+
+def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "gradw", "train", "--config", "tiny", "loss.shceme=equal"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "gradw: error: unknown config key loss.shceme (valid: clip, embedding_weight, scheme, temperature)"
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "gradw", "train", "--config", "tiny", f"data.train={tmp_path / 'nothing'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "nothing" in result.stderr and result.stderr.count("\n") == 1
+
+
+def _run_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(toy_corpus: Path, tmp_path: Path):
+    """DDP over 2 gloo processes (batch 2 each, BatchNorm statistics reduced across ranks) computes
+    the gradient of one process with batch 4. Compared after one step, through Adam's first moment
+    (exp_avg = 0.1 * gradient): later steps are ill-conditioned to compare, since Adam's first update
+    is sign(gradient) and flips for elements whose gradient is at rounding level."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    extra = ("optim.steps=1", "log_every=1", "enhancer.init_bias=null")
+    one = _run_cli(
+        [
+            sys.executable,
+            "-m",
+            "gradw",
+            "train",
+            "--config",
+            "tiny",
+            "--quiet",
+            *_overrides(toy_corpus, tmp_path / "one", *extra),
+        ],
+        tmp_path,
+        env,
+    )
+    assert one.returncode == 0, one.stderr
+    two = _run_cli(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={_free_port()}",
+            "-m",
+            "gradw",
+            "train",
+            "--config",
+            "tiny",
+            "--quiet",
+            *_overrides(toy_corpus, tmp_path / "two", *extra),
+        ],
+        tmp_path,
+        env,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = load_checkpoint(tmp_path / "one" / "last.pt")
+    b = load_checkpoint(tmp_path / "two" / "last.pt")
+    loss_a, loss_b = (read_metrics(tmp_path / run, "train")[0]["loss"] for run in ("one", "two"))
+    assert abs(loss_a - loss_b) <= 1e-6 * abs(loss_a)
+    model = MaskUNet.from_config(a["model_config"])
+    # a transposed conv's bias feeds an InstanceNorm, which removes it: its true gradient is 0
+    no_gradient = {
+        f"{m}.bias" for m, mod in model.named_modules() if isinstance(mod, torch.nn.ConvTranspose2d)
+    }
+    compared = 0
+    for index, (name, _) in enumerate(model.named_parameters()):
+        if name in no_gradient:
+            continue
+        ga = a["optimizer"]["state"][index]["exp_avg"]
+        gb = b["optimizer"]["state"][index]["exp_avg"]
+        scale = float(ga.abs().max())
+        assert scale > 0, name
+        assert float((ga - gb).abs().max()) <= 1e-4 * scale, name
+        compared += 1
+    assert compared >= 40
+
+
+def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(toy_corpus: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "gradw",
+        "train",
+        "--config",
+        "tiny",
+        "--quiet",
+        *_overrides(toy_corpus, out, "optim.steps=400", "checkpoint_every=2"),
+    ]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if (out / "last.pt").is_file() and load_checkpoint(out / "last.pt")["step"] >= 4:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = load_checkpoint(out / "last.pt")  # never half-written
+    killed_at = state["step"]
+    assert killed_at >= 4 and killed_at % 2 == 0
+    resumed = _config(toy_corpus, out, f"optim.steps={killed_at + 2}", "checkpoint_every=2")
+    train_enhancer(resumed, resume=True, quiet=True)
+    assert load_checkpoint(out / "last.pt")["step"] == killed_at + 2
