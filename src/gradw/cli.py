@@ -172,6 +172,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gradw.demo import run_demo
+
+    run_demo(args.preset, quiet=args.quiet, processes=args.processes)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the resolved config of a preset section with overrides (a dry run)."""
     import yaml
@@ -202,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gradw", description="Speaker verification in extreme noise: Grad-W speaker-aware enhancement."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="build the corpus, train Grad-W and Equal-W, evaluate every system")
+    demo.add_argument(
+        "--preset", default="demo", help="tiny, demo or full (or a YAML file with a demo section)"
+    )
+    demo.add_argument(
+        "--processes", type=int, default=None, help="evaluation processes (default: the preset's)"
+    )
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=cmd_demo)
 
     train = sub.add_parser("train", help="train the enhancer G against a fixed speaker network E")
     _add_training_args(train)

@@ -16,6 +16,7 @@ A system spec is a string:
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from torch.nn import functional as F
 from gradw.models.speaker import SpeakerNetwork
 
 PEER_NAMES = ("rnnoise", "deepfilternet3", "spectral-gating", "spectral-gating-stationary")
+RESERVED_NAMES = ("noisy", *PEER_NAMES)
+# a system's name becomes a folder under OUT/scores/: no separators, no leading dot
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 class SystemSpecError(ValueError):
@@ -63,6 +67,15 @@ def parse_system(text: str) -> SystemSpec:
             path = path[: -len("@fuse")]
         if not name or not path:
             raise SystemSpecError(f"system {text!r} is not of the form NAME:CHECKPOINT")
+        if not _SAFE_NAME.fullmatch(name):
+            raise SystemSpecError(
+                f"system name {name!r} (in {text!r}): use letters, digits and . _ + - "
+                "(it names the score folder)"
+            )
+        if name in RESERVED_NAMES:
+            raise SystemSpecError(
+                f"system name {name!r} (in {text!r}) is reserved for the built-in system; choose another"
+            )
         checkpoint = Path(path)
         if not checkpoint.is_file():
             raise SystemSpecError(f"system {name}: checkpoint not found: {checkpoint}")

@@ -1,0 +1,154 @@
+"""``gradw demo``: the paper's question answered end to end on the embedded corpus.
+
+Stages (each skipped when its output is already complete, so a rerun reuses what is done):
+
+1. build the synthvox corpus of the preset (``data`` section of the preset);
+2. train G once per variant of the ``demo`` section (Grad-W and Equal-W against CAM++);
+3. evaluate noisy / each G / the waveform peers on clean speech and every category x SNR;
+4. print the EER table and write ``OUT/eval/report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradw.config import ConfigError, TrainConfig, load_config, load_yaml, preset_path
+
+
+@dataclass
+class DemoConfig:
+    """The ``demo`` section of a preset."""
+
+    out: str = "exp/demo"
+    variants: dict[str, list[str]] = field(default_factory=dict)  # name -> overrides of the train section
+    peers: list[str] = field(default_factory=lambda: ["rnnoise", "deepfilternet3", "spectral-gating"])
+    snrs: list[float] = field(default_factory=lambda: [0.0, -5.0, -10.0])
+    categories: list[str] = field(default_factory=lambda: ["noise", "music", "babble"])
+    max_trials: int | None = None
+    n_boot: int = 1000
+    eval_processes: int = 1
+
+
+def _demo_config(preset: str) -> tuple[dict[str, Any], DemoConfig]:
+    data = load_yaml(preset_path(preset))
+    if "demo" not in data or "data" not in data:
+        raise ConfigError(f"preset {preset!r} has no demo or data section")
+    section = data["demo"]
+    unknown = set(section) - set(DemoConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown config key demo.{sorted(unknown)[0]}")
+    return data["data"], DemoConfig(**section)
+
+
+def _log(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"[gradw demo] {message}", flush=True)
+
+
+def run_demo(preset: str = "demo", quiet: bool = False, processes: int | None = None) -> Path:
+    """Run every stage; returns the report path."""
+    started = time.time()
+    data_cfg, demo = _demo_config(preset)
+    root = Path(data_cfg["root"])
+    out = Path(demo.out)
+
+    # 1. data
+    if not (root / "manifest.json").is_file() or not (root / "test" / "trials").is_file():
+        from gradw.data.corpora.synthvox import build_synthvox
+
+        _log(f"building the {data_cfg['preset']} corpus in {root}", quiet)
+        build_synthvox(root, preset=data_cfg["preset"], quiet=quiet)
+    else:
+        _log(f"corpus found in {root}", quiet)
+
+    # 2. training, one run per variant
+    from gradw.training.enhancer import train_enhancer
+
+    systems = ["noisy"]
+    for name, overrides in demo.variants.items():
+        run_dir = out / name
+        config = load_config(TrainConfig, preset, [*overrides, f"out_dir={run_dir}"], section="train")
+        done = run_dir / "done.json"
+        if done.is_file() and json.loads(done.read_text()).get("steps") == config.optim.steps:
+            _log(f"{name}: already trained ({run_dir})", quiet)
+        else:
+            _log(f"training {name} ({config.loss.scheme}, {config.optim.steps} steps) in {run_dir}", quiet)
+            train_enhancer(config, resume=(run_dir / "last.pt").is_file(), quiet=quiet)
+        # checkpoint selection on the validation speakers' EER when validation ran, else the last
+        best = run_dir / "best.pt"
+        systems.append(f"{name}:{best if best.is_file() else run_dir / 'last.pt'}")
+    systems.extend(_available_peers(demo.peers, quiet))
+
+    # 3. evaluation (sharded over processes with torchrun when asked)
+    eval_dir = out / "eval"
+    args = [
+        "evaluate",
+        "--test",
+        str(root / "test"),
+        "--augment",
+        str(root / "augment" / "test"),
+        "--systems",
+        ",".join(systems),
+        "--snrs",
+        ",".join(["clean", *(f"{s:g}" for s in demo.snrs)]),
+        "--categories",
+        ",".join(demo.categories),
+        "--n-boot",
+        str(demo.n_boot),
+        "--out",
+        str(eval_dir),
+    ]
+    if demo.max_trials:
+        args += ["--max-trials", str(demo.max_trials)]
+    if quiet:
+        args.append("--quiet")
+    nproc = processes or demo.eval_processes
+    _log(f"evaluating {len(systems)} systems with {nproc} process(es) in {eval_dir}", quiet)
+    if nproc > 1:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            f"--master_port={port}",
+            "-m",
+            "gradw",
+            *args,
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))}
+        result = subprocess.run(command, env=env, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"evaluation failed (exit {result.returncode})")
+    else:
+        from gradw.cli import main
+
+        if main(args) != 0:
+            raise RuntimeError("evaluation failed")
+    report = eval_dir / "report.md"
+    _log(f"done in {(time.time() - started) / 60:.1f} min; report: {report}", quiet)
+    return report
+
+
+def _available_peers(peers: list[str], quiet: bool) -> list[str]:
+    from gradw.evaluation.peers import available_peers
+
+    available = available_peers()
+    chosen = []
+    for peer in peers:
+        if available.get(peer):
+            chosen.append(peer)
+        else:
+            _log(f"peer {peer} is not installed: skipped (pip install 'gradw[peers]')", quiet)
+    return chosen
