@@ -20,7 +20,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from gradw.data.lists import DataError
     from gradw.evaluation.systems import SystemSpecError
     from gradw.training.checkpoint import CheckpointError
-    from gradw.training.enhancer import TrainingError
+    from gradw.training.loop import TrainingError
 
     return (
         ConfigError,

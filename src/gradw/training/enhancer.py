@@ -22,35 +22,31 @@ import torch
 from torch import nn
 
 from gradw.audio.frontends import frontend_name
-from gradw.config import TrainConfig, save_config, to_dict
+from gradw.config import TrainConfig, to_dict
 from gradw.data.lists import AugmentDir, SpeechDir
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError
 from gradw.models import load_speaker_network
 from gradw.models.speaker import CosineHead, SpeakerNetwork
 from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from gradw.training.checkpoint import load_checkpoint, save_checkpoint
 from gradw.training.distributed import (
     DistInfo,
     all_reduce_mean,
     barrier,
     cleanup_distributed,
-    convert_batchnorm,
     setup_distributed,
     unwrap,
 )
 from gradw.training.loop import (
     RunLogger,
-    StepSampler,
+    TrainingError,
+    open_run,
     seed_everything,
+    set_learning_rate,
     set_threads,
-    truncate_metrics,
-    warmup_constant,
+    start_training,
+    step_loader,
 )
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, inconsistent resume...); the message says why."""
-
 
 # ---------------------------------------------------------------------------------------------
 # the fixed speaker network and its head
@@ -249,15 +245,7 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     set_threads(config.threads)
     seed_everything(config.seed)
     out = Path(config.out_dir)
-    last = out / "last.pt"
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if last.is_file() and not resume:
-            raise TrainingError(
-                f"{out} already holds a run; pass --resume to continue it or choose another out_dir"
-            )
-        save_config(config, out / "config.yaml")
-
+    last = open_run(out, config, resume, info)
     speech = SpeechDir.load(config.data.train)
     augment = AugmentDir.load(config.data.augment)
     speaker = prepare_speaker(config, speech, info)
@@ -265,23 +253,9 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     # freshly computed head draws different amounts of randomness)
     seed_everything(config.seed)
     enhancer = build_enhancer(config, speaker.frontend.n_mels).to(info.device)
-    if info.distributed:  # before the optimizer takes the parameters: conversion makes new ones
-        convert_batchnorm(enhancer)
-    optimizer = torch.optim.Adam(enhancer.parameters(), lr=config.optim.lr)
-
-    start_step = 0
-    if resume and last.is_file():
-        state = load_checkpoint(last, kind="enhancer")
-        enhancer.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start_step = int(state["step"])
-        if info.is_main:
-            truncate_metrics(out, start_step)
-    if info.distributed:
-        enhancer = nn.parallel.DistributedDataParallel(
-            enhancer, device_ids=[info.device.index] if info.device.type == "cuda" else None
-        )
+    enhancer, optimizer, start_step = start_training(
+        enhancer, config.optim.lr, last, "enhancer", resume, info
+    )
 
     objective = EnhancementObjective(
         speaker,
@@ -292,13 +266,8 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     )
     dataset = _make_dataset(config, speech, augment)
     steps = config.optim.steps
-    sampler = StepSampler(len(dataset), config.optim.batch_size, config.seed, start_step, steps, info)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=config.data.num_workers,
-        collate_fn=dataset.collate,
-        persistent_workers=False,
+    loader = step_loader(
+        dataset, config.optim.batch_size, config.seed, start_step, steps, info, config.data.num_workers
     )
     extra = {
         "speaker": {
@@ -317,8 +286,7 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     step = start_step
     try:
         for step, batch in zip(range(start_step, steps), loader, strict=False):
-            for group in optimizer.param_groups:
-                group["lr"] = config.optim.lr * warmup_constant(step, config.optim.warmup_steps)
+            set_learning_rate(optimizer, config.optim.lr, step, config.optim.warmup_steps)
             clean = batch["clean"].to(info.device)
             noisy = batch["noisy"].to(info.device)
             labels = batch["speaker"].to(info.device)

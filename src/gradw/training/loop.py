@@ -16,7 +16,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gradw.training.distributed import DistInfo, shard
+from gradw.config import save_config
+from gradw.training.checkpoint import load_checkpoint, set_rng_state
+from gradw.training.distributed import DistInfo, convert_batchnorm, shard
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, inconsistent resume...); the message says why."""
 
 
 def seed_everything(seed: int) -> None:
@@ -157,3 +163,74 @@ def truncate_metrics(out_dir: Path, after_step: int) -> None:
     tmp = path.with_name(".metrics.jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     tmp.replace(path)
+
+
+def open_run(out_dir: str | Path, config: object, resume: bool, info: DistInfo) -> Path:
+    """Create the run folder and save the resolved config; refuse to overwrite a finished or
+    started run unless resuming. Returns the path of ``last.pt``."""
+    out = Path(out_dir)
+    last = out / "last.pt"
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if last.is_file() and not resume:
+            raise TrainingError(
+                f"{out} already holds a run; pass --resume to continue it or choose another out_dir"
+            )
+        save_config(config, out / "config.yaml")
+    return last
+
+
+def start_training(
+    model: torch.nn.Module, lr: float, last: Path, kind: str, resume: bool, info: DistInfo
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, int]:
+    """Adam over ``model`` restored from ``last`` when resuming, wrapped for DDP when distributed.
+
+    Returns (model to call, optimizer, first step). BatchNorm layers are converted to
+    cross-rank BatchNorm *before* the optimizer takes the parameters (conversion makes new ones).
+    """
+    if info.distributed:
+        convert_batchnorm(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    start_step = 0
+    if resume and last.is_file():
+        state = load_checkpoint(last, kind=kind)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start_step = int(state["step"])
+        if info.is_main:
+            truncate_metrics(last.parent, start_step)
+    if info.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+    return model, optimizer, start_step
+
+
+def step_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    seed: int,
+    start_step: int,
+    steps: int,
+    info: DistInfo,
+    num_workers: int,
+) -> torch.utils.data.DataLoader:
+    """A loader yielding this rank's share of the global batch of every step in [start, steps)."""
+    sampler = StepSampler(len(dataset), batch_size, seed, start_step, steps, info)  # type: ignore[arg-type]
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=dataset.collate,  # type: ignore[attr-defined]
+    )
+
+
+def set_learning_rate(
+    optimizer: torch.optim.Optimizer, base_lr: float, step: int, warmup_steps: int
+) -> float:
+    """Apply the warm-up-then-constant schedule at ``step``; returns the rate."""
+    lr = base_lr * warmup_constant(step, warmup_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr

@@ -12,30 +12,30 @@ import json
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
-from gradw.config import SpeakerTrainConfig, save_config, to_dict
+from gradw.config import SpeakerTrainConfig, to_dict
 from gradw.data.lists import AugmentDir, SpeechDir
 from gradw.models import build_resnet
-from gradw.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from gradw.training.checkpoint import save_checkpoint
 from gradw.training.distributed import (
     DistInfo,
     all_reduce_mean,
     barrier,
     cleanup_distributed,
-    convert_batchnorm,
     setup_distributed,
     unwrap,
 )
-from gradw.training.enhancer import TrainingError
 from gradw.training.loop import (
     RunLogger,
-    StepSampler,
+    TrainingError,
+    open_run,
     seed_everything,
+    set_learning_rate,
     set_threads,
-    truncate_metrics,
-    warmup_constant,
+    start_training,
+    step_loader,
 )
 
 SPEEDS = (1.0, 0.9, 1.1)  # class k + i * S is speaker k at SPEEDS[i]; the original speed comes first
@@ -92,15 +92,7 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
     set_threads(config.threads)
     seed_everything(config.seed)
     out = Path(config.out_dir)
-    last = out / "last.pt"
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if last.is_file() and not resume:
-            raise TrainingError(
-                f"{out} already holds a run; pass --resume to continue it or choose another out_dir"
-            )
-        save_config(config, out / "config.yaml")
-
+    last = open_run(out, config, resume, info)
     speech = SpeechDir.load(config.train)
     augment = AugmentDir.load(config.augment) if config.augment else None
     speeds = SPEEDS if config.speed_perturb else (1.0,)
@@ -115,27 +107,11 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
     speakers = sorted(speech.spk2utt)
     model_config = {**to_dict(config.model), "num_classes": dataset.num_classes}
     model = build_resnet(model_config).to(info.device)
-    if info.distributed:  # before the optimizer takes the parameters: conversion makes new ones
-        convert_batchnorm(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
-    start_step = 0
-    if resume and last.is_file():
-        state = load_checkpoint(last, kind="speaker")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start_step = int(state["step"])
-        if info.is_main:
-            truncate_metrics(out, start_step)
-    if info.distributed:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
-        )
+    model, optimizer, start_step = start_training(model, config.optim.lr, last, "speaker", resume, info)
 
     steps = config.optim.steps
-    sampler = StepSampler(len(dataset), config.optim.batch_size, config.seed, start_step, steps, info)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=config.num_workers, collate_fn=dataset.collate
+    loader = step_loader(
+        dataset, config.optim.batch_size, config.seed, start_step, steps, info, config.num_workers
     )
     extra = {"speakers": class_names(speakers, speeds), "train_dir": str(config.train)}
     logger = RunLogger(
@@ -144,8 +120,7 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
     step = start_step
     try:
         for step, batch in zip(range(start_step, steps), loader, strict=False):
-            for group in optimizer.param_groups:
-                group["lr"] = config.optim.lr * warmup_constant(step, config.optim.warmup_steps)
+            set_learning_rate(optimizer, config.optim.lr, step, config.optim.warmup_steps)
             wav = batch["wav"].to(info.device)
             labels = batch["speaker"].to(info.device)
             model.train()
