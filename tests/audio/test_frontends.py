@@ -268,3 +268,14 @@ def test_build_frontend() -> None:
     assert fe.mel_power(torch.zeros(1, 800)).shape == (1, 40, 3)
     with pytest.raises(ValueError, match="'logmel'.*'kaldi-fbank'"):
         build_frontend("mfcc")
+
+
+@pytest.mark.parametrize("name", ["logmel", "kaldi-fbank"])
+def test_non_finite_waveforms_are_refused_not_turned_into_nan_features(name):
+    frontend = build_frontend(name)
+    wav = torch.zeros(3, 16000)
+    wav[1, 100] = float("nan")
+    wav[2, 5] = float("inf")
+    with pytest.raises(ValueError, match=r"NaN or infinite samples \(batch items \[1, 2\]\)"):
+        frontend(wav)
+    assert torch.isfinite(frontend(torch.zeros(1, 16000))).all()  # digital silence is fine

@@ -97,7 +97,7 @@ class MelFrontend(nn.Module):
         return self.log_features(self.mel_power(wav), mask)
 
     def _check_wav(self, wav: Tensor) -> None:
-        """Raise ValueError unless ``wav`` is a floating (B, N) tensor with N >= min_samples."""
+        """Raise ValueError unless ``wav`` is a finite floating (B, N) tensor with N >= min_samples."""
         if not isinstance(wav, Tensor):
             raise ValueError(f"expected a torch.Tensor waveform of shape (B, N), got {type(wav).__name__}")
         if wav.dim() != 2:
@@ -112,6 +112,9 @@ class MelFrontend(nn.Module):
                 f"waveform of shape {tuple(wav.shape)} is too short for {type(self).__name__}: "
                 f"need at least {self.min_samples} samples for one frame"
             )
+        if not bool(torch.isfinite(wav).all()):
+            bad = (~torch.isfinite(wav)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+            raise ValueError(f"waveform contains NaN or infinite samples (batch items {bad[:5]})")
 
 
 def _hz_to_htk_mel(freq: Tensor) -> Tensor:
