@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gradw.config import SpeakerTrainConfig, TrainConfig, load_config
+from gradw.data.datasets import SpeakerCrops
 from gradw.data.lists import SpeechDir
 from gradw.models import load_speaker_network
 from gradw.training.checkpoint import load_checkpoint
@@ -65,6 +66,18 @@ def test_checkpoint_describes_the_speaker_network(trained, toy_corpus: Path):
     expected = speakers + [f"{s}@0.9" for s in speakers] + [f"{s}@1.1" for s in speakers]
     assert state["extra"]["speakers"] == expected
     assert class_names(speakers, (1.0, 0.9, 1.1)) == expected
+    # the labels training used name the same classes: every crop's class is its utterance's speaker
+    crops = SpeakerCrops(
+        SpeechDir.load(toy_corpus / "train"), crop_seconds=0.5, speed_perturb=(1.0, 0.9, 1.1)
+    )
+    utt2spk = dict(line.split() for line in (toy_corpus / "train" / "utt2spk").read_text().splitlines())
+    seen = set()
+    for key in [(0, i) for i in range(len(crops))] + [(1, i) for i in range(len(crops))]:
+        item = crops[key]
+        name = expected[item["speaker"]]
+        assert name.split("@")[0] == utt2spk[item["utt"]]
+        seen.add(name.partition("@")[2])
+    assert seen == {"", "0.9", "1.1"}  # all three speeds were drawn
     assert state["model"]["head.weight"].shape == (18, 64)
     assert state["config"]["aam"]["margin"] == config.aam.margin
     assert (Path(config.out_dir) / "config.yaml").is_file()
@@ -102,6 +115,8 @@ def test_margin_ramps_linearly_from_zero_to_final():
         assert margin_at(step, config) == pytest.approx(margin, abs=1e-12), step
     config.aam.margin_ramp_start = config.aam.margin_ramp_end = 0  # no ramp: the final margin throughout
     assert margin_at(0, config) == margin_at(99, config) == 0.2
+    config.aam.margin_ramp_start = config.aam.margin_ramp_end = 10  # a step at 10, still 0 before it
+    assert [margin_at(s, config) for s in (0, 9, 10, 11)] == [0.0, 0.0, 0.2, 0.2]
 
 
 def _hand_aam(cosine: np.ndarray, labels: np.ndarray, margin: float, scale: float) -> np.ndarray:

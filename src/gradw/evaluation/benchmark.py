@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from gradw.audio.io import read_audio
+from gradw.config import ConfigError
 from gradw.data.conditions import (
     AudioCache,
     Condition,
@@ -40,9 +41,9 @@ from gradw.data.conditions import (
 )
 from gradw.data.lists import AugmentDir, DataError, SpeechDir, Trial, read_trials
 from gradw.evaluation.metrics import paired_bootstrap_diff, summarise
-from gradw.evaluation.scoring import score_trials, write_scores
+from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
 from gradw.evaluation.systems import System, file_digest, load_system, parse_systems
-from gradw.models import load_speaker_network
+from gradw.models import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
 from gradw.models.speaker import SpeakerNetwork
 
 DEFAULT_SNRS = (20.0, 15.0, 10.0, 5.0, 0.0, -5.0, -10.0, -15.0, -20.0)
@@ -77,13 +78,18 @@ class EvaluationConfig:
 
 
 def select_trials(trials: list[Trial], max_trials: int | None, seed: int) -> list[Trial]:
-    """At most ``max_trials`` trials, a seeded sample keeping the target share (all when None)."""
+    """At most ``max_trials`` trials, a seeded sample keeping the target share (all when None).
+
+    The sample keeps at least one trial of each class, so it needs ``max_trials >= 2``.
+    """
+    if max_trials is not None and max_trials < 2:
+        raise DataError(f"max_trials must be at least 2 (a target and a non-target), got {max_trials}")
     if max_trials is None or len(trials) <= max_trials:
         return trials
     rng = np.random.default_rng([seed, 7])
     targets = [t for t in trials if t.target]
     others = [t for t in trials if not t.target]
-    n_target = max(1, round(max_trials * len(targets) / len(trials)))
+    n_target = min(max(1, round(max_trials * len(targets) / len(trials))), max_trials - 1)
     keep_t = rng.choice(len(targets), size=min(n_target, len(targets)), replace=False)
     keep_n = rng.choice(len(others), size=min(max_trials - len(keep_t), len(others)), replace=False)
     chosen = {id(targets[i]) for i in keep_t} | {id(others[i]) for i in keep_n}
@@ -99,18 +105,45 @@ def load_trials(test: SpeechDir, name: str) -> list[Trial]:
     unknown = sorted({u for t in trials for u in (t.enroll, t.test)} - set(test.wavs))
     if unknown:
         raise DataError(f"{path}: trials name utterances missing from wav.scp: {', '.join(unknown[:5])}")
+    if not any(t.target for t in trials) or all(t.target for t in trials):
+        raise DataError(f"{path}: needs both target and non-target trials (EER is undefined otherwise)")
     return trials
 
 
-def scorer_identity(name: str, checkpoint: str | None, tap: str | None) -> str:
-    """A content identity for the scorer network."""
+def scorer_identity(name: str, checkpoint: str | None, tap: str | None, seed: int = 0) -> str:
+    """A content identity for the scorer network (a random one is a function of its seed)."""
     if checkpoint:
         return f"{name}|{file_digest(Path(checkpoint))}|{tap}"
     if name == "campplus":
         from gradw.models.campplus import find_campplus_weights
 
         return f"campplus|{file_digest(find_campplus_weights())}|{tap}"
-    return f"{name}|random|{tap}"
+    return f"{name}|random-{seed}|{tap}"
+
+
+def load_scorer(config: EvaluationConfig, device: torch.device) -> SpeakerNetwork:
+    """The scorer E, frozen, on ``device``.
+
+    A ResNet without a checkpoint (tests, smoke checks) is randomly initialised from ``config.seed``
+    alone, not from whatever the caller's global RNG holds, so that every process (and every
+    torchrun rank) builds the same network and cached embeddings stay valid.
+    """
+    from gradw.training.checkpoint import CheckpointError
+
+    if config.scorer not in SPEAKER_NETWORKS:
+        raise ConfigError(f"unknown scorer {config.scorer!r} (choose from {', '.join(SPEAKER_NETWORKS)})")
+    try:
+        with torch.random.fork_rng(devices=[]):
+            if config.scorer in RESNET_PRESETS and not config.scorer_checkpoint:
+                torch.manual_seed(config.seed)
+            scorer = load_speaker_network(
+                config.scorer, checkpoint=config.scorer_checkpoint, tap=config.scorer_tap
+            )
+    except CheckpointError:
+        raise
+    except ValueError as exc:  # an unknown tap, a checkpoint of another architecture...
+        raise ConfigError(f"scorer {config.scorer}: {exc}") from None
+    return scorer.freeze().to(device)
 
 
 def _manifest(
@@ -142,16 +175,30 @@ def _manifest(
 # embeddings
 
 
+def condition_hash(manifest: Manifest, condition: Condition, utts: Sequence[str]) -> str:
+    """Content hash of what ``utts`` sound like under ``condition`` (their manifest entries).
+
+    A condition's entries do not depend on the other conditions drawn with it, so adding an SNR or
+    a category to an evaluation leaves the hashes (and the cached embeddings) of the others intact.
+    """
+    body = {
+        "sample_rate": manifest.sample_rate,
+        "entries": [manifest.entry(u, condition).to_json() for u in sorted(utts)],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 class EmbeddingStore:
-    """Embeddings on disk, one ``.npz`` per (system, condition, manifest) content key."""
+    """Embeddings on disk, one ``.npz`` per (system, condition content) key."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     @staticmethod
-    def key(system_identity: str, manifest_hash: str, condition: str, utts: Sequence[str]) -> str:
+    def key(system_identity: str, condition_hash: str, condition: str, utts: Sequence[str]) -> str:
+        """The key of the embeddings of ``utts`` under a condition (see :func:`condition_hash`)."""
         digest = hashlib.sha256()
-        for part in (system_identity, manifest_hash, condition, *sorted(utts)):
+        for part in (system_identity, condition_hash, condition, *sorted(utts)):
             digest.update(part.encode() + b"\0")
         return digest.hexdigest()[:24]
 
@@ -227,31 +274,38 @@ def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
         if not dist.is_initialized():
             dist.init_process_group("gloo")
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
-    # everything that can be wrong is checked before any work starts
+    # everything that can be wrong is checked before any work starts (and before OUT is created)
     test = SpeechDir.load(config.test)
     trials = select_trials(load_trials(test, config.trials), config.max_trials, config.seed)
     needed = sorted({u for t in trials for u in (t.enroll, t.test)})
     test = test.subset(needed)
     categories = (["clean"] if config.clean else []) + [c for c in config.categories if c != "clean"]
-    conditions = parse_conditions(categories, config.snrs, rooms=config.rooms)
+    try:
+        conditions = parse_conditions(categories, config.snrs, rooms=config.rooms)
+    except ValueError as exc:
+        raise ConfigError(f"conditions: {exc}") from None
     if config.clean_enroll and not config.clean:
         conditions = [Condition("clean"), *conditions]
     noisy_needed = any(c.category != "clean" or c.reverb for c in conditions)
     if noisy_needed and not config.augment:
         raise DataError("noisy conditions need an augmentation directory (--augment)")
     augment = AugmentDir.load(config.augment) if config.augment else None
+    if augment is not None:
+        wanted = sorted({c.category for c in conditions if c.category != "clean"})
+        wanted += ["rirs"] if any(c.reverb for c in conditions) else []
+        missing = [c for c in wanted if c not in augment]
+        if missing:
+            raise DataError(f"{augment.root}: the conditions need the missing list(s) {', '.join(missing)}")
     specs = parse_systems(config.systems)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    scorer: SpeakerNetwork = (
-        load_speaker_network(config.scorer, checkpoint=config.scorer_checkpoint, tap=config.scorer_tap)
-        .freeze()
-        .to(device)
-    )
-    scorer_id = scorer_identity(config.scorer, config.scorer_checkpoint, config.scorer_tap)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    scorer = load_scorer(config, device)
+    scorer_id = scorer_identity(config.scorer, config.scorer_checkpoint, config.scorer_tap, config.seed)
     systems = [load_system(spec, scorer, scorer_id, device) for spec in specs]
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
 
     manifest = _manifest(config, test, augment, conditions) if rank == 0 else None
     if world > 1:
@@ -262,19 +316,23 @@ def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
     loader = augment_loader(augment, AudioCache()) if augment is not None else None
     store = EmbeddingStore(Path(config.cache_dir) if config.cache_dir else out / "cache")
 
-    jobs = [(s, c) for s in systems for c in conditions]
     assert manifest is not None
+    keys = {
+        (s.spec.name, c.name): EmbeddingStore.key(
+            s.identity, condition_hash(manifest, c, needed), c.name, needed
+        )
+        for s in systems
+        for c in conditions
+    }
     todo = [
-        (s, c)
-        for s, c in jobs
-        if store.load(EmbeddingStore.key(s.identity, manifest.hash, c.name, needed)) is None
+        (s, c) for s in systems for c in conditions if not store.path(keys[s.spec.name, c.name]).is_file()
     ]
     show = not quiet and sys.stderr.isatty() and rank == 0
     bar = tqdm(
         total=len(todo) * len(needed) // world, desc="embeddings", disable=not show, dynamic_ncols=True
     )
     for system, condition in todo:
-        key = EmbeddingStore.key(system.identity, manifest.hash, condition.name, needed)
+        key = keys[system.spec.name, condition.name]
         mine = needed[rank::world]
         embeddings = embed_condition(system, mine, condition, test, manifest, loader, bar.update)
         if world > 1:
@@ -298,7 +356,7 @@ def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
         if rank != 0:
             return []
 
-    rows = _score(config, systems, conditions, trials, test, manifest, store, needed)
+    rows = _score(config, systems, conditions, trials, test, store, keys)
     elapsed = time.time() - started
     write_results(out, config, rows, elapsed)
     from gradw.evaluation.report import write_report
@@ -313,9 +371,8 @@ def _score(
     conditions: list[Condition],
     trials: list[Trial],
     test: SpeechDir,
-    manifest: Manifest,
     store: EmbeddingStore,
-    needed: list[str],
+    keys: dict[tuple[str, str], str],
 ) -> list[Row]:
     out = Path(config.out)
     labels = np.array([t.target for t in trials])
@@ -324,16 +381,18 @@ def _score(
     pairs = [(t.enroll, t.test, t.target) for t in trials]
     rows: list[Row] = []
     scores_of: dict[tuple[str, str], np.ndarray] = {}
-    clean = Condition("clean")
     for system in systems:
         clean_emb = None
-        if config.clean_enroll:
-            clean_emb = store.load(EmbeddingStore.key(system.identity, manifest.hash, clean.name, needed))
+        if config.clean_enroll:  # enrolment side clean, test side corrupted
+            clean_emb = store.load(keys[system.spec.name, "clean"])
+            assert clean_emb is not None
         for condition in conditions:
-            emb = store.load(EmbeddingStore.key(system.identity, manifest.hash, condition.name, needed))
+            emb = store.load(keys[system.spec.name, condition.name])
             assert emb is not None
             if clean_emb is not None:
-                scores = np.array([float(clean_emb[e] @ emb[t]) for e, t, _ in pairs], dtype=np.float64)
+                scores = cosine_scores(
+                    np.stack([clean_emb[e] for e, _, _ in pairs]), np.stack([emb[t] for _, t, _ in pairs])
+                )
             else:
                 scores = score_trials(emb, pairs)
             scores_of[(system.spec.name, condition.name)] = scores

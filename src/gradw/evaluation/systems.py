@@ -149,10 +149,14 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
             spec, scorer, device, identity=f"{spec.name}|{scorer_id}", waveform=build_peer(spec.name)
         )
     from gradw.audio.frontends import frontend_name
+    from gradw.training.checkpoint import CheckpointError
     from gradw.training.enhancer import load_enhancer
 
     assert spec.checkpoint is not None
-    bundle = load_enhancer(spec.checkpoint)
+    try:
+        bundle = load_enhancer(spec.checkpoint)
+    except CheckpointError as exc:  # torch's unpickling errors run over many lines: keep the first
+        raise SystemSpecError(f"system {spec.name}: {str(exc).splitlines()[0]}") from None
     identity = f"mask:{file_digest(spec.checkpoint)}|fuse={spec.fuse}|{scorer_id}"
     info = {"checkpoint": str(spec.checkpoint), "step": bundle.step, "trained_against": bundle.speaker}
     if bundle.frontend == frontend_name(scorer.frontend):

@@ -154,10 +154,11 @@ class EnhancementObjective:
     ``embedding_distance`` (mean 1 - cos, when both embeddings were computed); ``weight_entropy``,
     ``weight_max_mean``, ``weight_top10`` (see :func:`weight_stats`; not for ``spectral``);
     ``grad_diff_std`` (mean over the batch of the standard deviation over positions of D, the
-    scale ``gradw`` sees; gradient schemes only); ``mask_mean``; ``logit_enh`` and ``logit_ref``
-    (mean true-speaker logit of the enhanced and clean inputs, when computed: always for the
-    gradient schemes, for ``equal`` when labels are given and E has a head, for ``spectral``
-    when also the embedding term is on).
+    scale ``gradw`` sees; gradient schemes only); ``mask_mean``; ``mask_log_spread`` (mean over
+    bands of the standard deviation over time of log M: the part of the mask that survives CMN);
+    ``logit_enh`` and ``logit_ref`` (mean true-speaker logit of the enhanced and clean inputs,
+    when computed: always for the gradient schemes, for ``equal`` when labels are given and E
+    has a head, for ``spectral`` when also the embedding term is on).
 
     Args:
         speaker: E. It is frozen in place (eval mode, ``requires_grad=False``).
@@ -310,4 +311,7 @@ class EnhancementObjective:
         if weights is not None:
             stats.update(weight_stats(weights))
         stats["mask_mean"] = mask.detach().mean().item()
+        # what E sees of the mask: a mask constant over time in a band is removed by the mean
+        # normalisation, so the effective part is the spread of log M over time
+        stats["mask_log_spread"] = (mask.detach() + 1e-6).log().std(dim=-1).mean().item()
         return ObjectiveResult(loss=loss, stats=stats, weights=weights)

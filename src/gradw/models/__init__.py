@@ -33,6 +33,7 @@ def build_resnet(model_config: dict[str, Any], tap: str | None = None) -> Speake
         embedding_dim=int(model_config.get("embedding_dim", 256)),
         frontend=build_frontend(model_config.get("frontend", "logmel")),
         tap=tap or model_config.get("tap", "layer4"),
+        scale=float(model_config.get("scale", 32.0)),
     )
 
 
@@ -72,7 +73,11 @@ def load_resnet_checkpoint(path: str | Path, name: str, tap: str | None) -> Spea
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"cannot read speaker checkpoint {path}: {exc}") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"cannot read speaker checkpoint {path}: not a PyTorch checkpoint or corrupt "
+            f"({type(exc).__name__}: {first_line})"
+        ) from None
     if isinstance(state, dict) and state.get("format") == FORMAT:
         if state.get("kind") != "speaker":
             raise CheckpointError(f"{path} holds a {state.get('kind')} model, not a speaker network")

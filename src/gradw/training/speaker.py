@@ -44,8 +44,8 @@ SPEEDS = (1.0, 0.9, 1.1)  # class k + i * S is speaker k at SPEEDS[i]; the origi
 def margin_at(step: int, config: SpeakerTrainConfig) -> float:
     """The AAM margin at ``step``: 0 before the ramp, linear during it, final after."""
     aam = config.aam
-    if aam.margin_ramp_end <= aam.margin_ramp_start:
-        return aam.margin
+    if aam.margin_ramp_end <= aam.margin_ramp_start:  # no ramp: a step from 0 to final at the start
+        return aam.margin if step >= aam.margin_ramp_start else 0.0
     frac = (step - aam.margin_ramp_start) / (aam.margin_ramp_end - aam.margin_ramp_start)
     return aam.margin * min(1.0, max(0.0, frac))
 
@@ -105,7 +105,7 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
         seed=config.seed,
     )
     speakers = sorted(speech.spk2utt)
-    model_config = {**to_dict(config.model), "num_classes": dataset.num_classes}
+    model_config = {**to_dict(config.model), "num_classes": dataset.num_classes, "scale": config.aam.scale}
     model = build_resnet(model_config).to(info.device)
     model, optimizer, start_step = start_training(model, config.optim.lr, last, "speaker", resume, info)
 

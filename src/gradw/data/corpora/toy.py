@@ -75,7 +75,7 @@ def build_toy_corpus(
     seed: int = 0,
 ) -> dict[str, int]:
     """Write the toy corpus under ``out``; returns counts. Deterministic for a seed."""
-    out = Path(out)
+    out = Path(out).resolve()
     rng = np.random.default_rng(seed)
     summary: dict[str, int] = {}
     spk_counter = 0

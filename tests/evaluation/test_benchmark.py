@@ -1,0 +1,506 @@
+"""``gradw evaluate`` end to end on the toy corpus: every peer, the report, the embedding cache,
+resuming, input errors, torchrun sharding, clean enrolment and trial subsets."""
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradw.audio.io import read_audio
+from gradw.cli import main
+from gradw.data.conditions import Condition, Manifest
+from gradw.data.lists import DataError, SpeechDir, Trial
+from gradw.evaluation.benchmark import (
+    EmbeddingStore,
+    EvaluationConfig,
+    condition_hash,
+    evaluate,
+    load_trials,
+    scorer_identity,
+    select_trials,
+)
+from gradw.evaluation.metrics import eer
+from gradw.evaluation.scoring import read_scores
+from gradw.evaluation.systems import load_system, parse_system
+from gradw.models import load_speaker_network
+from gradw.models.unet import MaskUNet
+from gradw.training.checkpoint import save_checkpoint
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PEERS = ["rnnoise", "deepfilternet3", "spectral-gating"]
+CONDITIONS = ["clean", "noise_0", "noise_-5", "music_0", "music_-5", "babble_0", "babble_-5"]
+# 3 test speakers: some bootstrap resamples of speakers hold one class only (warned, dropped)
+pytestmark = pytest.mark.filterwarnings("ignore:.*speaker resamples lacked:RuntimeWarning")
+
+
+def make_enhancer_checkpoint(path: Path, seed: int) -> Path:
+    """A small random G saved as ``gradw train`` would, trained against resnet-tiny (log-mel)."""
+    torch.manual_seed(seed)
+    g = MaskUNet(n_mels=80, base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1))
+    save_checkpoint(
+        path,
+        kind="enhancer",
+        model=g,
+        step=2,
+        config={},
+        model_config=g.config,
+        extra={"speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": "layer4"}, "frontend": "logmel"},
+    )
+    return path
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def _evaluate_cli(args: list[str], cwd: Path) -> None:
+    result = _run([sys.executable, "-m", "gradw", "evaluate", *args], cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _rows(out: Path) -> list[dict]:
+    return json.loads((out / "results.json").read_text())["rows"]
+
+
+def _cache_state(cache: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(cache.glob("emb-*.npz"))}
+
+
+# ---------------------------------------------------------------------------------------------
+# every peer, through the command line
+
+
+@pytest.fixture(scope="module")
+def full_run(toy_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One evaluation of every kind of system over 6 test utterances (2 of each of 3 speakers, 15
+    trials: DeepFilterNet3 costs ~0.2 s a call on the CPU)."""
+    root = tmp_path_factory.mktemp("bench")
+    test = SpeechDir.load(toy_corpus / "test")
+    speakers = sorted(test.spk2utt)[:3]
+    utts = [u for u in sorted(test.wavs) if u.endswith(("-00", "-01")) and test.utt2spk[u] in speakers]
+    assert len(utts) == 6
+    trials = [Trial(a, b, test.utt2spk[a] == test.utt2spk[b]) for a, b in combinations(utts, 2)]
+    trials_file = root / "trials.txt"
+    trials_file.write_text("".join(f"{int(t.target)} {t.enroll} {t.test}\n" for t in trials))
+    g_a = make_enhancer_checkpoint(root / "a.pt", seed=1)
+    g_b = make_enhancer_checkpoint(root / "b.pt", seed=2)
+    systems = ["noisy", f"gradw:{g_a}", f"equalw:{g_b}", *PEERS]
+    out = root / "out"
+    args = [
+        "--test",
+        str(toy_corpus / "test"),
+        "--augment",
+        str(toy_corpus / "augment" / "test"),
+        "--trials",
+        str(trials_file),
+        "--systems",
+        ",".join(systems),
+        "--categories",
+        "noise,music,babble",
+        "--snrs",
+        "clean,0,-5",
+        "--scorer",
+        "resnet-tiny",
+        "--n-boot",
+        "50",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
+    _evaluate_cli([*args, "--out", str(out)], root)
+    return {"root": root, "out": out, "args": args, "trials": trials, "test": test, "rows": _rows(out)}
+
+
+def test_results_cover_every_system_and_condition(full_run):
+    rows, trials = full_run["rows"], full_run["trials"]
+    names = ["noisy", "gradw", "equalw", *PEERS]
+    assert [(r["system"], r["condition"]) for r in rows] == [(s, c) for s in names for c in CONDITIONS]
+    n_target = sum(t.target for t in trials)
+    assert n_target == 3
+    for row in rows:
+        m = row["metrics"]
+        assert 0.0 <= m["eer"] <= 100.0 and math.isfinite(m["eer"])
+        assert 0.0 <= m["min_dcf_0.01"] <= 1.0 and 0.0 <= m["min_dcf_0.05"] <= 1.0
+        assert m["n_trials"] == len(trials) == 15 and m["n_target"] == n_target
+        assert m["eer_ci_low"] <= m["eer"] <= m["eer_ci_high"]
+        assert row["snr_db"] == (
+            None if row["condition"] == "clean" else float(row["condition"].split("_")[1])
+        )
+    with open(full_run["out"] / "results.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(r["system"], r["condition"]) for r in table] == [(r["system"], r["condition"]) for r in rows]
+    for line, row in zip(table, rows, strict=True):
+        assert float(line["eer"]) == pytest.approx(row["metrics"]["eer"], rel=1e-12)
+
+
+def test_score_files_hold_every_trial_and_give_the_row_eer(full_run):
+    out, trials = full_run["out"], full_run["trials"]
+    labels = np.array([t.target for t in trials])
+    for row in full_run["rows"]:
+        path = out / "scores" / row["system"] / f"{row['condition']}.txt"
+        assert len(path.read_text().splitlines()) == len(trials)
+        enroll, test, scores, file_labels = read_scores(path)
+        assert list(zip(enroll, test, strict=True)) == [(t.enroll, t.test) for t in trials]
+        assert np.array_equal(file_labels, labels)
+        assert 100 * eer(scores, labels)[0] == pytest.approx(row["metrics"]["eer"], abs=1e-9)
+    # the paired difference against noisy is, at its point estimate, the difference of the EERs
+    noisy = {r["condition"]: r["metrics"]["eer"] for r in full_run["rows"] if r["system"] == "noisy"}
+    for row in full_run["rows"]:
+        if row["system"] == "noisy":
+            assert "eer_diff_vs_noisy" not in row["metrics"]
+        else:
+            expected = row["metrics"]["eer"] - noisy[row["condition"]]
+            assert row["metrics"]["eer_diff_vs_noisy"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_noisy_clean_scores_are_cosines_of_the_scorer_embeddings(full_run):
+    """Recomputed outside the benchmark: a random scorer is drawn from the evaluation seed (0)."""
+    torch.manual_seed(0)
+    scorer = load_speaker_network("resnet-tiny").freeze()
+    test = full_run["test"]
+    embeddings = {}
+    with torch.no_grad():
+        for utt in {u for t in full_run["trials"] for u in (t.enroll, t.test)}:
+            emb = scorer.embed(torch.from_numpy(read_audio(test.wavs[utt]))[None])[0].double()
+            embeddings[utt] = (emb / emb.norm()).numpy()
+    expected = [float(embeddings[t.enroll] @ embeddings[t.test]) for t in full_run["trials"]]
+    _, _, scores, _ = read_scores(full_run["out"] / "scores" / "noisy" / "clean.txt")
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+
+
+def test_report_and_plots_are_written(full_run):
+    out = full_run["out"]
+    report = (out / "report.md").read_text()
+    for name in ["noisy", "gradw", "equalw", *PEERS]:
+        assert name in report
+    assert "plots/eer_vs_snr.png" in report
+    plots = sorted((out / "plots").glob("*.png"))
+    assert out / "plots" / "eer_vs_snr.png" in plots and any(p.name.startswith("det_snr_") for p in plots)
+    for plot in plots:
+        assert plot.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_an_interrupted_evaluation_resumes_from_the_cache(full_run):
+    out, cache = full_run["out"], full_run["out"] / "cache"
+    before = _cache_state(cache)
+    assert len(before) == 6 * len(CONDITIONS)  # one file per system x condition
+    lost = sorted(before)[:2]  # as if the run had been killed before writing these two
+    for name in lost:
+        (cache / name).unlink()
+    for name in ("results.json", "results.csv", "report.md"):
+        (out / name).unlink()
+    _evaluate_cli([*full_run["args"], "--out", str(out)], full_run["root"])
+    after = _cache_state(cache)
+    assert after.keys() == before.keys()
+    assert [n for n in after if after[n] != before[n]] == lost  # only the missing ones recomputed
+    rows = _rows(out)
+    assert rows == full_run["rows"]  # identical numbers, bootstrap intervals included
+
+
+def test_adding_a_system_computes_only_its_embeddings(full_run):
+    root = full_run["root"]
+    cache = root / "cache-copy"  # the other tests keep the full run's own cache as they found it
+    shutil.copytree(full_run["out"] / "cache", cache)
+    before = _cache_state(cache)
+    assert len(before) == 6 * len(CONDITIONS)
+    g_c = make_enhancer_checkpoint(root / "c.pt", seed=3)
+    # in this process (the CLI run drew its random scorer from the seed alone, so this one is the
+    # same) and a fresh output folder: it draws the same manifest and shares the cache
+    config = EvaluationConfig(
+        test=str(full_run["test"].root),
+        out=str(root / "more"),
+        systems=["noisy", f"third:{g_c}"],
+        augment=str(Path(full_run["args"][full_run["args"].index("--augment") + 1])),
+        categories=["noise", "music", "babble"],
+        snrs=[0.0, -5.0],
+        scorer="resnet-tiny",
+        trials=str(root / "trials.txt"),
+        n_boot=50,
+        cache_dir=str(cache),
+    )
+    evaluate(config, quiet=True)
+    after = _cache_state(cache)
+    assert {n: after[n] for n in before} == before
+    assert len(set(after) - set(before)) == len(CONDITIONS)
+    rows = _rows(root / "more")
+    assert [r for r in rows if r["system"] == "noisy"] == [
+        r for r in full_run["rows"] if r["system"] == "noisy"
+    ]
+    assert [r["condition"] for r in rows if r["system"] == "third"] == CONDITIONS
+
+
+# ---------------------------------------------------------------------------------------------
+# input errors: one line, exit status 2, before any work
+
+
+def _bad_trials(tmp_path: Path) -> str:
+    path = tmp_path / "bad_trials"
+    path.write_text("1 spk009-00 spk009-01\n0 spk009-00 nosuch-utt\n")
+    return str(path)
+
+
+def _noise_only(tmp_path: Path, corpus: Path) -> str:
+    """A copy of the test noise pools without the music list."""
+    path = tmp_path / "pools"
+    shutil.copytree(corpus / "augment" / "test", path)
+    shutil.rmtree(path / "music")
+    return str(path)
+
+
+def _garbage(tmp_path: Path) -> str:
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"\x00not a checkpoint")
+    return f"gradw:{path}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda t, c: ["--trials", _bad_trials(t)],
+            r"bad_trials: trials name utterances missing.*nosuch-utt",
+        ),
+        (lambda t, c: ["--systems", f"noisy,{_garbage(t)}"], r"cannot read checkpoint .*garbage\.pt"),
+        (lambda t, c: ["--systems", "noisy,rnnoisy"], r"unknown system 'rnnoisy'"),
+        (lambda t, c: ["--augment", None], r"noisy conditions need an augmentation directory \(--augment\)"),
+        (lambda t, c: ["--augment", str(t / "nowhere")], r"nowhere.*not a directory"),
+        (
+            lambda t, c: ["--augment", _noise_only(t, c), "--categories", "noise,music"],
+            r"pools: .*missing.* music",
+        ),
+        (lambda t, c: ["--scorer", "resnet99"], r"unknown scorer 'resnet99'"),
+        (lambda t, c: ["--categories", "noise,nosie"], r"unknown condition categories \['nosie'\]"),
+        (lambda t, c: ["--max-trials", "1"], r"max_trials must be at least 2"),
+    ],
+    ids=[
+        "trials",
+        "checkpoint",
+        "system",
+        "no-augment",
+        "missing-augment",
+        "augment-without-music",
+        "scorer",
+        "category",
+        "max-trials",
+    ],
+)
+def test_bad_inputs_fail_in_one_line_before_any_work(
+    change, message, toy_corpus: Path, tmp_path: Path, capsys
+):
+    options = {
+        "--test": str(toy_corpus / "test"),
+        "--augment": str(toy_corpus / "augment" / "test"),
+        "--systems": "noisy",
+        "--snrs": "clean,0",
+        "--categories": "noise",
+        "--scorer": "resnet-tiny",
+        "--out": str(tmp_path / "out"),
+    }
+    changes = change(tmp_path, toy_corpus)
+    options.update(zip(changes[::2], changes[1::2], strict=True))
+    argv = ["evaluate", "--quiet"] + [x for k, v in options.items() if v is not None for x in (k, v)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradw: error: "), err
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()  # nothing written, not even the output folder
+
+
+# ---------------------------------------------------------------------------------------------
+# cheap runs (noisy and one G, resnet-tiny): sharding, clean enrolment, SNR caching, subsets
+
+
+def _config(toy_corpus: Path, out: Path, ckpt: Path, **kw) -> EvaluationConfig:
+    defaults = {
+        "test": str(toy_corpus / "test"),
+        "out": str(out),
+        "systems": ["noisy", f"gradw:{ckpt}"],
+        "augment": str(toy_corpus / "augment" / "test"),
+        "categories": ["noise", "babble"],
+        "snrs": [0.0],
+        "scorer": "resnet-tiny",
+        "n_boot": 50,
+    }
+    return EvaluationConfig(**{**defaults, **kw})
+
+
+@pytest.fixture(scope="module")
+def cheap(toy_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("cheap")
+    ckpt = make_enhancer_checkpoint(root / "g.pt", seed=5)
+    config = _config(toy_corpus, root / "one", ckpt, cache_dir=str(root / "cache"))
+    evaluate(config, quiet=True)
+    return {"root": root, "ckpt": ckpt, "config": config, "rows": _rows(root / "one")}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_give_the_rows_of_one(cheap, toy_corpus: Path):
+    root, ckpt = cheap["root"], cheap["ckpt"]
+    out = root / "two"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "gradw",
+        "evaluate",
+        "--test",
+        str(toy_corpus / "test"),
+        "--augment",
+        str(toy_corpus / "augment" / "test"),
+        "--systems",
+        f"noisy,gradw:{ckpt}",
+        "--categories",
+        "noise,babble",
+        "--snrs",
+        "clean,0",
+        "--scorer",
+        "resnet-tiny",
+        "--n-boot",
+        "50",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    result = _run(command, root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _rows(out)
+    assert [(r["system"], r["condition"]) for r in rows] == [
+        (r["system"], r["condition"]) for r in cheap["rows"]
+    ]
+    for a, b in zip(rows, cheap["rows"], strict=True):
+        assert a["metrics"].keys() == b["metrics"].keys()
+        for key in a["metrics"]:
+            assert a["metrics"][key] == pytest.approx(b["metrics"][key], rel=1e-6, abs=1e-9), (
+                a["system"],
+                key,
+            )
+    assert len(list((out / "cache").glob("emb-*.npz"))) == 2 * 3  # merged; no per-rank parts left
+    assert not list((out / "cache").glob("*part*"))
+
+
+def _embeddings(config: EvaluationConfig, system_spec: str, condition: str, identity: str) -> dict:
+    """Cached embeddings of one system x condition, found from the manifest written in OUT."""
+    manifest = Manifest.load(Path(config.out) / "manifest.json")
+    utts = manifest.utts
+    key = EmbeddingStore.key(
+        identity, condition_hash(manifest, Condition.from_name(condition), utts), condition, utts
+    )
+    store = EmbeddingStore(Path(config.cache_dir))
+    emb = store.load(key)
+    assert emb is not None, (system_spec, condition)
+    return emb
+
+
+def test_clean_enrolment_changes_only_the_enrolment_side(cheap, toy_corpus: Path):
+    root, ckpt = cheap["root"], cheap["ckpt"]
+    files_before = _cache_state(root / "cache")
+    config = _config(toy_corpus, root / "enroll", ckpt, cache_dir=str(root / "cache"), clean_enroll=True)
+    rows = evaluate(config, quiet=True)
+    assert _cache_state(root / "cache") == files_before  # everything it needs was cached already
+    base = {(r["system"], r["condition"]): r for r in cheap["rows"]}
+    got = {(r.system, r.condition): r for r in rows}
+    assert got.keys() == base.keys()
+    base_dir, enroll_dir = Path(cheap["config"].out) / "scores", root / "enroll" / "scores"
+    scorer = load_speaker_network("resnet-tiny")  # identities only; its weights are not used
+    for system in ("noisy", "gradw"):
+        # the clean condition: both sides clean either way
+        assert (enroll_dir / system / "clean.txt").read_text() == (
+            base_dir / system / "clean.txt"
+        ).read_text()
+        assert got[system, "clean"].metrics == base[system, "clean"]["metrics"]
+        spec = "noisy" if system == "noisy" else f"gradw:{ckpt}"
+        scorer_id = scorer_identity("resnet-tiny", None, None, seed=0)
+        identity = load_system(parse_system(spec), scorer, scorer_id, torch.device("cpu")).identity
+        clean = _embeddings(config, spec, "clean", identity)
+        for condition in ("noise_0", "babble_0"):
+            noisy = _embeddings(config, spec, condition, identity)
+            enroll, test, scores, _ = read_scores(enroll_dir / system / f"{condition}.txt")
+            expected = [
+                float(clean[e].astype(np.float64) @ noisy[t].astype(np.float64))
+                / float(
+                    np.linalg.norm(clean[e].astype(np.float64)) * np.linalg.norm(noisy[t].astype(np.float64))
+                )
+                for e, t in zip(enroll, test, strict=True)
+            ]
+            np.testing.assert_allclose(scores, expected, atol=1e-12)
+            _, _, both_noisy, _ = read_scores(base_dir / system / f"{condition}.txt")
+            assert np.abs(both_noisy - scores).max() > 1e-3
+
+
+def test_adding_an_snr_computes_only_the_new_conditions(cheap, toy_corpus: Path):
+    root, ckpt = cheap["root"], cheap["ckpt"]
+    before = _cache_state(root / "cache")
+    config = _config(toy_corpus, root / "more-snrs", ckpt, cache_dir=str(root / "cache"), snrs=[0.0, -5.0])
+    rows = evaluate(config, quiet=True)
+    after = _cache_state(root / "cache")
+    assert {n: after[n] for n in before} == before
+    assert len(set(after) - set(before)) == 2 * 2  # 2 systems x (noise_-5, babble_-5)
+    old = {(r["system"], r["condition"]): r["metrics"] for r in cheap["rows"]}
+    for row in rows:
+        if (row.system, row.condition) in old:
+            assert row.metrics == old[row.system, row.condition]
+
+
+def test_max_trials_keeps_both_classes_and_is_deterministic(toy_corpus: Path, tmp_path: Path):
+    test = SpeechDir.load(toy_corpus / "test")
+    trials = load_trials(test, "trials")
+    assert len(trials) == 120 and sum(t.target for t in trials) == 24
+    a = select_trials(trials, 30, seed=0)
+    assert a == select_trials(trials, 30, seed=0)
+    assert a != select_trials(trials, 30, seed=1)
+    assert len(a) == 30 and sum(t.target for t in a) == 6  # the target share of the full list
+    assert [t for t in trials if t in a] == a  # a subset, in the list's order
+    assert select_trials(trials, None, 0) == trials and select_trials(trials, 500, 0) == trials
+    # a tiny sample still holds both classes, whatever the share
+    for n in (2, 3):
+        sample = select_trials(trials, n, seed=0)
+        assert len(sample) == n and {t.target for t in sample} == {True, False}
+    skewed = [t for t in trials if t.target] + [t for t in trials if not t.target][:2]
+    assert {t.target for t in select_trials(skewed, 4, seed=0)} == {True, False}
+    with pytest.raises(DataError, match="at least 2"):
+        select_trials(trials, 1, seed=0)
+    # through evaluate: clean only (no noise pools needed), 30 trials
+    config = EvaluationConfig(
+        test=str(toy_corpus / "test"),
+        out=str(tmp_path / "out"),
+        categories=[],
+        snrs=[],
+        scorer="resnet-tiny",
+        max_trials=30,
+        n_boot=20,
+    )
+    rows = evaluate(config, quiet=True)
+    assert [(r.condition, r.metrics["n_trials"], r.metrics["n_target"]) for r in rows] == [("clean", 30, 6)]
+    _, _, _, labels = read_scores(tmp_path / "out" / "scores" / "noisy" / "clean.txt")
+    assert labels.tolist() == [t.target for t in a]
+
+
+def test_trial_lists_need_both_classes(toy_corpus: Path, tmp_path: Path):
+    test = SpeechDir.load(toy_corpus / "test")
+    path = tmp_path / "targets_only"
+    path.write_text("spk009-00 spk009-01 target\nspk009-00 spk009-02 target\n")
+    with pytest.raises(DataError, match="targets_only: needs both target and non-target"):
+        load_trials(test, str(path))

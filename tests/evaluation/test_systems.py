@@ -1,0 +1,217 @@
+"""The systems an evaluation compares: spec parsing, loading, and what each embeds."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradw.audio.io import read_audio
+from gradw.data.lists import SpeechDir
+from gradw.evaluation.peers import build_peer
+from gradw.evaluation.systems import (
+    PEER_NAMES,
+    SystemSpec,
+    SystemSpecError,
+    load_system,
+    parse_system,
+    parse_systems,
+)
+from gradw.models import load_speaker_network
+from gradw.models.unet import MaskUNet
+from gradw.training.checkpoint import save_checkpoint
+
+CPU = torch.device("cpu")
+
+
+def make_enhancer_checkpoint(path: Path, seed: int = 0, init_bias: float | None = None) -> Path:
+    """A small G (random weights) saved as ``gradw train`` would, trained against resnet-tiny."""
+    torch.manual_seed(seed)
+    g = MaskUNet(n_mels=80, base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1), init_bias=init_bias)
+    save_checkpoint(
+        path,
+        kind="enhancer",
+        model=g,
+        step=0,
+        config={},
+        model_config=g.config,
+        extra={"speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": "layer4"}, "frontend": "logmel"},
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    torch.manual_seed(123)
+    return load_speaker_network("resnet-tiny").freeze()
+
+
+@pytest.fixture(scope="module")
+def wav(toy_corpus: Path) -> np.ndarray:
+    test = SpeechDir.load(toy_corpus / "test")
+    return read_audio(test.wavs[sorted(test.wavs)[0]])
+
+
+@pytest.fixture()
+def ckpt(tmp_path: Path) -> Path:
+    return make_enhancer_checkpoint(tmp_path / "g.pt")
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+
+def test_every_spec_form_parses(ckpt: Path):
+    assert parse_system(" noisy ") == SystemSpec("noisy", "noisy")
+    for peer in PEER_NAMES:
+        assert parse_system(peer) == SystemSpec(peer, "waveform")
+    assert parse_system(f"gradw:{ckpt}") == SystemSpec("gradw", "mask", ckpt, False)
+    assert parse_system(f"gradw:{ckpt}@fuse") == SystemSpec("gradw+fuse", "mask", ckpt, True)
+    specs = parse_systems(f"noisy, gradw:{ckpt},gradw:{ckpt}@fuse,rnnoise,")
+    assert [s.name for s in specs] == ["noisy", "gradw", "gradw+fuse", "rnnoise"]
+    assert parse_systems(["noisy", f"equal-w_2:{ckpt}"])[1].name == "equal-w_2"
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("gradw:{missing}", r"system gradw: checkpoint not found: .*missing\.pt"),
+        ("gradw:{missing}@fuse", r"checkpoint not found: .*missing\.pt$"),
+        ("rnnoisy", r"unknown system 'rnnoisy': use noisy, rnnoise, deepfilternet3"),
+        (":{ckpt}", "not of the form NAME:CHECKPOINT"),
+        ("gradw:", "not of the form NAME:CHECKPOINT"),
+        ("gradw:@fuse", "not of the form NAME:CHECKPOINT"),
+        ("", "empty system name"),
+        ("noisy:{ckpt}", "'noisy' .* is reserved"),
+        ("rnnoise:{ckpt}", "'rnnoise' .* is reserved"),
+        ("../x:{ckpt}", r"system name '\.\./x'.*names the score folder"),
+        (".hidden:{ckpt}", "names the score folder"),
+    ],
+)
+def test_bad_specs_name_the_problem(spec: str, match: str, ckpt: Path, tmp_path: Path):
+    with pytest.raises(SystemSpecError, match=match):
+        parse_system(spec.format(missing=tmp_path / "missing.pt", ckpt=ckpt))
+
+
+def test_parse_systems_rejects_duplicates_and_nothing(ckpt: Path, tmp_path: Path):
+    other = make_enhancer_checkpoint(tmp_path / "other.pt", seed=1)
+    with pytest.raises(SystemSpecError, match="^duplicate system names: gradw, noisy$"):
+        parse_systems(f"noisy,gradw:{ckpt},noisy,gradw:{other}")
+    with pytest.raises(SystemSpecError, match="^duplicate system names: gradw\\+fuse$"):
+        parse_systems([f"gradw:{ckpt}@fuse", f"gradw:{other}@fuse"])
+    with pytest.raises(SystemSpecError, match="no systems given"):
+        parse_systems(" , ")
+
+
+# ---------------------------------------------------------------------------------------------
+# embeddings
+
+
+def _cmn(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean(dim=-1, keepdim=True)
+
+
+def _unit(x: torch.Tensor) -> np.ndarray:
+    x = x[0].double()
+    return (x / x.norm()).numpy()
+
+
+def _independent_embeddings(scorer, state: dict, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(masked, noisy) unit embeddings from E's documented pieces: the mask multiplies the mel power,
+    features = CMN(log(mel + 1e-6) + log(mask + 1e-6)); G sees the noisy features."""
+    g = MaskUNet.from_config(state["model_config"])
+    g.load_state_dict(state["model"])
+    g.eval()
+    with torch.no_grad():
+        mel = scorer.mel_power(torch.from_numpy(wav)[None])
+        noisy_features = _cmn(torch.log(mel + 1e-6))
+        mask = g(noisy_features)
+        assert float(mask.std(dim=-1).mean()) > 1e-3  # a mask that varies in time: CMN cannot remove it
+        masked = scorer(_cmn(torch.log(mel + 1e-6) + torch.log(mask + 1e-6)))
+        noisy = scorer(noisy_features)
+    return _unit(masked), _unit(noisy)
+
+
+def test_mask_system_embeds_through_g_on_the_scorer_mel_grid(scorer, wav: np.ndarray, ckpt: Path):
+    state = torch.load(ckpt, weights_only=True)
+    masked, noisy = _independent_embeddings(scorer, state, wav)
+    assert np.abs(masked - noisy).max() > 1e-3  # G changes the embedding: the comparison means something
+    system = load_system(parse_system(f"gradw:{ckpt}"), scorer, "scorer-id", CPU)
+    emb = system.embed(wav)
+    assert emb.dtype == np.float32 and emb.shape == (64,)
+    assert np.linalg.norm(emb) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(emb, masked, atol=2e-5)
+    assert system.info["step"] == 0 and system.info["trained_against"]["name"] == "resnet-tiny"
+    noisy_system = load_system(parse_system("noisy"), scorer, "scorer-id", CPU)
+    np.testing.assert_allclose(noisy_system.embed(wav), noisy, atol=2e-5)
+    # fuse: the normalised sum of the unit enhanced and noisy embeddings
+    fused = load_system(parse_system(f"gradw:{ckpt}@fuse"), scorer, "scorer-id", CPU).embed(wav)
+    expected = (masked + noisy) / np.linalg.norm(masked + noisy)
+    np.testing.assert_allclose(fused, expected, atol=2e-5)
+
+
+def test_a_mask_of_ones_gives_the_noisy_embedding(scorer, wav: np.ndarray, ckpt: Path, tmp_path: Path):
+    noisy = load_system(parse_system("noisy"), scorer, "s", CPU).embed(wav)
+    system = load_system(parse_system(f"gradw:{ckpt}"), scorer, "s", CPU)
+    assert np.abs(system.embed(wav) - noisy).max() > 1e-3
+    system.enhancer.forward = lambda features: torch.ones_like(features)
+    np.testing.assert_allclose(system.embed(wav), noisy, atol=1e-5)
+    # a freshly initialised identity-start G (mask = sigmoid(20) everywhere) is transparent too
+    near_one = make_enhancer_checkpoint(tmp_path / "one.pt", init_bias=20.0)
+    np.testing.assert_allclose(
+        load_system(parse_system(f"one:{near_one}"), scorer, "s", CPU).embed(wav), noisy, atol=1e-5
+    )
+
+
+def test_identity_follows_checkpoint_content_fuse_and_scorer(scorer, ckpt: Path, tmp_path: Path):
+    copy = tmp_path / "elsewhere" / "copy.pt"
+    copy.parent.mkdir()
+    shutil.copy(ckpt, copy)
+    other = make_enhancer_checkpoint(tmp_path / "other.pt", seed=1)
+
+    def identity(spec: str, scorer_id: str = "s") -> str:
+        return load_system(parse_system(spec), scorer, scorer_id, CPU).identity
+
+    assert identity(f"a:{ckpt}") == identity(f"b:{copy}")  # content, not path or name
+    assert len({identity(f"a:{ckpt}"), identity(f"a:{other}"), identity(f"a:{ckpt}@fuse")}) == 3
+    assert identity(f"a:{ckpt}", "s1") != identity(f"a:{ckpt}", "s2")
+    assert identity("noisy", "s1") != identity("noisy", "s2") != identity("rnnoise", "s2")
+
+
+def test_peer_system_embeds_the_enhanced_waveform(scorer, wav: np.ndarray):
+    system = load_system(parse_system("rnnoise"), scorer, "s", CPU)
+    enhanced = build_peer("rnnoise").enhance(wav)
+    with torch.no_grad():
+        expected = _unit(scorer.embed(torch.from_numpy(np.asarray(enhanced, dtype=np.float32))[None]))
+    np.testing.assert_allclose(system.embed(wav), expected, atol=2e-5)
+
+
+def test_unreadable_or_wrong_checkpoints_fail_clearly(scorer, tmp_path: Path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(SystemSpecError, match=r"^system g: cannot read checkpoint .*garbage\.pt") as info:
+        load_system(parse_system(f"g:{garbage}"), scorer, "s", CPU)
+    assert "\n" not in str(info.value)  # torch's many-line unpickling message is cut to its first line
+    speaker = tmp_path / "speaker.pt"
+    save_checkpoint(speaker, kind="speaker", model=scorer, step=0, config={}, model_config={})
+    with pytest.raises(
+        SystemSpecError, match="^system g: .*holds a speaker model, expected a enhancer model"
+    ):
+        load_system(parse_system(f"g:{speaker}"), scorer, "s", CPU)
+
+
+def test_another_scorer_front_end_scores_the_resynthesised_waveform(wav: np.ndarray, ckpt: Path):
+    """CAM++ uses Kaldi fbank, G was trained on log-mel: the enhanced waveform is scored instead."""
+    from gradw.enhance import Enhancer
+
+    campplus = load_speaker_network("campplus").freeze()
+    system = load_system(parse_system(f"gradw:{ckpt}"), campplus, "campplus", CPU)
+    assert system.info["resynthesised"] is True and system.enhancer is None
+    short = wav[:16000]
+    enhanced = Enhancer.from_checkpoint(ckpt).enhance(short)
+    with torch.no_grad():
+        expected = _unit(campplus.embed(torch.from_numpy(np.asarray(enhanced, dtype=np.float32))[None]))
+    np.testing.assert_allclose(system.embed(short), expected, atol=2e-5)
+    with pytest.raises(SystemSpecError, match="@fuse needs a scorer with G's front-end"):
+        load_system(parse_system(f"gradw:{ckpt}@fuse"), campplus, "campplus", CPU)
