@@ -17,6 +17,7 @@ import csv
 import hashlib
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -434,7 +435,7 @@ def write_results(out: Path, config: EvaluationConfig, rows: Iterable[Row], elap
     rows = list(rows)
     payload = {
         "config": asdict(config),
-        "command": " ".join(sys.argv),
+        "command": "gradw " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "elapsed_seconds": round(elapsed, 1),
         "rows": [asdict(r) for r in rows],
     }
