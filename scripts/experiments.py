@@ -63,12 +63,12 @@ def train(name: str, out: Path, root: Path) -> Path:
     return best if best.is_file() else run / "last.pt"
 
 
-def evaluate(split: str, checkpoints: dict[str, Path], out: Path, root: Path) -> Path:
+def evaluate(split: str, checkpoints: dict[str, Path], out: Path, root: Path, cache: Path) -> Path:
     eval_dir = out / f"eval-{split}"
     systems = ",".join(["noisy", *(f"{n}:{p}" for n, p in checkpoints.items())])
     args = ["evaluate", "--test", str(root / split), "--augment", str(root / "augment" / "test")]
     args += ["--systems", systems, "--snrs", CONDITIONS[0], "--categories", CONDITIONS[1]]
-    args += ["--out", str(eval_dir), "--quiet"]
+    args += ["--out", str(eval_dir), "--cache-dir", str(cache), "--quiet"]
     if gradw(args) != 0:
         raise SystemExit(f"evaluation of {split} failed")
     return eval_dir
@@ -163,6 +163,9 @@ def main() -> int:
     parser.add_argument("--doc", default="docs/experiments.md")
     parser.add_argument("--test", action="store_true", help="also evaluate on the test split")
     parser.add_argument("--doc-only", action="store_true", help="only rewrite the document")
+    parser.add_argument(
+        "--cache-dir", default=None, help="embedding cache shared with other evaluations (default OUT/cache)"
+    )
     args = parser.parse_args()
     names = [n for n in args.variants.split(",") if n]
     unknown = [n for n in names if n not in VARIANTS]
@@ -172,9 +175,10 @@ def main() -> int:
     out, root = Path(args.out), Path(args.root)
     if not args.doc_only:
         checkpoints = {name: train(name, out, root) for name in names}
-        evaluate("val", checkpoints, out, root)
+        cache = Path(args.cache_dir) if args.cache_dir else out / "cache"
+        evaluate("val", checkpoints, out, root, cache)
         if args.test:
-            evaluate("test", checkpoints, out, root)
+            evaluate("test", checkpoints, out, root, cache)
     document(out, names, Path(args.doc))
     return 0
 
