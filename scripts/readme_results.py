@@ -19,6 +19,25 @@ from gradw.evaluation.report import format_diff_table, format_metric_table, form
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
+def per_category(rows: list) -> list[str]:
+    """EER and EER-change tables, one pair per noise category (clean as the first column)."""
+    lines: list[str] = []
+    categories = [c for c in dict.fromkeys(r.category for r in rows) if c != "clean"]
+    for category in categories:
+        subset = [r for r in rows if r.category in ("clean", category)]
+        lines += [
+            f"**{category}**: EER (%) per SNR",
+            "",
+            format_metric_table(subset, "eer").rstrip(),
+            "",
+            f"**{category}**: EER change against `noisy` (points, paired 95 % interval, ✓: excludes 0)",
+            "",
+            format_diff_table(subset).rstrip(),
+            "",
+        ]
+    return lines
+
+
 def section(eval_dir: Path) -> str:
     config, rows = read_results(eval_dir)
     meta = json.loads((eval_dir / "results.json").read_text())
@@ -36,14 +55,7 @@ def section(eval_dir: Path) -> str:
         "",
         format_summary_table(rows).rstrip(),
         "",
-        "EER per condition:",
-        "",
-        format_metric_table(rows, "eer").rstrip(),
-        "",
-        "EER change against `noisy` (points; paired 95 % interval; ✓ where it excludes 0):",
-        "",
-        format_diff_table(rows).rstrip(),
-        "",
+        *per_category(rows),
         END,
     ]
     return "\n".join(lines)
