@@ -11,67 +11,44 @@ DeepFilterNet3 skip work on silent frames, so timing silence or pure noise would
 processing time / audio duration, per call to ``enhance`` (which includes building a fresh
 model state, the 16 <-> 48 kHz resampling and the delay compensation). The SI-SDR columns are a
 sanity check that each peer did something, not a quality benchmark.
+
+``benchmarks/enhance_rtf.py`` runs the same measurement next to gradw's G (``measure_peer``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
-from scipy import signal
+from _common import (
+    SR,
+    machine_summary,
+    markdown_table,
+    noisy_mixture,
+    si_sdr,
+    speech_like,
+    time_calls,
+)
 
 from gradw.evaluation.peers import PEER_NAMES, PeerUnavailableError, build_peer
 
-SR = 16000
 
+def measure_peer(name: str, noisy: np.ndarray, repeats: int) -> dict:
+    """Build peer ``name`` and time ``enhance`` on ``noisy`` (one warm-up call, then ``repeats``).
 
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
-    """(N,) float32 speech-like signal at 16 kHz, peak 0.3."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    f0 = 125 + 25 * np.sin(2 * np.pi * 0.6 * t) + 10 * np.sin(2 * np.pi * 2.1 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    source = sum(np.sin(k * phase) / k for k in range(1, 60))
-    vowels = [(730, 1090, 2440), (270, 2290, 3010), (530, 1840, 2480), (570, 840, 2410)]
-    out = np.zeros(n)
-    start = int(0.15 * SR)
-    while start + int(0.3 * SR) < n:
-        length = int(rng.uniform(0.12, 0.30) * SR)
-        seg = source[start : start + length]
-        shaped = np.zeros(length)
-        vowel = vowels[rng.integers(len(vowels))]
-        for formant, bw, gain in zip(vowel, (90, 110, 150), (1.0, 0.6, 0.3), strict=True):
-            r = np.exp(-np.pi * bw / SR)
-            shaped += gain * signal.lfilter(
-                [1 - r], [1, -2 * r * np.cos(2 * np.pi * formant / SR), r * r], seg
-            )
-        out[start : start + length] = shaped * np.sin(np.pi * np.arange(length) / length) ** 2
-        start += length + int(rng.uniform(0.04, 0.16) * SR)
-    return (0.3 * out / np.abs(out).max()).astype(np.float32)
-
-
-def noisy_mixture(clean: np.ndarray, snr_db: float, seed: int = 1) -> np.ndarray:
-    """clean + (pink + white) noise at ``snr_db``; (N,) float32."""
-    rng = np.random.default_rng(seed)
-    n = clean.shape[0]
-    spec = np.fft.rfft(rng.standard_normal(n))
-    spec[0] = 0
-    spec[1:] /= np.sqrt(np.fft.rfftfreq(n, 1 / SR)[1:])
-    pink = np.fft.irfft(spec, n)
-    noise = pink / pink.std() + rng.standard_normal(n)
-    gain = np.sqrt(np.sum(clean.astype(np.float64) ** 2) / np.sum(noise**2) / 10 ** (snr_db / 10))
-    return (clean + gain * noise).astype(np.float32)
-
-
-def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
-    est, ref = est.astype(np.float64), ref.astype(np.float64)
-    target = np.dot(est, ref) / np.dot(ref, ref) * ref
-    return float(10 * np.log10(np.sum(target**2) / np.sum((est - target) ** 2)))
+    Returns ``{"name", "build_s", "times", "output"}``, or ``{"name", "unavailable": reason}``.
+    """
+    start = time.perf_counter()
+    try:
+        peer = build_peer(name)
+    except PeerUnavailableError as err:
+        return {"name": name, "unavailable": str(err)}
+    build_s = time.perf_counter() - start
+    output = peer.enhance(noisy)  # warm-up, kept for the sanity check
+    times = time_calls(lambda: peer.enhance(noisy), repeats, warmup=0)
+    return {"name": name, "build_s": build_s, "times": times, "output": output}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,31 +61,28 @@ def main(argv: list[str] | None = None) -> int:
 
     clean = speech_like(args.seconds)
     noisy = noisy_mixture(clean, args.snr)
-    cpu = platform.processor() or platform.machine()
+    print(f"machine: {machine_summary()}")
     print(
-        f"# {args.seconds:g} s of audio at {SR} Hz, SNR {args.snr:g} dB, "
-        f"{args.repeats} runs after a warm-up; {cpu}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}"
+        f"{args.seconds:g} s of audio at {SR} Hz, SNR {args.snr:g} dB, {args.repeats} runs after a warm-up\n"
     )
-    print(f"{'peer':<28} {'build s':>8} {'RTF mean':>9} {'RTF min':>8} {'SI-SDR in':>10} {'out':>6}")
+    rows = []
     for name in args.peers:
-        t0 = time.perf_counter()
-        try:
-            peer = build_peer(name)
-        except PeerUnavailableError as err:
-            print(f"{name:<28} unavailable: {err}")
+        result = measure_peer(name, noisy, args.repeats)
+        if "unavailable" in result:
+            rows.append([name, "unavailable: " + result["unavailable"], "", "", "", ""])
             continue
-        build_s = time.perf_counter() - t0
-        out = peer.enhance(noisy)  # warm-up
-        rtfs = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            peer.enhance(noisy)
-            rtfs.append((time.perf_counter() - t0) / args.seconds)
-        print(
-            f"{name:<28} {build_s:>8.3f} {statistics.fmean(rtfs):>9.4f} {min(rtfs):>8.4f} "
-            f"{si_sdr(noisy, clean):>10.2f} {si_sdr(out, clean):>6.2f}"
+        rtfs = [t / args.seconds for t in result["times"]]
+        rows.append(
+            [
+                name,
+                f"{result['build_s']:.3f}",
+                f"{statistics.fmean(rtfs):.4f}",
+                f"{min(rtfs):.4f}",
+                f"{si_sdr(noisy, clean):.2f}",
+                f"{si_sdr(result['output'], clean):.2f}",
+            ]
         )
+    print(markdown_table(["peer", "build s", "RTF mean", "RTF min", "SI-SDR in dB", "SI-SDR out dB"], rows))
     return 0
 
 
