@@ -73,19 +73,26 @@ def test_an_existing_run_is_not_overwritten(toy_corpus: Path, tmp_path: Path):
         train_enhancer(config, quiet=True)
 
 
-def _train_cli(corpus: Path, out: Path, *extra: str, resume: bool = False) -> None:
-    args = [
-        sys.executable,
+def _train_args(
+    corpus: Path, out: Path, *extra: str, resume: bool = False, launcher: tuple = ()
+) -> list[str]:
+    """``gradw train`` on the tiny preset for the toy corpus, run by ``launcher`` (default: python)."""
+    resume_flag = ["--resume"] if resume else []
+    return [
+        *(launcher or (sys.executable,)),
         "-m",
         "gradw",
         "train",
         "--config",
         "tiny",
         "--quiet",
+        *resume_flag,
         *_overrides(corpus, out, *extra),
     ]
-    if resume:
-        args.insert(6, "--resume")
+
+
+def _train_cli(corpus: Path, out: Path, *extra: str, resume: bool = False) -> None:
+    args = _train_args(corpus, out, *extra, resume=resume)
     result = subprocess.run(args, capture_output=True, text=True, cwd=out.parent, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -152,39 +159,16 @@ def test_two_processes_match_one_process_with_the_same_global_batch(toy_corpus: 
     is sign(gradient) and flips for elements whose gradient is at rounding level."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     extra = ("optim.steps=1", "log_every=1", "enhancer.init_bias=null")
-    one = _run_cli(
-        [
-            sys.executable,
-            "-m",
-            "gradw",
-            "train",
-            "--config",
-            "tiny",
-            "--quiet",
-            *_overrides(toy_corpus, tmp_path / "one", *extra),
-        ],
-        tmp_path,
-        env,
-    )
+    one = _run_cli(_train_args(toy_corpus, tmp_path / "one", *extra), tmp_path, env)
     assert one.returncode == 0, one.stderr
-    two = _run_cli(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            f"--master_port={_free_port()}",
-            "-m",
-            "gradw",
-            "train",
-            "--config",
-            "tiny",
-            "--quiet",
-            *_overrides(toy_corpus, tmp_path / "two", *extra),
-        ],
-        tmp_path,
-        env,
+    torchrun = (
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
     )
+    two = _run_cli(_train_args(toy_corpus, tmp_path / "two", *extra, launcher=torchrun), tmp_path, env)
     assert two.returncode == 0, two.stderr[-3000:]
     a = load_checkpoint(tmp_path / "one" / "last.pt")
     b = load_checkpoint(tmp_path / "two" / "last.pt")
@@ -210,16 +194,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(toy_corpus: 
 
 def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(toy_corpus: Path, tmp_path: Path):
     out = tmp_path / "run"
-    args = [
-        sys.executable,
-        "-m",
-        "gradw",
-        "train",
-        "--config",
-        "tiny",
-        "--quiet",
-        *_overrides(toy_corpus, out, "optim.steps=400", "checkpoint_every=2"),
-    ]
+    args = _train_args(toy_corpus, out, "optim.steps=400", "checkpoint_every=2")
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     try:

@@ -14,8 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from gradw.models.speaker import CosineHead, SpeakerNetwork, SpeakerPass
 
 SPEAKER_NETWORKS = ("campplus", "resnet34", "resnet-tiny")
@@ -65,19 +63,10 @@ def load_speaker_network(
 def load_resnet_checkpoint(path: str | Path, name: str, tap: str | None) -> SpeakerNetwork:
     """A ResNet from a gradw speaker checkpoint or a WeSpeaker state dict."""
     from gradw.models.resnet import load_wespeaker_state_dict
-    from gradw.training.checkpoint import FORMAT, CheckpointError
+    from gradw.training.checkpoint import FORMAT, CheckpointError, read_torch_file
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"speaker checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(
-            f"cannot read speaker checkpoint {path}: not a PyTorch checkpoint or corrupt "
-            f"({type(exc).__name__}: {first_line})"
-        ) from None
+    state = read_torch_file(path, "speaker checkpoint")
     if isinstance(state, dict) and state.get("format") == FORMAT:
         if state.get("kind") != "speaker":
             raise CheckpointError(f"{path} holds a {state.get('kind')} model, not a speaker network")

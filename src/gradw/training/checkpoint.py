@@ -123,19 +123,25 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; check its format and kind."""
+def read_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{what} not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(
-            f"cannot read checkpoint {path}: not a PyTorch checkpoint or corrupt "
+            f"cannot read {what} {path}: not a PyTorch checkpoint or corrupt "
             f"({type(exc).__name__}: {first_line})"
         ) from None
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; check its format and kind."""
+    path = Path(path)
+    state = read_torch_file(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gradw checkpoint")
     if kind is not None and state.get("kind") != kind:
