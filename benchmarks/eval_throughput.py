@@ -7,15 +7,17 @@ Run by hand (not part of the tests)::
 
 For each preset (``demo``: pretrained CAM++ with the demo's G; ``paper``: ResNet34 with random
 weights and G at width 32, full depth) this runs what ``gradw evaluate`` runs to embed the test
-set: the seeded manifest (``build_manifest``), then ``embed_condition`` for every (system,
-condition) with the systems ``load_system`` builds, ``noisy`` and a G system (a randomly
+set: the seeded manifest (``build_manifest``), then ``embed_conditions`` for every system (each
+utterance rendered under every condition, equal lengths batched) with the systems
+``load_system`` builds, ``noisy`` and a G system (a randomly
 initialised G saved as a ``gradw train`` checkpoint; the time does not depend on the weights).
 Scoring and bootstrap intervals are not included (they take seconds).
 
 Timers wrap, without changing them: the audio reading and noise rendering that
-``embed_condition`` calls, ``System.embed`` and, inside it, E's mel power, E's features, E's
+``embed_conditions`` calls, ``System.embed_batch`` and, inside it, E's mel power, E's features, E's
 forward and G's forward. What is left of ``System.embed`` (tensor conversion, normalisation)
-and of the loop is reported as "other". Utterances are a seeded sample of the test list; one
+and of the loop is reported as "other". ``--batch-seconds 0`` embeds one item at a time, as
+``gradw evaluate`` did before batching, for comparison. Utterances are a seeded sample of the test list; one
 utterance of one condition is embedded once per warm-up before timing.
 """
 
@@ -48,7 +50,7 @@ SECTIONS = (
 
 
 def instrument(watch: Stopwatch) -> None:
-    """Time the audio reading and noise rendering of ``embed_condition`` (module-level names)."""
+    """Time the audio reading and noise rendering of ``embed_conditions`` (module-level names)."""
     import gradw.evaluation.benchmark as benchmark
 
     benchmark.read_audio = watch.wrap("read", benchmark.read_audio)
@@ -63,6 +65,7 @@ def measure_preset(
     utts: int,
     categories: list[str],
     snrs: list[float],
+    batch_seconds: float,
 ) -> list[dict]:
     """Embed ``utts`` test utterances under every condition through ``noisy`` and G; one row per system."""
     import gradw.evaluation.benchmark as benchmark
@@ -96,12 +99,11 @@ def measure_preset(
             system = load_system(parse_system(spec), scorer, f"bench-{preset}", device)
             if system.enhancer is not None:
                 system.enhancer.forward = watch.wrap("G forward", system.enhancer.forward)
-            system.embed = watch.wrap("embed", system.embed)
-            benchmark.embed_condition(system, chosen[:1], conditions[-1], test, manifest, loader)  # warm-up
+            system.embed_batch = watch.wrap("embed", system.embed_batch)
+            benchmark.embed_conditions(system, chosen[:1], conditions, test, manifest, loader, batch_seconds)
             watch.reset()
             start = time.perf_counter()
-            for condition in conditions:
-                benchmark.embed_condition(system, chosen, condition, test, manifest, loader)
+            benchmark.embed_conditions(system, chosen, conditions, test, manifest, loader, batch_seconds)
             wall = time.perf_counter() - start
             count = len(chosen) * len(conditions)
             shares = {name: watch.get(name) / wall for name, _ in SECTIONS}
@@ -120,10 +122,12 @@ def measure_preset(
                     "shares": shares,
                     "manifest_s": manifest_s,
                     "conditions": len(conditions),
+                    "batch_seconds": batch_seconds,
                     "load": machine_summary().rsplit("load average ", 1)[1],
                 }
             )
-            print(f"{preset} {rows[-1]['system']}: {rows[-1]['rate']:.2f} utterance-conditions/s", flush=True)
+            label = f"{preset} {rows[-1]['system']} batch {batch_seconds:g} s"
+            print(f"{label}: {rows[-1]['rate']:.2f} utterance-conditions/s", flush=True)
     return rows
 
 
@@ -138,6 +142,13 @@ def main() -> None:
     parser.add_argument("--categories", nargs="+", default=["clean", "noise", "music", "babble"])
     parser.add_argument("--snrs", type=float, nargs="+", default=[0.0, -5.0])
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        nargs="+",
+        default=[0.0, 60.0],
+        help="batch sizes to compare (0: one item)",
+    )
     args = parser.parse_args()
     set_threads(args.threads)
     print(f"machine: {machine_summary()}")
@@ -145,7 +156,10 @@ def main() -> None:
     instrument(watch)
     rows = []
     for preset in args.presets:
-        rows += measure_preset(watch, preset, args.test, args.augment, args.utts, args.categories, args.snrs)
+        for batch_seconds in args.batch_seconds:
+            rows += measure_preset(
+                watch, preset, args.test, args.augment, args.utts, args.categories, args.snrs, batch_seconds
+            )
 
     print(f"\nmachine: {machine_summary()}\n")
     table = []
@@ -156,6 +170,7 @@ def main() -> None:
                 r["preset"],
                 f"{r['system']} ({r['scorer']}" + (f", G w{r['g_width']})" if r["system"] == "G" else ")"),
                 f"{r['count']} ({r['conditions']} conditions)",
+                f"{r['batch_seconds']:g} s" if r["batch_seconds"] > 0 else "one item",
                 f"{r['wall_s']:.1f}",
                 f"{r['rate']:.2f}",
                 f"{r['audio_rate']:.0f}",
@@ -166,7 +181,7 @@ def main() -> None:
                 r["load"],
             ]
         )
-    headers = ["preset", "system", "utterance-conditions", "wall s", "utt-cond/s", "audio s/s"]
+    headers = ["preset", "system", "utterance-conditions", "batch", "wall s", "utt-cond/s", "audio s/s"]
     headers += ["in model forwards", *(label for _, label in SECTIONS), "other", "manifest s", "load average"]
     print(markdown_table(headers, table))
     mean = np.mean([r["mean_duration_s"] for r in rows])

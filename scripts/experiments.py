@@ -41,6 +41,18 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
         "the demo recipe: layer-before-pooling tap, identity start, 30 % clean, gradw-norm",
     ),
     "demo-equalw": (["loss.scheme=equal"], "the demo recipe with uniform weights (Equal-W)"),
+    "demo-gradw-norm-emb": (
+        ["loss.embedding_weight=1.0"],
+        "the demo recipe plus the embedding term (cosine distance to the clean embedding, weight 1)",
+    ),
+    "demo-gradw-norm-floor": (
+        ["enhancer.min_gain_db=-12.0"],
+        "the demo recipe with the mask floored at -12 dB (limits suppression, where artefacts come from)",
+    ),
+    "demo-gradw-norm-long": (
+        ["optim.steps=1200", "validation.every=300"],
+        "the demo recipe trained twice as long (the validation curve was still moving at 600 steps)",
+    ),
 }
 CONDITIONS = ("clean,0,-5,-10", "noise,music,babble")
 
@@ -63,9 +75,14 @@ def train(name: str, out: Path, root: Path) -> Path:
     return best if best.is_file() else run / "last.pt"
 
 
-def evaluate(split: str, checkpoints: dict[str, Path], out: Path, root: Path, cache: Path) -> Path:
+def evaluate(
+    split: str, checkpoints: dict[str, Path], out: Path, root: Path, cache: Path, fuse: bool = False
+) -> Path:
     eval_dir = out / f"eval-{split}"
-    systems = ",".join(["noisy", *(f"{n}:{p}" for n, p in checkpoints.items())])
+    specs = ["noisy", *(f"{n}:{p}" for n, p in checkpoints.items())]
+    if fuse:  # the same checkpoints with the noisy and enhanced embeddings averaged at inference
+        specs += [f"{n}:{p}@fuse" for n, p in checkpoints.items()]
+    systems = ",".join(specs)
     args = ["evaluate", "--test", str(root / split), "--augment", str(root / "augment" / "test")]
     args += ["--systems", systems, "--snrs", CONDITIONS[0], "--categories", CONDITIONS[1]]
     args += ["--out", str(eval_dir), "--cache-dir", str(cache), "--quiet"]
@@ -163,6 +180,7 @@ def main() -> int:
     parser.add_argument("--doc", default="docs/experiments.md")
     parser.add_argument("--test", action="store_true", help="also evaluate on the test split")
     parser.add_argument("--doc-only", action="store_true", help="only rewrite the document")
+    parser.add_argument("--fuse", action="store_true", help="also evaluate each variant with @fuse")
     parser.add_argument(
         "--cache-dir", default=None, help="embedding cache shared with other evaluations (default OUT/cache)"
     )
@@ -176,9 +194,9 @@ def main() -> int:
     if not args.doc_only:
         checkpoints = {name: train(name, out, root) for name in names}
         cache = Path(args.cache_dir) if args.cache_dir else out / "cache"
-        evaluate("val", checkpoints, out, root, cache)
+        evaluate("val", checkpoints, out, root, cache, args.fuse)
         if args.test:
-            evaluate("test", checkpoints, out, root, cache)
+            evaluate("test", checkpoints, out, root, cache, args.fuse)
     document(out, names, Path(args.doc))
     return 0
 

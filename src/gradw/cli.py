@@ -164,6 +164,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         n_boot=args.n_boot,
         cache_dir=args.cache_dir,
         threads=args.threads,
+        batch_seconds=args.batch_seconds,
+        save_every=args.save_every,
     )
     rows = evaluate(config, quiet=args.quiet)
     if rows:
@@ -302,6 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
     ev.add_argument("--cache-dir", default=None, help="embedding cache (default OUT/cache)")
     ev.add_argument("--threads", type=int, default=0)
+    ev.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=60.0,
+        help="most audio per batch; a batch holds renderings of equal length only (default 60)",
+    )
+    ev.add_argument(
+        "--save-every", type=int, default=200, help="save progress every N utterances (default 200)"
+    )
     ev.add_argument("--out", required=True)
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)

@@ -14,6 +14,7 @@ from gradw.evaluation.systems import (
     PEER_NAMES,
     SystemSpec,
     SystemSpecError,
+    embed_many,
     load_system,
     parse_system,
     parse_systems,
@@ -215,3 +216,50 @@ def test_another_scorer_front_end_scores_the_resynthesised_waveform(wav: np.ndar
     np.testing.assert_allclose(system.embed(short), expected, atol=2e-5)
     with pytest.raises(SystemSpecError, match="@fuse needs a scorer with G's front-end"):
         load_system(parse_system(f"gradw:{ckpt}@fuse"), campplus, "campplus", CPU)
+
+
+# ---------------------------------------------------------------------------------------------
+# batching by length
+
+
+class _Recorder:
+    """A stand-in system: records the batch shapes it is given, embeds a waveform as [mean, n]."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def embed_batch(self, wavs: np.ndarray) -> np.ndarray:
+        self.shapes.append(wavs.shape)
+        return np.stack([[w.mean(), w.shape[0]] for w in wavs]).astype(np.float32)
+
+
+def test_embed_many_batches_runs_of_equal_length_only():
+    lengths = [800, 800, 800, 1200, 1200, 800, 800, 800, 800]
+    items = [(f"u{i}", np.full(n, i, np.float32)) for i, n in enumerate(lengths)]
+    recorder = _Recorder()
+    seen: list[int] = []
+    # at most 3 items of 800 samples (2400 samples = 0.15 s) per batch
+    out = embed_many(recorder, items, batch_seconds=2400 / 16000, progress=seen.append)
+    assert recorder.shapes == [(3, 800), (2, 1200), (3, 800), (1, 800)]
+    assert seen == [3, 2, 3, 1]
+    assert list(out) == [k for k, _ in items]
+    for i, (key, _) in enumerate(items):
+        np.testing.assert_array_equal(out[key], [i, lengths[i]])  # each key got its own item's result
+    one = _Recorder()
+    embed_many(one, items, batch_seconds=0)
+    assert one.shapes == [(1, n) for n in lengths]  # 0: one item at a time
+
+
+def test_batched_embeddings_equal_one_at_a_time(scorer, wav: np.ndarray, ckpt: Path):
+    rng = np.random.default_rng(0)
+    n = 16000
+    wavs = np.stack([wav[:n], wav[n : 2 * n], 0.3 * rng.standard_normal(n).astype(np.float32)])
+    for spec in ("noisy", f"g:{ckpt}", f"g:{ckpt}@fuse"):
+        system = load_system(parse_system(spec), scorer, "s", CPU)
+        batched = system.embed_batch(wavs)
+        alone = np.stack([system.embed(w) for w in wavs])
+        assert batched.shape == (3, alone.shape[1])
+        np.testing.assert_allclose(batched, alone, atol=2e-6)
+        assert np.abs(batched[0] - batched[1]).max() > 1e-2  # the items did not leak into each other
+    with pytest.raises(ValueError, match=r"embed_batch expects \(B, N\)"):
+        system.embed_batch(wavs[0])

@@ -9,6 +9,12 @@ difference against ``noisy``.
 Embeddings are cached on disk per (system, scorer, manifest, condition), keyed by content, so
 adding a system or an SNR recomputes only what is new and an interrupted evaluation resumes.
 Under ``torchrun`` the utterances are sharded across ranks and rank 0 merges and scores.
+
+Batching by length, exactly: each utterance is read once and rendered under every condition a
+system still needs; these renderings all have the utterance's length, and so do other utterances
+of equal length next to it in the duration-sorted order, so they are embedded as one batch with
+nothing padded (see :func:`gradw.evaluation.systems.embed_many`). Progress is saved every
+``save_every`` utterances, so an interrupted evaluation loses at most that much work.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from gradw.data.conditions import (
 from gradw.data.lists import AugmentDir, DataError, SpeechDir, Trial, read_trials
 from gradw.evaluation.metrics import paired_bootstrap_diff, summarise
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
-from gradw.evaluation.systems import System, file_digest, load_system, parse_systems
+from gradw.evaluation.systems import System, embed_many, file_digest, load_system, parse_systems
 from gradw.models import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
 from gradw.models.speaker import SpeakerNetwork
 
@@ -72,6 +78,8 @@ class EvaluationConfig:
     n_boot: int = 1000
     cache_dir: str | None = None
     threads: int = 0
+    batch_seconds: float = 60.0
+    save_every: int = 200
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,26 +230,54 @@ class EmbeddingStore:
         tmp.replace(self.path(key))
 
 
-def embed_condition(
+def embed_conditions(
     system: System,
     utts: Sequence[str],
-    condition: Condition,
+    conditions: Sequence[Condition],
     test: SpeechDir,
     manifest: Manifest | None,
     loader: Callable[[str, str], np.ndarray] | None,
+    batch_seconds: float = 60.0,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, np.ndarray]:
-    """Embeddings of ``utts`` under ``condition`` through ``system``: utt -> (D,)."""
-    out: dict[str, np.ndarray] = {}
-    for utt in utts:
-        wav = read_audio(test.wavs[utt])
-        if condition.category != "clean" or condition.reverb:
-            assert manifest is not None and loader is not None
-            wav = render(manifest.entry(utt, condition), wav, loader)
-        out[utt] = system.embed(wav)
-        if progress is not None:
-            progress(1)
+) -> dict[str, dict[str, np.ndarray]]:
+    """Embeddings of ``utts`` under each condition through ``system``: condition -> utt -> (D,).
+
+    Each utterance is read once; its renderings under the conditions (all of its length) are
+    embedded together, batched with neighbouring utterances of the same length.
+    """
+
+    def items() -> Iterable[tuple[tuple[str, str], np.ndarray]]:
+        for utt in utts:
+            clean = read_audio(test.wavs[utt])
+            for condition in conditions:
+                if condition.category == "clean" and not condition.reverb:
+                    yield (condition.name, utt), clean
+                else:
+                    assert manifest is not None and loader is not None
+                    yield (condition.name, utt), render(manifest.entry(utt, condition), clean, loader)
+
+    out: dict[str, dict[str, np.ndarray]] = {c.name: {} for c in conditions}
+    for (name, utt), emb in embed_many(system, items(), batch_seconds, progress).items():
+        out[name][utt] = emb
     return out
+
+
+def by_length(
+    utts: Sequence[str], test: SpeechDir, manifest: Manifest, conditions: Sequence[Condition]
+) -> list[str]:
+    """``utts`` ordered by length (utt2dur, else the manifest's sample counts), then by name.
+
+    Equal lengths become neighbours (and batch together); under ``torchrun`` every rank's shard
+    of this order (``[rank::world]``) gets a similar share of long and short utterances.
+    """
+    noisy = [c for c in conditions if c.category != "clean" or c.reverb]
+    if test.utt2dur is not None and all(u in test.utt2dur for u in utts):
+        length = {u: round(test.utt2dur[u] * manifest.sample_rate) for u in utts}
+    elif noisy:
+        length = {u: manifest.entry(u, noisy[0]).num_samples for u in utts}
+    else:
+        length = dict.fromkeys(utts, 0)
+    return sorted(utts, key=lambda u: (length[u], u))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,30 +361,20 @@ def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
         for s in systems
         for c in conditions
     }
-    todo = [
-        (s, c) for s in systems for c in conditions if not store.path(keys[s.spec.name, c.name]).is_file()
-    ]
+    mine = by_length(needed, test, manifest, conditions)[rank::world]
+    todo = {
+        s.spec.name: [c for c in conditions if not store.path(keys[s.spec.name, c.name]).is_file()]
+        for s in systems
+    }
     show = not quiet and sys.stderr.isatty() and rank == 0
-    bar = tqdm(
-        total=len(todo) * len(needed) // world, desc="embeddings", disable=not show, dynamic_ncols=True
-    )
-    for system, condition in todo:
-        key = keys[system.spec.name, condition.name]
-        mine = needed[rank::world]
-        embeddings = embed_condition(system, mine, condition, test, manifest, loader, bar.update)
-        if world > 1:
-            store.save(f"part-{key}-{rank}", embeddings)
-            import torch.distributed as dist
-
-            dist.barrier()
-            if rank == 0:
-                merged: dict[str, np.ndarray] = {}
-                for r in range(world):
-                    merged.update(store.load(f"part-{key}-{r}") or {})
-                    store.path(f"part-{key}-{r}").unlink(missing_ok=True)
-                store.save(key, merged)
-        else:
-            store.save(key, embeddings)
+    total = sum(len(t) for t in todo.values()) * len(mine)
+    bar = tqdm(total=total, desc="embeddings", unit="utt-cond", disable=not show, dynamic_ncols=True)
+    for system in systems:
+        if todo[system.spec.name]:
+            names = {c.name: keys[system.spec.name, c.name] for c in todo[system.spec.name]}
+            _embed_system(
+                config, system, todo[system.spec.name], names, mine, test, manifest, loader, store, bar
+            )
     bar.close()
     if world > 1:
         import torch.distributed as dist
@@ -364,6 +390,54 @@ def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
 
     write_report(out, config, rows)
     return rows
+
+
+def _partial(key: str, rank: int, world: int) -> str:
+    return f"partial-{key}-{rank}of{world}"
+
+
+def _embed_system(
+    config: EvaluationConfig,
+    system: System,
+    conditions: list[Condition],
+    keys: dict[str, str],
+    utts: list[str],
+    test: SpeechDir,
+    manifest: Manifest,
+    loader: Callable[[str, str], np.ndarray] | None,
+    store: EmbeddingStore,
+    bar: tqdm,
+) -> None:
+    """Embed this rank's ``utts`` under ``conditions`` (cache keys ``keys``) and store them.
+
+    Progress goes to per-rank partial files every ``config.save_every`` utterances (a rerun
+    starts from them); at the end rank 0 merges every rank's partial files into the cache files.
+    """
+    rank, world = _ranks()
+    done = {name: store.load(_partial(key, rank, world)) or {} for name, key in keys.items()}
+    remaining = [u for u in utts if any(u not in done[name] for name in keys)]
+    bar.update((len(utts) - len(remaining)) * len(keys))
+    step = max(1, config.save_every)
+    for start in range(0, len(remaining), step):
+        block = remaining[start : start + step]
+        got = embed_conditions(
+            system, block, conditions, test, manifest, loader, config.batch_seconds, bar.update
+        )
+        for name, key in keys.items():
+            done[name].update(got[name])
+            store.save(_partial(key, rank, world), done[name])
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if rank == 0:
+        for key in keys.values():
+            merged: dict[str, np.ndarray] = {}
+            for r in range(world):
+                merged.update(store.load(_partial(key, r, world)) or {})
+            store.save(key, merged)
+            for r in range(world):
+                store.path(_partial(key, r, world)).unlink(missing_ok=True)
 
 
 def _score(

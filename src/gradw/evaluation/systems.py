@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ PEER_NAMES = ("rnnoise", "deepfilternet3", "spectral-gating", "spectral-gating-s
 RESERVED_NAMES = ("noisy", *PEER_NAMES)
 # a system's name becomes a folder under OUT/scores/: no separators, no leading dot
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+K = TypeVar("K")
 
 
 class SystemSpecError(ValueError):
@@ -120,12 +122,24 @@ class System:
     waveform: Any = None  # a WaveformEnhancer (peer) or a gradw Enhancer for resynthesis
     info: dict[str, Any] = field(default_factory=dict)
 
-    @torch.no_grad()
     def embed(self, wav: np.ndarray) -> np.ndarray:
         """(N,) float32 16 kHz waveform -> (D,) L2-normalised embedding."""
-        if self.waveform is not None:
-            wav = np.asarray(self.waveform.enhance(wav), dtype=np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self.device)
+        return self.embed_batch(np.asarray(wav, dtype=np.float32)[None])[0]
+
+    @torch.no_grad()
+    def embed_batch(self, wavs: np.ndarray) -> np.ndarray:
+        """(B, N) float32 16 kHz waveforms of one length -> (B, D) L2-normalised embeddings.
+
+        Every item is computed as it would be alone: no padding, E's mean normalisation and
+        pooling and G's instance normalisation are per item (BatchNorm runs in eval mode), so a
+        batch changes the result only by floating-point summation order.
+        """
+        wavs = np.asarray(wavs, dtype=np.float32)
+        if wavs.ndim != 2:
+            raise ValueError(f"embed_batch expects (B, N) waveforms of one length, got shape {wavs.shape}")
+        if self.waveform is not None:  # waveform enhancers run one recording at a time
+            wavs = np.stack([np.asarray(self.waveform.enhance(w), dtype=np.float32) for w in wavs])
+        x = torch.from_numpy(np.ascontiguousarray(wavs)).to(self.device)
         mel = self.scorer.mel_power(x)
         if self.enhancer is None:
             emb = self.scorer(self.scorer.features(mel))
@@ -135,7 +149,52 @@ class System:
             if self.spec.fuse:
                 noisy = self.scorer(self.scorer.features(mel))
                 emb = F.normalize(emb, dim=-1) + F.normalize(noisy, dim=-1)
-        return F.normalize(emb, dim=-1)[0].cpu().numpy().astype(np.float32)
+        return F.normalize(emb, dim=-1).cpu().numpy().astype(np.float32)
+
+
+def embed_many(
+    system: System,
+    items: Iterable[tuple[K, np.ndarray]],
+    batch_seconds: float = 60.0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[K, np.ndarray]:
+    """Embed ``(key, (N,) waveform)`` items, batching runs of consecutive items of equal length.
+
+    Batches hold only waveforms of exactly one length, so nothing is padded and every embedding
+    is what :meth:`System.embed` gives for its item alone (up to summation order). Order the items
+    so that equal lengths are adjacent, e.g. one utterance under every condition in turn.
+
+    Args:
+        system: the system that embeds.
+        items: ``(key, wav)`` pairs, wav (N,) float32 at 16 kHz.
+        batch_seconds: most audio per batch, in seconds (at least one item per batch).
+        progress: called with the number of items embedded after each batch.
+
+    Returns:
+        key -> (D,) L2-normalised embedding.
+    """
+    limit = max(1, int(batch_seconds * 16000))
+    out: dict[K, np.ndarray] = {}
+    keys: list[K] = []
+    wavs: list[np.ndarray] = []
+
+    def flush() -> None:
+        if keys:
+            for key, emb in zip(keys, system.embed_batch(np.stack(wavs)), strict=True):
+                out[key] = emb
+            if progress is not None:
+                progress(len(keys))
+            keys.clear()
+            wavs.clear()
+
+    for key, wav in items:
+        wav = np.asarray(wav, dtype=np.float32)
+        if wavs and (wav.shape != wavs[0].shape or (len(wavs) + 1) * wav.shape[0] > limit):
+            flush()
+        keys.append(key)
+        wavs.append(wav)
+    flush()
+    return out
 
 
 def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device: torch.device) -> System:

@@ -16,7 +16,7 @@ from gradw.data.lists import AugmentDir, SpeechDir
 from gradw.evaluation.benchmark import load_trials, select_trials
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import score_trials
-from gradw.evaluation.systems import System, SystemSpec
+from gradw.evaluation.systems import System, SystemSpec, embed_many
 from gradw.models.speaker import SpeakerNetwork
 
 
@@ -54,9 +54,13 @@ class Validator:
     def _eers(self, enhancer: torch.nn.Module | None) -> dict[str, float]:
         spec = SystemSpec("validation", "noisy" if enhancer is None else "mask")
         system = System(spec, self.speaker, self.device, identity="", enhancer=enhancer)
+        # utterance-major order: one utterance's renderings (one length) are embedded as a batch
+        utts = sorted(next(iter(self.audio.values())))
+        items = (((c, u), audio[u]) for u in utts for c, audio in self.audio.items())
+        flat = embed_many(system, items)
         out: dict[str, float] = {}
-        for condition, audio in self.audio.items():
-            embeddings = {u: system.embed(w) for u, w in audio.items()}
+        for condition in self.audio:
+            embeddings = {u: flat[condition, u] for u in utts}
             out[condition] = 100 * eer(score_trials(embeddings, self.pairs), self.labels)[0]
         return out
 
