@@ -227,6 +227,34 @@ def test_chunk_plan_tiles_the_recording() -> None:
         plan_chunks(n, SR, SR)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_chunk_plans_are_even_and_spend_little_on_overlap(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    hop = 160
+    chunk = int(rng.integers(2 * SR, 40 * SR))
+    overlap = int(rng.integers(0, chunk // 2))
+    n = int(rng.integers(chunk + 1, 12 * chunk))
+    chunks = plan_chunks(n, chunk, overlap, align=hop)
+    lengths = [c.stop - c.start for c in chunks]
+    assert chunks[0].start == 0 and chunks[-1].stop == n
+    assert max(lengths) <= chunk  # memory stays bounded by the requested chunk
+    assert max(lengths) - min(lengths) < hop  # shared evenly (the last one takes the remainder)
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert b.start % hop == 0 and a.stop - b.start >= overlap
+    # the fewest chunks that can work: one fewer could not cover n with chunks <= chunk - 2 hops
+    k = len(chunks)
+    assert k == 1 or (k - 1) * (chunk - 2 * hop) - (k - 2) * overlap < n + hop
+    # work: the recording plus the overlaps, each at most the requested one plus a few hops
+    assert sum(lengths) <= n + (k - 1) * (overlap + 4 * hop)
+
+
+def test_a_minute_in_half_minute_chunks_costs_about_a_minute() -> None:
+    # the old plan (full-length chunks, the last one flush with the end) cost 90 s of work here
+    chunks = plan_chunks(60 * SR, 30 * SR, 4 * SR, align=160)
+    assert len(chunks) == 3
+    assert sum(c.stop - c.start for c in chunks) <= 68.2 * SR
+
+
 @pytest.mark.parametrize("frontend", [KaldiFbank(), LogMel()], ids=["kaldi", "logmel"])
 def test_chunks_own_every_frame_exactly_once(frontend) -> None:
     n = 9 * SR + 333
@@ -257,9 +285,10 @@ def test_chunked_equals_whole_for_a_frame_local_model(frontend) -> None:
 def test_chunked_unet_output_is_close_to_whole_file_output() -> None:
     # The U-Net is not frame-local (instance norm over the whole input, a wide receptive field),
     # so chunks differ from the whole file. Measured on 10 s of noise with 4 s chunks and 2 s of
-    # overlap: max |diff| 4e-4 to 6e-4 for outputs of amplitude 0.35 (error 58-62 dB below the
-    # signal). The bound (error >= 40 dB below the signal, max |diff| < 5e-3) leaves a margin of
-    # about 10x; a broken overlap-add or a misplaced chunk gives errors near 0 dB.
+    # overlap (5 chunks of 3.7 s, starts on G's 8-frame grid): error 55 dB below the signal (53-56
+    # dB for chunks of 3.6-5 s; 28 dB when the starts ignore the 8-frame grid). The bound (error
+    # >= 40 dB below the signal, max |diff| < 5e-3) leaves a margin of over 10 dB; a broken
+    # overlap-add or a misplaced chunk gives errors near 0 dB.
     wav = noise(10.0, seed=3)
     model = tiny_unet(seed=1)
     whole = Enhancer(model, KaldiFbank(), chunk_seconds=None).enhance_tensor(wav)
@@ -388,3 +417,24 @@ def test_clashing_outputs_are_refused_before_anything_is_written(tmp_path: Path,
     sf.write(tmp_path / "d1" / "enhanced" / "same.wav", np.zeros(4000), SR)
     jobs, missing = collect_inputs([tmp_path / "d1"], tmp_path / "d1" / "enhanced")
     assert jobs == [(tmp_path / "d1" / "same.wav", tmp_path / "d1" / "enhanced" / "same.wav")] and not missing
+
+
+def test_blocks_are_the_whole_output_in_order_and_chunks_start_on_g_grid() -> None:
+    wav = noise(11.3, seed=4)
+    enhancer = Enhancer(tiny_unet(seed=2), KaldiFbank(), chunk_seconds=3.0, overlap_seconds=1.0)
+    chunks = enhancer.plan(len(wav))
+    assert len(chunks) > 3 and all(c.start % (8 * 160) == 0 for c in chunks)
+    blocks = list(enhancer.enhance_blocks(wav))
+    assert len(blocks) == len(chunks)
+    # each block is final when yielded: it ends where the next chunk starts
+    assert [len(b) for b in blocks[:-1]] == [
+        b.start - a.start for a, b in zip(chunks, chunks[1:], strict=False)
+    ]
+    assert sum(len(b) for b in blocks) == len(wav)
+    # the same overlap-add done at once, from the chunks' own outputs
+    total = torch.zeros(len(wav))
+    for chunk, mask in enhancer._chunk_masks(wav, chunks):
+        total[chunk.start : chunk.stop] += chunk.weights() * enhancer.apply_mask(
+            wav[chunk.start : chunk.stop], mask
+        )
+    torch.testing.assert_close(torch.cat(blocks), total, atol=1e-7, rtol=0)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from gradw.audio.io import AudioError, audio_info, read_audio, resample, write_audio
+from gradw.audio.io import AudioError, audio_info, read_audio, resample, write_audio, write_audio_blocks
 
 
 def sine(freq: float, sr: int, seconds: float, amp: float = 0.5) -> np.ndarray:
@@ -80,6 +80,39 @@ def test_write_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sample_rate"):
         write_audio(tmp_path / "x.wav", np.zeros(10), sample_rate=0)
     assert os.listdir(tmp_path) == []
+
+
+def test_blocks_write_the_same_file_as_one_call(tmp_path: Path) -> None:
+    wav = sine(440, 16000, 0.5, amp=1.2)  # clipped in both
+    write_audio(tmp_path / "one.flac", wav)
+    pieces = [wav[:1000], wav[1000:1000], torch.from_numpy(wav[1000:5001]), wav[5001:]]
+    write_audio_blocks(tmp_path / "blocks.flac", iter(pieces))
+    np.testing.assert_array_equal(read_audio(tmp_path / "blocks.flac"), read_audio(tmp_path / "one.flac"))
+    stereo = np.stack([wav, -wav], axis=1)
+    write_audio_blocks(tmp_path / "st.wav", [stereo[:100], stereo[100:]])
+    assert audio_info(tmp_path / "st.wav") == (16000, len(wav), 2)
+
+
+def test_a_failing_block_leaves_nothing_and_keeps_the_old_file(tmp_path: Path) -> None:
+    old = tmp_path / "out.wav"
+    write_audio(old, sine(440, 16000, 0.1))
+
+    def blocks():
+        yield sine(440, 16000, 0.1)
+        raise RuntimeError("the enhancer failed half-way")
+
+    with pytest.raises(AudioError, match=r"out\.wav.*half-way"):
+        write_audio_blocks(old, blocks())
+    bad = sine(440, 16000, 0.1)
+    bad[5] = np.nan
+    with pytest.raises(AudioError, match="non-finite"):
+        write_audio_blocks(old, [sine(440, 16000, 0.1), bad])
+    with pytest.raises(AudioError, match=r"shape \(10, 2\) follows"):
+        write_audio_blocks(old, [np.zeros(10), np.zeros((10, 2))])
+    with pytest.raises(AudioError, match="empty"):
+        write_audio_blocks(old, [np.zeros(0), np.zeros(0)])
+    assert sorted(os.listdir(tmp_path)) == ["out.wav"]
+    assert audio_info(old) == (16000, 1600, 1)
 
 
 def test_stereo_is_downmixed_by_averaging(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -164,31 +165,70 @@ def write_audio(path: str | os.PathLike[str], wav: Any, sample_rate: int = 16000
             badly shaped waveform, non-finite samples, or a failed write.
         ValueError: when ``sample_rate`` is not a positive integer.
     """
+    write_audio_blocks(path, [wav], sample_rate)
+
+
+def write_audio_blocks(path: str | os.PathLike[str], blocks: Iterable[Any], sample_rate: int = 16000) -> None:
+    """Write a waveform that arrives in consecutive blocks, as :func:`write_audio` does.
+
+    Only one block is held at a time (each is clipped as it is written), so a long recording
+    can be written with memory bounded by its largest block. The file appears at ``path`` only
+    when every block is written; an error in any block (or in producing it) leaves nothing.
+
+    Args:
+        path: the destination file (``.wav`` or ``.flac``).
+        blocks: (N_i,) or (N_i, C) waveform blocks (numpy arrays or tensors), one channel count.
+        sample_rate: rate in Hz stored in the header.
+
+    Raises:
+        AudioError: as :func:`write_audio`, naming the file (an empty waveform means no samples
+            in any block).
+        ValueError: when ``sample_rate`` is not a positive integer.
+    """
     rate = _check_rate(sample_rate, "sample_rate")
     p = Path(path)
     fmt = WRITE_FORMATS.get(p.suffix.lower())
     if fmt is None:
         valid = ", ".join(WRITE_FORMATS)
         raise AudioError(p, f"unsupported suffix {p.suffix!r} for writing; use one of {valid}")
-    data = _as_numpy(wav)
-    if data.ndim not in (1, 2) or (data.ndim == 2 and not 0 < data.shape[1] <= _MAX_WRITE_CHANNELS):
-        raise AudioError(
-            p,
-            f"expected a waveform of shape (N,) or (N, C) with C <= {_MAX_WRITE_CHANNELS}, "
-            f"got shape {data.shape}",
-        )
-    if data.shape[0] == 0:
-        raise AudioError(p, "refusing to write an empty waveform")
-    if not np.isfinite(data).all():
-        raise AudioError(p, "refusing to write non-finite samples (NaN or Inf)")
-    data = np.clip(data, -1.0, 1.0)
-    p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex}.tmp")
+    handle: sf.SoundFile | None = None
+    shape: tuple[int, ...] | None = None
+    total = 0
     try:
-        sf.write(os.fspath(tmp), data, rate, subtype=fmt[1], format=fmt[0])
+        for block in blocks:
+            data = _as_numpy(block)
+            if data.ndim not in (1, 2) or (data.ndim == 2 and not 0 < data.shape[1] <= _MAX_WRITE_CHANNELS):
+                raise AudioError(
+                    p,
+                    f"expected a waveform of shape (N,) or (N, C) with C <= {_MAX_WRITE_CHANNELS}, "
+                    f"got shape {data.shape}",
+                )
+            if shape is not None and data.shape[1:] != shape:
+                raise AudioError(p, f"a block of shape {data.shape} follows blocks of shape (N, *{shape})")
+            shape = data.shape[1:]
+            if not np.isfinite(data).all():
+                raise AudioError(p, "refusing to write non-finite samples (NaN or Inf)")
+            if data.shape[0] == 0:
+                continue
+            if handle is None:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                channels = 1 if data.ndim == 1 else data.shape[1]
+                handle = sf.SoundFile(
+                    os.fspath(tmp), "w", samplerate=rate, channels=channels, subtype=fmt[1], format=fmt[0]
+                )
+            handle.write(np.clip(data, -1.0, 1.0))
+            total += data.shape[0]
+        if total == 0:
+            raise AudioError(p, "refusing to write an empty waveform")
+        assert handle is not None
+        handle.close()
+        handle = None
         os.replace(tmp, p)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioError(p, f"cannot write audio ({err})") from err
     finally:
+        if handle is not None:
+            handle.close()
         if tmp.exists():
             tmp.unlink()

@@ -124,7 +124,11 @@ class MaskUNet(nn.Module):
 
     Attributes:
         config: JSON-able constructor arguments; :meth:`from_config` rebuilds the module.
+        time_stride: frames per time step of the deepest level (three stride-2 stages: 8); inputs
+            that start on a multiple of it share the whole recording's downsampling grid.
     """
+
+    time_stride = 8
 
     def __init__(
         self,
