@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from gradw.audio.io import read_audio
 from gradw.audio.mixing import measure_snr, reverberate
@@ -21,23 +20,10 @@ from gradw.data.conditions import (
     render,
     write_condition,
 )
+from gradw.data.corpora.toy import toy_tone, write_float_wav
 from gradw.data.lists import AugmentDir, DataError, SpeechDir, Trial, write_augment_dir, write_speech_dir
 
 SR = 16000
-
-
-def _tone(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / SR
-    f0 = 100 + 150 * rng.random()
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * (3 + 3 * rng.random()) * t)
-    return (0.2 * env * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 4))).astype(np.float32)
-
-
-def _write(path: Path, wav: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wav, SR, subtype="FLOAT")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -47,32 +33,40 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpeechDir, Augment
     for s in range(4):
         for u in range(2):
             utt = f"spk{s}/utt{u}"
-            wavs[utt] = _write(root / "test" / "wav" / f"{utt}.wav", _tone(6000 + 500 * u, 10 * s + u))
+            wavs[utt] = write_float_wav(
+                root / "test" / "wav" / f"{utt}.wav", toy_tone(6000 + 500 * u, 10 * s + u)
+            )
             utt2spk[utt] = f"spk{s}"
     trials = [Trial("spk0/utt0", "spk0/utt1", True), Trial("spk0/utt0", "spk1/utt0", False)]
     write_speech_dir(root / "test", wavs, utt2spk, trials=trials)
     rng = np.random.default_rng(0)
     aug = root / "aug"
     noise = {
-        f"n{i}": _write(
+        f"n{i}": write_float_wav(
             aug / "a" / f"n{i}.wav", (0.1 * rng.standard_normal(3000 + 2500 * i)).astype(np.float32)
         )
         for i in range(4)
     }
-    noise["quiet"] = _write(aug / "a" / "quiet.wav", (1e-5 * rng.standard_normal(9000)).astype(np.float32))
+    noise["quiet"] = write_float_wav(
+        aug / "a" / "quiet.wav", (1e-5 * rng.standard_normal(9000)).astype(np.float32)
+    )
     write_augment_dir(aug, "noise", noise)
     write_augment_dir(
-        aug, "music", {f"m{i}": _write(aug / "a" / f"m{i}.wav", _tone(9000, 100 + i)) for i in range(3)}
+        aug,
+        "music",
+        {f"m{i}": write_float_wav(aug / "a" / f"m{i}.wav", toy_tone(9000, 100 + i)) for i in range(3)},
     )
     write_augment_dir(
-        aug, "babble", {f"b{i}": _write(aug / "a" / f"b{i}.wav", _tone(7000, 200 + i)) for i in range(6)}
+        aug,
+        "babble",
+        {f"b{i}": write_float_wav(aug / "a" / f"b{i}.wav", toy_tone(7000, 200 + i)) for i in range(6)},
     )
     rirs = {}
     for i in range(2):
         rir = np.zeros(1600, dtype=np.float32)
         rir[5 + 10 * i] = 1.0
         rir[6 + 10 * i :] = 0.3 * np.exp(-np.arange(1594 - 10 * i) / 300) * rng.standard_normal(1594 - 10 * i)
-        rirs[f"r{i}"] = _write(aug / "a" / f"r{i}.wav", rir)
+        rirs[f"r{i}"] = write_float_wav(aug / "a" / f"r{i}.wav", rir)
     write_augment_dir(aug, "rirs", rirs)
     return SpeechDir.load(root / "test"), AugmentDir.load(aug)
 

@@ -7,29 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
 from gradw.audio.mixing import measure_snr
+from gradw.data.corpora.toy import toy_tone, write_float_wav
 from gradw.data.datasets import EnhancementTriples, SpeakerCrops, collate
 from gradw.data.lists import AugmentDir, DataError, SpeechDir, write_augment_dir, write_speech_dir
 
 SR = 16000
-
-
-def _tone(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / SR
-    f0 = 100 + 200 * rng.random()
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * (2 + 4 * rng.random()) * t)
-    return (0.2 * env * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 4))).astype(np.float32)
-
-
-def _write(path: Path, wav: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wav, SR, subtype="FLOAT")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +25,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpeechDir, Augment
     for s in range(3):
         for u in range(3):
             utt = f"s{s}-u{u}"
-            wavs[utt] = _write(root / "train" / f"{utt}.wav", _tone(5000 + 1500 * u, 10 * s + u))
+            wavs[utt] = write_float_wav(root / "train" / f"{utt}.wav", toy_tone(5000 + 1500 * u, 10 * s + u))
             utt2spk[utt] = f"spk{2 - s}"  # speaker ids not in utterance order
     write_speech_dir(root / "train", wavs, utt2spk)
     rng = np.random.default_rng(1)
@@ -48,22 +34,26 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpeechDir, Augment
         aug,
         "noise",
         {
-            f"n{i}": _write(
+            f"n{i}": write_float_wav(
                 aug / "n" / f"{i}.wav", (0.05 * rng.standard_normal(4000 + 3000 * i)).astype(np.float32)
             )
             for i in range(4)
         },
     )
     write_augment_dir(
-        aug, "music", {f"m{i}": _write(aug / "m" / f"{i}.wav", _tone(6000, 100 + i)) for i in range(2)}
+        aug,
+        "music",
+        {f"m{i}": write_float_wav(aug / "m" / f"{i}.wav", toy_tone(6000, 100 + i)) for i in range(2)},
     )
     write_augment_dir(
-        aug, "babble", {f"b{i}": _write(aug / "b" / f"{i}.wav", _tone(3000, 200 + i)) for i in range(2)}
+        aug,
+        "babble",
+        {f"b{i}": write_float_wav(aug / "b" / f"{i}.wav", toy_tone(3000, 200 + i)) for i in range(2)},
     )
     rir = np.zeros(800, dtype=np.float32)
     rir[20] = 1.0
     rir[21:] = 0.2 * np.exp(-np.arange(779) / 150) * rng.standard_normal(779)
-    write_augment_dir(aug, "rirs", {"r0": _write(aug / "r" / "0.wav", rir)})
+    write_augment_dir(aug, "rirs", {"r0": write_float_wav(aug / "r" / "0.wav", rir)})
     return SpeechDir.load(root / "train"), AugmentDir.load(aug)
 
 
@@ -201,7 +191,7 @@ def test_speaker_crops_speed_classes(corpus: tuple[SpeechDir, AugmentDir]) -> No
 def test_speed_perturbation_shifts_pitch(tmp_path: Path) -> None:
     wav = (0.5 * np.sin(2 * np.pi * 400 * np.arange(2 * SR) / SR)).astype(np.float32)
     root = tmp_path / "d"
-    write_speech_dir(root, {"u": _write(root / "u.wav", wav)}, {"u": "s"})
+    write_speech_dir(root, {"u": write_float_wav(root / "u.wav", wav)}, {"u": "s"})
     data = SpeakerCrops(SpeechDir.load(root), crop_seconds=0.5, speed_perturb=(1.0, 1.1))
     for epoch in range(20):
         data.set_epoch(epoch)

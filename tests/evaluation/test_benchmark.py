@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import make_enhancer_checkpoint
 
 from gradw.audio.io import read_audio
 from gradw.cli import main
@@ -35,30 +36,12 @@ from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import read_scores
 from gradw.evaluation.systems import load_system, parse_system
 from gradw.models import load_speaker_network
-from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import save_checkpoint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PEERS = ["rnnoise", "deepfilternet3", "spectral-gating"]
 CONDITIONS = ["clean", "noise_0", "noise_-5", "music_0", "music_-5", "babble_0", "babble_-5"]
 # 3 test speakers: some bootstrap resamples of speakers hold one class only (warned, dropped)
 pytestmark = pytest.mark.filterwarnings("ignore:.*speaker resamples lacked:RuntimeWarning")
-
-
-def make_enhancer_checkpoint(path: Path, seed: int) -> Path:
-    """A small random G saved as ``gradw train`` would, trained against resnet-tiny (log-mel)."""
-    torch.manual_seed(seed)
-    g = MaskUNet(n_mels=80, base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1))
-    save_checkpoint(
-        path,
-        kind="enhancer",
-        model=g,
-        step=2,
-        config={},
-        model_config=g.config,
-        extra={"speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": "layer4"}, "frontend": "logmel"},
-    )
-    return path
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -7,49 +7,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from helpers import make_enhancer_checkpoint
 
+from gradw.data.corpora.toy import toy_tone, write_float_wav
 from gradw.data.lists import AugmentDir, DataError, SpeechDir, write_augment_dir, write_speech_dir
 from gradw.evaluation.inspect import add_inspect_parser, inspect_utterance, parse_checkpoint_args
 from gradw.losses import logit_gradient
 from gradw.models.resnet import resnet_tiny
-from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import save_checkpoint
 
 SR = 16000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _voice(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / SR
-    f0 = 110 + 120 * rng.random()
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * (2 + 3 * rng.random()) * t)
-    return (0.2 * env * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5))).astype(np.float32)
-
-
-def _write(path: Path, wav: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wav, SR, subtype="FLOAT")
-    return path
-
-
-def _save_unet(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    unet = MaskUNet(n_mels=80, base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1))
-    extra = {"speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": None}, "frontend": "logmel"}
-    return save_checkpoint(
-        path, kind="enhancer", model=unet, model_config=unet.config, extra=extra, config={}, step=0
-    )
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ckpt")
     return {
-        "gradw": _save_unet(root / "gradw" / "last.pt", 0),
-        "equalw": _save_unet(root / "equalw" / "last.pt", 1),
+        "gradw": make_enhancer_checkpoint(root / "gradw" / "last.pt", 0, tap=None),
+        "equalw": make_enhancer_checkpoint(root / "equalw" / "last.pt", 1, tap=None),
     }
 
 
@@ -61,7 +37,7 @@ def speaker() -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def wavs() -> tuple[np.ndarray, np.ndarray]:
-    clean = _voice(SR + SR // 2, 3)
+    clean = toy_tone(SR + SR // 2, 3)
     noise = 0.1 * np.random.default_rng(4).standard_normal(clean.shape[0]).astype(np.float32)
     return clean, clean + noise
 
@@ -156,12 +132,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for s in range(2):
         for u in range(2):
             utt = f"spk{s}-utt{u}"
-            wavs[utt] = _write(root / "test" / f"{utt}.wav", _voice(SR + 800 * u, 10 * s + u))
+            wavs[utt] = write_float_wav(root / "test" / f"{utt}.wav", toy_tone(SR + 800 * u, 10 * s + u))
             utt2spk[utt] = f"spk{s}"
     write_speech_dir(root / "test", wavs, utt2spk)
     rng = np.random.default_rng(0)
     noise = {
-        f"n{i}": _write(root / "aug" / f"n{i}.wav", (0.1 * rng.standard_normal(12000)).astype(np.float32))
+        f"n{i}": write_float_wav(
+            root / "aug" / f"n{i}.wav", (0.1 * rng.standard_normal(12000)).astype(np.float32)
+        )
         for i in range(2)
     }
     write_augment_dir(root / "aug", "noise", noise)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import make_enhancer_checkpoint
 
 from gradw.audio.io import read_audio
 from gradw.data.lists import SpeechDir
@@ -24,22 +25,6 @@ from gradw.models.unet import MaskUNet
 from gradw.training.checkpoint import save_checkpoint
 
 CPU = torch.device("cpu")
-
-
-def make_enhancer_checkpoint(path: Path, seed: int = 0, init_bias: float | None = None) -> Path:
-    """A small G (random weights) saved as ``gradw train`` would, trained against resnet-tiny."""
-    torch.manual_seed(seed)
-    g = MaskUNet(n_mels=80, base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1), init_bias=init_bias)
-    save_checkpoint(
-        path,
-        kind="enhancer",
-        model=g,
-        step=0,
-        config={},
-        model_config=g.config,
-        extra={"speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": "layer4"}, "frontend": "logmel"},
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
