@@ -42,8 +42,12 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     ),
     "demo-equalw": (["loss.scheme=equal"], "the demo recipe with uniform weights (Equal-W)"),
     "demo-gradw-norm-emb": (
-        ["loss.embedding_weight=1.0"],
-        "the demo recipe plus the embedding term (cosine distance to the clean embedding, weight 1)",
+        ["loss.embedding_weight=400.0"],
+        "the demo recipe plus the embedding term (cosine distance to the clean embedding, weight 400: equal to the activation L1 at the start)",
+    ),
+    "demo-gradw-norm-emb-project": (
+        ["loss.embedding_weight=400.0", "loss.conflict=project"],
+        "the embedding term with conflicting gradients projected (PCGrad), the paper's future direction",
     ),
     "demo-gradw-norm-floor": (
         ["enhancer.min_gain_db=-12.0"],

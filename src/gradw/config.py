@@ -86,6 +86,9 @@ class LossConfig:
     temperature: float = 1.0
     clip: float = 3.0
     embedding_weight: float = 0.0
+    # how the gradients of the activation loss and the embedding term combine: "none" (their
+    # sum) or "project" (PCGrad where they conflict; see gradw.losses.conflict)
+    conflict: str = "none"
 
 
 @dataclass

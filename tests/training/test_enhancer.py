@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradw.config import TrainConfig, load_config
-from gradw.losses.objective import EnhancementObjective, NonFiniteLossError
+from gradw.config import ConfigError, TrainConfig, load_config
+from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
 from gradw.models.unet import MaskUNet
 from gradw.training.checkpoint import load_checkpoint
+from gradw.training.distributed import DistInfo
 from gradw.training.enhancer import TrainingError, load_enhancer, train_enhancer
 from gradw.training.loop import read_metrics
 
@@ -122,6 +123,72 @@ def test_non_finite_loss_names_the_utterances(toy_corpus: Path, tmp_path: Path, 
         train_enhancer(config, quiet=True)
 
 
+def test_projected_gradients_are_pcgrad_of_the_two_terms(toy_corpus: Path, tmp_path: Path):
+    """``backward(..., "project")`` puts into G's .grad what PCGrad makes of the two terms'
+    gradients, each obtained here from its own forward and backward pass."""
+    from gradw.data.lists import SpeechDir
+    from gradw.losses.conflict import combine_gradients
+    from gradw.training.enhancer import backward, build_enhancer, prepare_speaker
+
+    config = _config(toy_corpus, tmp_path / "run", "loss.embedding_weight=30", "loss.scheme=gradw-norm")
+    speaker = prepare_speaker(config, SpeechDir.load(config.data.train), DistInfo())
+    objective = EnhancementObjective(speaker, scheme="gradw-norm", embedding_weight=30.0)
+    torch.manual_seed(0)
+    g = build_enhancer(config, speaker.frontend.n_mels)
+    gen = torch.Generator().manual_seed(1)
+    clean = 0.1 * torch.randn(2, 8000, generator=gen)
+    noisy = clean + 0.1 * torch.randn(2, 8000, generator=gen)
+    labels = torch.tensor([0, 1])
+    clean_mel, noisy_mel = speaker.mel_power(clean), speaker.mel_power(noisy)
+
+    def run() -> ObjectiveResult:
+        return objective(g(speaker.features(noisy_mel)), clean_mel, noisy_mel, labels)
+
+    params = list(g.parameters())
+    separate = []
+    for term in ("feature", "embedding"):
+        g.zero_grad(set_to_none=True)
+        run().terms[term].backward()
+        separate.append([torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params])
+    expected, expected_stats = combine_gradients(*separate, "project")
+    g.zero_grad(set_to_none=True)
+    result = run()
+    assert set(result.terms) == {"feature", "embedding"}
+    torch.testing.assert_close(result.terms["feature"] + result.terms["embedding"], result.loss)
+    stats = backward(result, g, "project")
+    assert stats == pytest.approx(expected_stats)
+    for param, want in zip(params, expected, strict=True):
+        torch.testing.assert_close(param.grad, want, rtol=1e-5, atol=1e-8)
+    # "none" is the ordinary backward of the loss
+    g.zero_grad(set_to_none=True)
+    assert backward(run(), g, "none") == {}
+    for param, a, b in zip(params, *separate, strict=True):
+        torch.testing.assert_close(param.grad, a + b, rtol=1e-5, atol=1e-8)
+
+
+def test_training_with_projection_logs_the_conflicts(toy_corpus: Path, tmp_path: Path):
+    extra = ("loss.embedding_weight=30", "loss.conflict=project", "optim.steps=4", "log_every=1")
+    train_enhancer(_config(toy_corpus, tmp_path / "run", *extra), quiet=True)
+    rows = read_metrics(tmp_path / "run", "train")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for row in rows:
+        assert -1 <= row["grad_cosine"] <= 1 and row["grad_conflict"] in (0.0, 1.0)
+        assert row["embedding_term"] > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("loss.conflict=project",), r"loss.conflict=project .* needs loss.embedding_weight > 0"),
+        (("loss.conflict=pcgrad", "loss.embedding_weight=1"), r"loss.conflict: unknown mode 'pcgrad'"),
+    ],
+)
+def test_conflict_options_are_checked_before_any_work(toy_corpus: Path, tmp_path: Path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        train_enhancer(_config(toy_corpus, tmp_path / "run", *extra), quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
     result = subprocess.run(
         [sys.executable, "-m", "gradw", "train", "--config", "tiny", "loss.shceme=equal"],
@@ -131,7 +198,8 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "gradw: error: unknown config key loss.shceme (valid: clip, embedding_weight, scheme, temperature)"
+        "gradw: error: unknown config key loss.shceme "
+        "(valid: clip, conflict, embedding_weight, scheme, temperature)"
     ]
     result = subprocess.run(
         [sys.executable, "-m", "gradw", "train", "--config", "tiny", f"data.train={tmp_path / 'nothing'}"],
@@ -152,13 +220,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(toy_corpus: Path, tmp_path: Path):
+@pytest.mark.parametrize(
+    "loss", [(), ("loss.embedding_weight=30", "loss.conflict=project")], ids=["plain", "projected"]
+)
+def test_two_processes_match_one_process_with_the_same_global_batch(
+    toy_corpus: Path, tmp_path: Path, loss: tuple[str, ...]
+):
     """DDP over 2 gloo processes (batch 2 each, BatchNorm statistics reduced across ranks) computes
     the gradient of one process with batch 4. Compared after one step, through Adam's first moment
     (exp_avg = 0.1 * gradient): later steps are ill-conditioned to compare, since Adam's first update
-    is sign(gradient) and flips for elements whose gradient is at rounding level."""
+    is sign(gradient) and flips for elements whose gradient is at rounding level. With projected
+    gradients, each term's gradient is averaged over ranks before PCGrad combines them, so the
+    global batch decides whether they conflict, as with one process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    extra = ("optim.steps=1", "log_every=1", "enhancer.init_bias=null")
+    extra = ("optim.steps=1", "log_every=1", "enhancer.init_bias=null", *loss)
     one = _run_cli(_train_args(toy_corpus, tmp_path / "one", *extra), tmp_path, env)
     assert one.returncode == 0, one.stderr
     torchrun = (

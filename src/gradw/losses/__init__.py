@@ -6,6 +6,7 @@ logit; Equal-W uses uniform P. See :mod:`gradw.losses.weights` for the schemes a
 :class:`EnhancementObjective` for the training loss.
 """
 
+from gradw.losses.conflict import CONFLICT_MODES, combine_gradients
 from gradw.losses.deep_feature import weighted_l1, weighted_l1_per_item
 from gradw.losses.objective import (
     OBJECTIVE_SCHEMES,
@@ -30,6 +31,8 @@ from gradw.losses.weights import (
 )
 
 __all__ = [
+    "CONFLICT_MODES",
+    "combine_gradients",
     "GRADIENT_SCHEMES",
     "OBJECTIVE_SCHEMES",
     "SOFTMAX_SCHEMES",

@@ -67,11 +67,15 @@ class ObjectiveResult:
         loss: () scalar to backpropagate (into the mask only).
         stats: floats for the training log (see :class:`EnhancementObjective`).
         weights: (B, 1, F', T') the detached weights P, or ``None`` for ``spectral``.
+        terms: the scalar terms that sum to ``loss``: ``"feature"`` (the activation or spectral
+            L1, batch mean) and, when on, ``"embedding"`` (embedding_weight x mean 1 - cos);
+            for combining their gradients (:mod:`gradw.losses.conflict`).
     """
 
     loss: Tensor
     stats: dict[str, float] = field(default_factory=dict)
     weights: Tensor | None = None
+    terms: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -285,11 +289,13 @@ class EnhancementObjective:
                 emb_enh = speaker.from_tap(a_enh)
 
         per_item = feature_loss
+        terms = {"feature": feature_loss.mean()}
         distance: Tensor | None = None
         if use_embedding:
             assert emb_enh is not None and emb_ref is not None
             distance = _cosine_distance(emb_enh, emb_ref.to(emb_enh.dtype))
             per_item = per_item + self.embedding_weight * distance.to(per_item.dtype)
+            terms["embedding"] = self.embedding_weight * distance.to(per_item.dtype).mean()
             if self.scheme == "spectral" and labels is not None:
                 stats["logit_enh"] = self._true_logit(emb_enh.detach(), labels).mean().item()
                 stats["logit_ref"] = self._true_logit(emb_ref, labels).mean().item()
@@ -314,4 +320,4 @@ class EnhancementObjective:
         # what E sees of the mask: a mask constant over time in a band is removed by the mean
         # normalisation, so the effective part is the spread of log M over time
         stats["mask_log_spread"] = (mask.detach() + 1e-6).log().std(dim=-1).mean().item()
-        return ObjectiveResult(loss=loss, stats=stats, weights=weights)
+        return ObjectiveResult(loss=loss, stats=stats, weights=weights, terms=terms)

@@ -149,6 +149,16 @@ def all_reduce_mean(value: float, info: DistInfo) -> float:
     return float(tensor.item()) / info.world_size
 
 
+def all_reduce_tensors(tensors: list[torch.Tensor], info: DistInfo) -> list[torch.Tensor]:
+    """Mean of each tensor over ranks (what DDP does to gradients in backward, for gradients
+    computed outside it, e.g. under ``no_sync``). Returns the tensors (averaged in place)."""
+    if info.distributed:
+        for tensor in tensors:
+            dist.all_reduce(tensor)
+            tensor /= info.world_size
+    return tensors
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -157,6 +167,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 __all__ = [
     "DistInfo",
     "GroupBatchNorm2d",
+    "all_reduce_tensors",
     "all_reduce_mean",
     "barrier",
     "cleanup_distributed",

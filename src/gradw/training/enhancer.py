@@ -10,6 +10,7 @@ One step (the paper's Appendix A)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -19,12 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from gradw.audio.frontends import frontend_name
-from gradw.config import TrainConfig, to_dict
+from gradw.config import ConfigError, TrainConfig, to_dict
 from gradw.data.lists import AugmentDir, SpeechDir
-from gradw.losses.objective import EnhancementObjective, NonFiniteLossError
+from gradw.losses.conflict import CONFLICT_MODES, combine_gradients
+from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
 from gradw.models import load_speaker_network
 from gradw.models.speaker import CosineHead, SpeakerNetwork
 from gradw.models.unet import MaskUNet
@@ -32,6 +34,7 @@ from gradw.training.checkpoint import load_checkpoint, save_checkpoint
 from gradw.training.distributed import (
     DistInfo,
     all_reduce_mean,
+    all_reduce_tensors,
     barrier,
     cleanup_distributed,
     setup_distributed,
@@ -228,12 +231,59 @@ def _save(
     )
 
 
+def backward(
+    result: ObjectiveResult, enhancer: nn.Module, conflict: str = "none", info: DistInfo | None = None
+) -> dict[str, float]:
+    """Put the loss gradient into G's ``.grad``; returns stats for the log.
+
+    ``conflict="none"`` (or no embedding term): plain backward of the loss (DDP averages it over
+    ranks). ``"project"``: the gradients of the activation term and of the embedding term are
+    taken separately, each averaged over ranks (so the global batch decides, as with one
+    process; G's forward then runs under DDP's ``no_sync``), and combined by
+    :func:`gradw.losses.conflict.combine_gradients` (PCGrad where they conflict); the stats
+    ``grad_cosine`` and ``grad_conflict`` say how often and how much they disagree.
+    """
+    if conflict == "none" or "embedding" not in result.terms:
+        result.loss.backward()
+        return {}
+    info = info or DistInfo()
+    params = [p for p in enhancer.parameters() if p.requires_grad]
+
+    def grads(term: Tensor, retain: bool) -> list[Tensor]:
+        got = torch.autograd.grad(term, params, retain_graph=retain, allow_unused=True)
+        return all_reduce_tensors(
+            [torch.zeros_like(p) if g is None else g for p, g in zip(params, got, strict=True)], info
+        )
+
+    feature = grads(result.terms["feature"], retain=True)
+    embedding = grads(result.terms["embedding"], retain=False)
+    combined, stats = combine_gradients(feature, embedding, conflict)
+    for param, grad in zip(params, combined, strict=True):
+        param.grad = grad
+    return stats
+
+
+def check_loss_config(config: TrainConfig) -> None:
+    """Refuse loss options that cannot work together, naming the key (before any work)."""
+    if config.loss.conflict not in CONFLICT_MODES:
+        raise ConfigError(
+            f"loss.conflict: unknown mode {config.loss.conflict!r} "
+            f"(expected one of {', '.join(CONFLICT_MODES)})"
+        )
+    if config.loss.conflict != "none" and not config.loss.embedding_weight > 0:
+        raise ConfigError(
+            f"loss.conflict={config.loss.conflict} combines the activation and embedding terms: "
+            "it needs loss.embedding_weight > 0"
+        )
+
+
 def train_enhancer(config: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     """Train G; returns the path of the final checkpoint (``OUT/last.pt``).
 
     Checkpoints: ``last.pt`` every ``checkpoint_every`` steps and at the end (atomic), and
     ``best.pt`` on the best validation EER when validation is on.
     """
+    check_loss_config(config)
     info = setup_distributed()
     try:
         return _train(config, resume, quiet, info)
@@ -257,6 +307,7 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
         enhancer, config.optim.lr, last, "enhancer", resume, info
     )
 
+    project = config.loss.conflict != "none"
     objective = EnhancementObjective(
         speaker,
         scheme=config.loss.scheme,
@@ -295,16 +346,18 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
                 noisy_mel = speaker.mel_power(noisy)
                 noisy_features = speaker.features(noisy_mel)
             enhancer.train()
-            mask = enhancer(noisy_features)
-            try:
-                result = objective(mask, clean_mel, noisy_mel, labels)
-            except NonFiniteLossError as exc:
-                names = [batch["utt"][i] for i in exc.indices]
-                raise TrainingError(
-                    f"non-finite loss at step {step} for utterance(s): {', '.join(names) or 'unknown'}"
-                ) from None
-            optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
+            # gradients combined by hand (loss.conflict) are averaged over ranks by hand, not by DDP
+            with enhancer.no_sync() if project and info.distributed else contextlib.nullcontext():
+                mask = enhancer(noisy_features)
+                try:
+                    result = objective(mask, clean_mel, noisy_mel, labels)
+                except NonFiniteLossError as exc:
+                    names = [batch["utt"][i] for i in exc.indices]
+                    raise TrainingError(
+                        f"non-finite loss at step {step} for utterance(s): {', '.join(names) or 'unknown'}"
+                    ) from None
+                optimizer.zero_grad(set_to_none=True)
+                result.stats.update(backward(result, enhancer, config.loss.conflict, info))
             if config.optim.grad_clip:
                 torch.nn.utils.clip_grad_norm_(enhancer.parameters(), config.optim.grad_clip)
             optimizer.step()
