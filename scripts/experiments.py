@@ -43,7 +43,8 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     "demo-equalw": (["loss.scheme=equal"], "the demo recipe with uniform weights (Equal-W)"),
     "demo-gradw-norm-emb": (
         ["loss.embedding_weight=400.0"],
-        "the demo recipe plus the embedding term (cosine distance to the clean embedding, weight 400: equal to the activation L1 at the start)",
+        "the demo recipe plus the embedding term (cosine distance to the clean embedding, weight 400: "
+        "equal to the activation L1 at the start)",
     ),
     "demo-gradw-norm-emb-project": (
         ["loss.embedding_weight=400.0", "loss.conflict=project"],
