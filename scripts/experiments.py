@@ -24,7 +24,21 @@ from gradw.evaluation.report import format_diff_table, format_metric_table, form
 from gradw.training.enhancer import train_enhancer
 from gradw.training.loop import read_metrics
 
-# name -> (overrides of configs/demo.yaml's train section, what it tests)
+# Every variant starts from configs/demo.yaml's train section with the recipe's knobs pinned to
+# the recipe of the first measurements (so that a later change of the demo preset does not change
+# what a variant name means), then its own overrides.
+BASE = [
+    "speaker.tap=pool-input",
+    "loss.scheme=gradw-norm",
+    "loss.embedding_weight=0.0",
+    "loss.conflict=none",
+    "enhancer.init_bias=0.0",
+    "enhancer.min_gain_db=null",
+    "data.clean_fraction=0.3",
+    "optim.steps=600",
+    "validation.every=200",
+]
+# name -> (overrides of BASE, what it tests)
 VARIANTS: dict[str, tuple[list[str], str]] = {
     "paper-literal": (
         ["speaker.tap=front", "loss.scheme=gradw", "enhancer.init_bias=null", "data.clean_fraction=0.0"],
@@ -62,7 +76,17 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
 CONDITIONS = ("clean,0,-5,-10", "noise,music,babble")
 
 
-def train(name: str, out: Path, root: Path) -> Path:
+def split_seed(run: str) -> tuple[str, int]:
+    """``"name"`` -> (name, 0); ``"name-s2"`` -> (name, 2): runs of other seeds carry a suffix."""
+    name, _, seed = run.rpartition("-s")
+    if name in VARIANTS and seed.isdigit():
+        return name, int(seed)
+    return run, 0
+
+
+def variant_config(run: str, root: Path, out: Path) -> TrainConfig:
+    """The resolved train config of a run (a variant, optionally with a ``-sN`` seed suffix)."""
+    name, seed = split_seed(run)
     overrides, _ = VARIANTS[name]
     data = [
         f"data.train={root / 'train'}",
@@ -70,8 +94,13 @@ def train(name: str, out: Path, root: Path) -> Path:
         f"data.val={root / 'val'}",
         f"data.val_augment={root / 'augment' / 'test'}",
     ]
+    pinned = [*data, *BASE, *overrides, f"seed={seed}", f"out_dir={out / run}"]
+    return load_config(TrainConfig, "demo", pinned, section="train")
+
+
+def train(name: str, out: Path, root: Path) -> Path:
+    config = variant_config(name, root, out)
     run = out / name
-    config = load_config(TrainConfig, "demo", [*data, *overrides, f"out_dir={run}"], section="train")
     done = run / "done.json"
     if not (done.is_file() and json.loads(done.read_text()).get("steps") == config.optim.steps):
         print(f"training {name}", flush=True)
@@ -120,24 +149,151 @@ def curves(out: Path, names: list[str], path: Path) -> Path | None:
     return path
 
 
-def document(out: Path, names: list[str], doc: Path) -> None:
+def low_snr_means(rows: list, categories: tuple[str, ...]) -> dict[str, float]:
+    """system -> mean EER (%) over the conditions at or below 0 dB of ``categories``."""
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        if r.category in categories and r.snr_db is not None and r.snr_db <= 0 and not r.reverb:
+            out.setdefault(r.system, []).append(r.metrics["eer"])
+    return {system: sum(v) / len(v) for system, v in out.items()}
+
+
+def choice_section(rows: list, names: list[str]) -> list[str]:
+    """The chosen variant: the lowest mean validation EER over every noisy condition <= 0 dB."""
+    means = low_snr_means(rows, ("noise", "music", "babble"))
+    ranked = sorted((m, s) for s, m in means.items() if split_seed(s.removesuffix("+fuse"))[0] in VARIANTS)
+    if not ranked or "noisy" not in means:
+        return []
+    lines = [
+        "",
+        "## The choice",
+        "",
+        "Ranked on the validation split by the mean EER over every noisy condition at or below 0 dB "
+        f"(noisy: {means['noisy']:.2f} %):",
+        "",
+        "| rank | system | mean EER (%) | rel. vs noisy (%) |",
+        "|---:|---|---:|---:|",
+    ]
+    for rank, (mean, system) in enumerate(ranked, 1):
+        lines.append(f"| {rank} | {system} | {mean:.2f} | {100 * (mean / means['noisy'] - 1):+.1f} |")
+    best = ranked[0][1]
+    lines += ["", f"Chosen on validation: **{best}**."]
+    return lines
+
+
+def success_section(rows: list, system: str) -> list[str]:
+    """The recipe issue's success criteria, checked for ``system`` on these rows."""
+    index = {(r.system, r.condition): r for r in rows}
+    if not any(r.system == system for r in rows):
+        return []
+    low = [
+        r for r in rows if r.system == system and r.category in ("noise", "music") and r.snr_db is not None
+    ]
+    low = [r for r in low if r.snr_db <= 0]
+    noisy_nm = low_snr_means(rows, ("noise", "music"))
+    noisy_b = low_snr_means(rows, ("babble",))
+    rel = 100 * (noisy_nm[system] / noisy_nm["noisy"] - 1)
+    better = sum(1 for r in low if r.metrics.get("eer_diff_high", 0.0) < 0)
+    babble = [r for r in rows if r.system == system and r.category == "babble"]
+    babble_worse = [r.condition for r in babble if r.metrics.get("eer_diff_low", 0.0) > 0]
+    clean = index.get((system, "clean")), index.get(("noisy", "clean"))
+    clean_diff = clean[0].metrics["eer"] - clean[1].metrics["eer"] if all(clean) else float("nan")
+    checks = [
+        (f"mean EER over noise and music <= 0 dB at least 30 % below noisy's: {rel:+.1f} %", rel <= -30),
+        (
+            f"paired interval excludes 0 (better) in at least half of those {len(low)} conditions: {better}",
+            better >= len(low) / 2,
+        ),
+        (
+            "babble not worse than noisy (no paired interval above 0): "
+            + (", ".join(babble_worse) + " worse" if babble_worse else "none worse")
+            + f"; mean {noisy_b.get(system, float('nan')):.2f} vs {noisy_b.get('noisy', float('nan')):.2f} %",
+            not babble_worse,
+        ),
+        (f"clean EER at most 0.5 points above noisy's: {clean_diff:+.2f}", clean_diff <= 0.5),
+    ]
+    lines = ["", f"Success criteria for **{system}** on this split:", ""]
+    lines += [f"- {'met' if ok else '**not met**'}: {text}" for text, ok in checks]
+    return lines
+
+
+def seeds_section(rows: list) -> list[str]:
+    """Mean over seeds of each variant run with several (``name``, ``name-s1``, ...)."""
+    means = low_snr_means(rows, ("noise", "music", "babble"))
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for system, mean in means.items():
+        base, fused = system.removesuffix("+fuse"), system.endswith("+fuse")
+        name, seed = split_seed(base)
+        if name in VARIANTS:
+            groups.setdefault(name + ("+fuse" if fused else ""), []).append((seed, mean))
+    several = {k: sorted(v) for k, v in groups.items() if len(v) > 1}
+    if not several:
+        return []
+    lines = [
+        "",
+        "Seeds (mean EER over every noisy condition <= 0 dB, per seed, then mean and standard deviation "
+        f"over seeds; noisy {means['noisy']:.2f} %):",
+        "",
+        "| variant | per seed | mean | sd |",
+        "|---|---|---:|---:|",
+    ]
+    for name, values in sorted(several.items()):
+        v = [m for _, m in values]
+        mu = sum(v) / len(v)
+        sd = (sum((x - mu) ** 2 for x in v) / (len(v) - 1)) ** 0.5
+        per = ", ".join(f"s{seed}: {m:.2f}" for seed, m in values)
+        lines.append(f"| {name} | {per} | {mu:.2f} | {sd:.2f} |")
+    return lines
+
+
+def preset_match(names: list[str], root: Path, out: Path) -> str | None:
+    """The variant whose resolved config is configs/demo.yaml's train section (paths aside)."""
+    from dataclasses import asdict
+
+    def recipe(config: TrainConfig) -> dict:
+        d = asdict(config)
+        d.pop("out_dir", None)
+        d.pop("data", None)
+        return d
+
+    demo = recipe(load_config(TrainConfig, "demo", [], section="train"))
+    for name in names:
+        if recipe(variant_config(name, root, out)) == demo:
+            return name
+    return None
+
+
+def document(out: Path, names: list[str], doc: Path, root: Path) -> None:
     lines = [
         "# Recipe experiments",
         "",
         "Generated by `python scripts/experiments.py` from the runs in "
         f"`{out}`; nothing here is typed by hand. E = the pretrained CAM++, G trained on the embedded "
-        "demo corpus (49 training speakers), 600 steps of batch 8 x 3 s on a 2-core CPU, one seed. "
-        "Choices are made on the validation split (6 speakers never seen in training, noise files "
-        "held out from training); the test split (10 other speakers) is run for the final candidates.",
+        "demo corpus (49 training speakers), batch 8 x 3 s on a 2-core CPU. Choices are made on the "
+        "validation split (6 speakers never seen in training, noise files held out from training); "
+        "the test split (10 other speakers) is run for the final candidates. `+fuse`: the same "
+        "checkpoint with the noisy and enhanced embeddings averaged at inference.",
         "",
         "## Variants",
         "",
-        "| variant | overrides of configs/demo.yaml | what it tests |",
+        f"Each is configs/demo.yaml's train section with `{' '.join(BASE)}`, then:",
+        "",
+        "| variant | overrides | what it tests |",
         "|---|---|---|",
     ]
-    for name in names:
+    for name in dict.fromkeys(split_seed(n)[0] for n in names):
         overrides, why = VARIANTS[name]
         lines.append(f"| {name} | `{' '.join(overrides) or '(none)'}` | {why} |")
+    seeds = sorted({split_seed(n)[1] for n in names} - {0})
+    if seeds:
+        lines += ["", f"`NAME-sK`: the same variant trained with `seed=K` (seeds {seeds})."]
+    match = preset_match(names, root, out)
+    lines += [
+        "",
+        f"The `demo` preset (configs/demo.yaml) is the variant **{match}**."
+        if match
+        else "No variant here is the `demo` preset as it stands.",
+    ]
     plot = curves(out, names, doc.parent / "experiments" / "curves.png")
     if plot is not None:
         lines += ["", "## Training curves", "", f"![training curves]({plot.relative_to(doc.parent)})"]
@@ -153,6 +309,13 @@ def document(out: Path, names: list[str], doc: Path) -> None:
             "Mean EER (%) at or below 0 dB:",
             "",
             format_summary_table(rows).rstrip(),
+        ]
+        lines += seeds_section(rows)
+        if split == "val":
+            lines += choice_section(rows, names)
+        elif match is not None:
+            lines += success_section(rows, match)
+        lines += [
             "",
             "EER (%) per condition, 95 % bootstrap interval over speakers:",
             "",
@@ -168,7 +331,7 @@ def document(out: Path, names: list[str], doc: Path) -> None:
         "",
         "```bash",
         "gradw data build synthvox --preset demo --out data/synthvox-demo",
-        f"python scripts/experiments.py --variants {','.join(names)} --test",
+        f"python scripts/experiments.py --variants {','.join(names)} --fuse --test",
         "```",
         "",
     ]
@@ -180,6 +343,9 @@ def document(out: Path, names: list[str], doc: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--seeds", default="0", help="seeds to train each variant with (runs NAME, NAME-s1, ...)"
+    )
     parser.add_argument("--root", default="data/synthvox-demo", help="the demo corpus")
     parser.add_argument("--out", default="exp/experiments")
     parser.add_argument("--doc", default="docs/experiments.md")
@@ -190,11 +356,13 @@ def main() -> int:
         "--cache-dir", default=None, help="embedding cache shared with other evaluations (default OUT/cache)"
     )
     args = parser.parse_args()
-    names = [n for n in args.variants.split(",") if n]
-    unknown = [n for n in names if n not in VARIANTS]
+    variants = [n for n in args.variants.split(",") if n]
+    unknown = [n for n in variants if n not in VARIANTS]
     if unknown:
         print(f"unknown variants: {', '.join(unknown)} (known: {', '.join(VARIANTS)})", file=sys.stderr)
         return 2
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    names = [name if seed == 0 else f"{name}-s{seed}" for name in variants for seed in seeds]
     out, root = Path(args.out), Path(args.root)
     if not args.doc_only:
         checkpoints = {name: train(name, out, root) for name in names}
@@ -202,7 +370,7 @@ def main() -> int:
         evaluate("val", checkpoints, out, root, cache, args.fuse)
         if args.test:
             evaluate("test", checkpoints, out, root, cache, args.fuse)
-    document(out, names, Path(args.doc))
+    document(out, names, Path(args.doc), root)
     return 0
 
 

@@ -1,0 +1,73 @@
+"""scripts/experiments.py: seeds in run names, the choice on validation, the success criteria."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from gradw.evaluation.benchmark import Row
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def experiments():
+    spec = importlib.util.spec_from_file_location("experiments", ROOT / "scripts" / "experiments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(system: str, condition: str, eer: float, diff: tuple[float, float] | None = None) -> Row:
+    category, _, snr = condition.partition("_")
+    metrics = {"eer": eer}
+    if diff is not None:
+        metrics.update(eer_diff_low=diff[0], eer_diff_high=diff[1])
+    return Row(system, condition, category, float(snr) if snr else None, False, metrics)
+
+
+def _rows(system: str, eers: dict[str, float], diffs: dict[str, tuple[float, float]]) -> list[Row]:
+    return [_row(system, c, e, diffs.get(c)) for c, e in eers.items()]
+
+
+NOISY = {"clean": 1.0, "noise_0": 10.0, "noise_-5": 20.0, "music_0": 10.0, "music_-5": 20.0, "babble_0": 30.0}
+
+
+def test_seed_suffixes(experiments):
+    assert experiments.split_seed("demo-gradw-norm") == ("demo-gradw-norm", 0)
+    assert experiments.split_seed("demo-gradw-norm-s2") == ("demo-gradw-norm", 2)
+    assert experiments.split_seed("not-a-variant-s2") == ("not-a-variant-s2", 0)
+
+
+def test_low_snr_means_and_the_choice(experiments):
+    rows = _rows("noisy", NOISY, {})
+    rows += _rows("demo-gradw-norm", {c: e - 3 for c, e in NOISY.items()}, {})
+    rows += _rows("demo-equalw+fuse", {c: e - 1 for c, e in NOISY.items()}, {})
+    means = experiments.low_snr_means(rows, ("noise", "music"))
+    assert means["noisy"] == pytest.approx(15.0) and means["demo-gradw-norm"] == pytest.approx(12.0)
+    text = "\n".join(experiments.choice_section(rows, ["demo-gradw-norm", "demo-equalw"]))
+    assert "Chosen on validation: **demo-gradw-norm**." in text
+    assert "| 1 | demo-gradw-norm | 15.00 | -16.7 |" in text  # (10+20+10+20+30)/5 - 3 vs 18
+
+
+def test_success_criteria_are_computed_not_assumed(experiments):
+    good = {c: 0.6 * e for c, e in NOISY.items()}
+    good["clean"] = 1.4  # +0.4 points: allowed
+    sure = {c: (-9.0, -1.0) for c in ("noise_0", "noise_-5", "music_0")}
+    rows = _rows("noisy", NOISY, {}) + _rows("v", good, sure)
+    text = "\n".join(experiments.success_section(rows, "v"))
+    assert "- met: mean EER over noise and music <= 0 dB at least 30 % below noisy's: -40.0 %" in text
+    assert "- met: paired interval excludes 0 (better) in at least half of those 4 conditions: 3" in text
+    assert (
+        "- met: babble not worse" in text
+        and "- met: clean EER at most 0.5 points above noisy's: +0.40" in text
+    )
+    bad = {**good, "clean": 2.0, "noise_0": 14.0}  # noise and music: (14 + 12 + 6 + 12) / 4 = 11 vs 15
+    rows = _rows("noisy", NOISY, {}) + _rows("v", bad, {"babble_0": (1.0, 4.0)})
+    text = "\n".join(experiments.success_section(rows, "v"))
+    assert "- **not met**: mean EER over noise and music <= 0 dB at least 30 % below noisy's: -26.7 %" in text
+    assert (
+        "- **not met**: paired interval excludes 0 (better) in at least half of those 4 conditions: 0" in text
+    )
+    assert "- **not met**: babble not worse than noisy (no paired interval above 0): babble_0 worse" in text
+    assert "- **not met**: clean EER at most 0.5 points above noisy's: +1.00" in text
