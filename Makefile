@@ -28,15 +28,15 @@ system-deps:
 
 # -- the two commands ------------------------------------------------------------------------------
 test: system-deps-tiny venv
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: system-deps venv
 	$(PY) -m gradw demo --preset $(PRESET)
 
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 clean-venv:
 	rm -rf $(VENV)
