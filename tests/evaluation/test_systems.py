@@ -15,6 +15,7 @@ from gradw.evaluation.systems import (
     PEER_NAMES,
     SystemSpec,
     SystemSpecError,
+    default_batch_seconds,
     embed_many,
     load_system,
     parse_system,
@@ -210,8 +211,9 @@ def test_another_scorer_front_end_scores_the_resynthesised_waveform(wav: np.ndar
 class _Recorder:
     """A stand-in system: records the batch shapes it is given, embeds a waveform as [mean, n]."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         self.shapes: list[tuple[int, ...]] = []
+        self.device = torch.device(device)
 
     def embed_batch(self, wavs: np.ndarray) -> np.ndarray:
         self.shapes.append(wavs.shape)
@@ -233,6 +235,10 @@ def test_embed_many_batches_runs_of_equal_length_only():
     one = _Recorder()
     embed_many(one, items, batch_seconds=0)
     assert one.shapes == [(1, n) for n in lengths]  # 0: one item at a time
+    default = _Recorder()
+    embed_many(default, items)
+    assert default.shapes == one.shapes  # on the CPU, one at a time unless asked (measured faster)
+    assert default_batch_seconds(torch.device("cuda")) == 60.0
 
 
 def test_batched_embeddings_equal_one_at_a_time(scorer, wav: np.ndarray, ckpt: Path):

@@ -13,7 +13,9 @@ Under ``torchrun`` the utterances are sharded across ranks and rank 0 merges and
 Batching by length, exactly: each utterance is read once and rendered under every condition a
 system still needs; these renderings all have the utterance's length, and so do other utterances
 of equal length next to it in the duration-sorted order, so they are embedded as one batch with
-nothing padded (see :func:`gradw.evaluation.systems.embed_many`). Progress is saved every
+nothing padded (see :func:`gradw.evaluation.systems.embed_many`; batches pay on a GPU, and on the
+CPU, where they were measured slower for ResNet34, items go one at a time by default). Progress
+is saved every
 ``save_every`` utterances, so an interrupted evaluation loses at most that much work.
 """
 
@@ -78,7 +80,7 @@ class EvaluationConfig:
     n_boot: int = 1000
     cache_dir: str | None = None
     threads: int = 0
-    batch_seconds: float = 60.0
+    batch_seconds: float | None = None  # None: 60 s on a GPU, one item at a time on the CPU
     save_every: int = 200
 
 
@@ -237,7 +239,7 @@ def embed_conditions(
     test: SpeechDir,
     manifest: Manifest | None,
     loader: Callable[[str, str], np.ndarray] | None,
-    batch_seconds: float = 60.0,
+    batch_seconds: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Embeddings of ``utts`` under each condition through ``system``: condition -> utt -> (D,).
@@ -436,8 +438,9 @@ def _embed_system(
             for r in range(world):
                 merged.update(store.load(_partial(key, r, world)) or {})
             store.save(key, merged)
-            for r in range(world):
-                store.path(_partial(key, r, world)).unlink(missing_ok=True)
+            # this run's partial files, and any left by an interrupted run with another world size
+            for stale in store.root.glob(f"emb-partial-{key}-*.npz"):
+                stale.unlink(missing_ok=True)
 
 
 def _score(

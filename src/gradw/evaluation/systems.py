@@ -152,10 +152,20 @@ class System:
         return F.normalize(emb, dim=-1).cpu().numpy().astype(np.float32)
 
 
+def default_batch_seconds(device: torch.device) -> float:
+    """Audio per batch where none is given: 60 s on a GPU, one item at a time on the CPU.
+
+    Measured on a 2-core CPU (benchmarks/eval_throughput.py): batching the conditions of an
+    utterance gained 1-7 % with CAM++ and lost 30-35 % with the paper's ResNet34 and width-32 G,
+    so the CPU default is one item; a GPU is where batches pay.
+    """
+    return 60.0 if device.type == "cuda" else 0.0
+
+
 def embed_many(
     system: System,
     items: Iterable[tuple[K, np.ndarray]],
-    batch_seconds: float = 60.0,
+    batch_seconds: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[K, np.ndarray]:
     """Embed ``(key, (N,) waveform)`` items, batching runs of consecutive items of equal length.
@@ -167,12 +177,15 @@ def embed_many(
     Args:
         system: the system that embeds.
         items: ``(key, wav)`` pairs, wav (N,) float32 at 16 kHz.
-        batch_seconds: most audio per batch, in seconds (at least one item per batch).
+        batch_seconds: most audio per batch, in seconds (at least one item per batch; 0: one
+            item at a time; None: :func:`default_batch_seconds` for the system's device).
         progress: called with the number of items embedded after each batch.
 
     Returns:
         key -> (D,) L2-normalised embedding.
     """
+    if batch_seconds is None:
+        batch_seconds = default_batch_seconds(system.device)
     limit = max(1, int(batch_seconds * 16000))
     out: dict[K, np.ndarray] = {}
     keys: list[K] = []
