@@ -217,6 +217,35 @@ def success_section(rows: list, system: str) -> list[str]:
     return lines
 
 
+def score_section(eval_dir: Path, rows: list, conditions: tuple[str, ...]) -> list[str]:
+    """Mean target and non-target cosine scores and d' per system, from the score files: where G
+    hurts, does it pull the two speakers' embeddings together (non-target up) or apart?"""
+    from gradw.evaluation.scoring import read_scores
+
+    systems = list(dict.fromkeys(r.system for r in rows))
+    lines = [
+        "",
+        "Score distributions (mean target score / mean non-target score / d' = difference of the means "
+        "over the root mean variance), from the score files:",
+        "",
+        "| system | " + " | ".join(conditions) + " |",
+        "|---|" + "---:|" * len(conditions),
+    ]
+    for system in systems:
+        cells = []
+        for condition in conditions:
+            path = eval_dir / "scores" / system / f"{condition}.txt"
+            if not path.is_file():
+                cells.append("–")
+                continue
+            _, _, scores, labels = read_scores(path)
+            tar, non = scores[labels], scores[~labels]
+            dprime = (tar.mean() - non.mean()) / ((tar.var() + non.var()) / 2) ** 0.5
+            cells.append(f"{tar.mean():.3f} / {non.mean():.3f} / {dprime:.2f}")
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def seeds_section(rows: list) -> list[str]:
     """Mean over seeds of each variant run with several (``name``, ``name-s1``, ...)."""
     means = low_snr_means(rows, ("noise", "music", "babble"))
@@ -315,6 +344,7 @@ def document(out: Path, names: list[str], doc: Path, root: Path) -> None:
             lines += choice_section(rows, names)
         elif match is not None:
             lines += success_section(rows, match)
+        lines += score_section(eval_dir, rows, ("clean", "noise_-10", "music_-10", "babble_0"))
         lines += [
             "",
             "EER (%) per condition, 95 % bootstrap interval over speakers:",
