@@ -433,8 +433,42 @@ def test_blocks_are_the_whole_output_in_order_and_chunks_start_on_g_grid() -> No
     assert sum(len(b) for b in blocks) == len(wav)
     # the same overlap-add done at once, from the chunks' own outputs
     total = torch.zeros(len(wav))
-    for chunk, mask in enhancer._chunk_masks(wav, chunks):
-        total[chunk.start : chunk.stop] += chunk.weights() * enhancer.apply_mask(
-            wav[chunk.start : chunk.stop], mask
-        )
+    for chunk, audio, mask in enhancer._chunk_masks(lambda start, stop: wav[start:stop], chunks):
+        total[chunk.start : chunk.stop] += chunk.weights() * enhancer.apply_mask(audio, mask)
     torch.testing.assert_close(torch.cat(blocks), total, atol=1e-7, rtol=0)
+
+
+def test_enhance_file_streams_through_a_spool_and_equals_the_in_memory_path(tmp_path: Path) -> None:
+    from gradw.audio.io import read_audio
+
+    rng = np.random.default_rng(5)
+    stereo = (0.1 * rng.standard_normal((int(9.3 * 44100), 2))).astype(np.float32)
+    source = tmp_path / "in" / "long.flac"
+    source.parent.mkdir()
+    sf.write(source, stereo, 44100, subtype="PCM_24")
+    enhancer = Enhancer(tiny_unet(seed=3), KaldiFbank(), chunk_seconds=3.0, overlap_seconds=1.0)
+    assert len(enhancer.plan(int(9.3 * SR))) > 3
+    out = tmp_path / "out" / "long.wav"
+    enhancer.enhance_file(source, out)
+    expected = enhancer.enhance_tensor(torch.from_numpy(read_audio(source))).numpy()
+    got = read_audio(out)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, np.clip(expected, -1, 1), atol=1.5 / 32768)  # 16-bit output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["long.wav"]  # the spool is gone
+    # shorter than one frame: padded in memory, as enhance() does
+    sf.write(tmp_path / "in" / "tiny.wav", stereo[:100], 44100)
+    enhancer.enhance_file(tmp_path / "in" / "tiny.wav", tmp_path / "out" / "tiny.wav")
+    assert read_audio(tmp_path / "out" / "tiny.wav").shape == (round(100 * SR / 44100),)
+
+
+def test_enhance_file_that_fails_creates_nothing(tmp_path: Path) -> None:
+    from gradw.audio.io import AudioError
+
+    bad = (0.1 * np.ones(SR)).astype(np.float32)
+    bad[SR // 2] = np.nan
+    source = tmp_path / "nan.wav"
+    sf.write(source, bad, SR, subtype="FLOAT")
+    enhancer = Enhancer(tiny_unet(), KaldiFbank())
+    with pytest.raises(AudioError, match=r"nan\.wav: file holds non-finite samples"):
+        enhancer.enhance_file(source, tmp_path / "out" / "deep" / "nan.wav")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.wav"]  # no folder, no spool

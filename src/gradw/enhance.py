@@ -50,11 +50,14 @@ STFT frames; the two grids share the hop but not the origin:
 exactly 200 samples is unaffected.) STFT frame j takes the mask linearly interpolated at mel-frame
 position ``j - shift``; frames before the first or after the last mel centre hold the edge value.
 
-**Long recordings** (:func:`plan_chunks`) are processed in overlapping chunks (default 30 s with
-2 s of overlap, every boundary a multiple of the hop), so the U-Net, whose activations grow with
-T (about 100 MB per minute of audio at the paper's width), never sees more than one chunk. The
-waveform itself is held in memory (4 bytes per sample in and out: 3.8 MB per minute). Two things
-would make a chunk's mask differ from the whole-file mask:
+**Long recordings** (:func:`plan_chunks`) are processed in the fewest overlapping chunks of at
+most 30 s (by default) with at least 2 s of overlap, of about equal length, each starting on G's
+8-frame downsampling grid, so the U-Net, whose activations grow with T (about 100 MB per minute
+of audio at the paper's width), never sees more than one chunk. The output is yielded chunk by
+chunk as it becomes final (:meth:`Enhancer.enhance_blocks`) and files are written block by block;
+``gradw enhance`` also decodes its input block by block into a temporary 16 kHz file and reads
+each chunk from there (:meth:`Enhancer.enhance_file`), so its memory does not grow with the length
+of the recording. Two things would make a chunk's mask differ from the whole-file mask:
 
 * CMN: the features of a chunk would be normalised by the chunk's own mean. A first, cheap pass
   (front-end only) computes the whole recording's mean log-mel, counting each frame once, and
@@ -78,7 +81,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +140,9 @@ AUDIO_SUFFIXES: frozenset[str] = frozenset(
         ".nist",
     }
 )
+
+#: ``read(start, stop)`` -> (stop - start,) float32 samples of a recording at 16 kHz
+Reader = Callable[[int, int], Tensor]
 
 
 class EnhanceError(ValueError):
@@ -573,25 +580,27 @@ class Enhancer:
         short = self.frontend.min_samples - wav.shape[-1]
         return F.pad(wav, (0, short)) if short > 0 else wav
 
-    def _global_mean(self, wav: Tensor, chunks: Sequence[Chunk]) -> Tensor:
+    def _global_mean(self, read: Reader, chunks: Sequence[Chunk]) -> Tensor:
         """(F, 1) mean log-mel over the whole recording, each frame counted once."""
-        total = torch.zeros(self.frontend.n_mels, dtype=torch.float64, device=wav.device)
+        total = torch.zeros(self.frontend.n_mels, dtype=torch.float64, device=self.device)
         count = 0
         for chunk in chunks:
-            log_mel = self.frontend.log_mel(self.frontend.mel_power(wav[None, chunk.start : chunk.stop]))[0]
-            keep = own_frames(chunk, log_mel.shape[-1], self.centre, self.hop).to(wav.device)
+            log_mel = self.frontend.log_mel(self.frontend.mel_power(read(chunk.start, chunk.stop)[None]))[0]
+            keep = own_frames(chunk, log_mel.shape[-1], self.centre, self.hop).to(self.device)
             total += log_mel[:, keep].sum(dim=-1, dtype=torch.float64)
             count += int(keep.sum())
-        return (total / max(count, 1)).to(wav.dtype)[:, None]
+        return (total / max(count, 1)).to(torch.float32)[:, None]
 
-    def _chunk_masks(self, wav: Tensor, chunks: Sequence[Chunk]) -> Iterator[tuple[Chunk, Tensor]]:
-        """Yield (chunk, (1, F, T_chunk) mask) over ``chunks``, the plan of a padded (N,) waveform."""
-        mean = self._global_mean(wav, chunks) if len(chunks) > 1 else None
+    def _chunk_masks(self, read: Reader, chunks: Sequence[Chunk]) -> Iterator[tuple[Chunk, Tensor, Tensor]]:
+        """Yield (chunk, (N_chunk,) audio, (1, F, T_chunk) mask) over ``chunks``, the plan of a
+        padded recording whose samples ``read(start, stop)`` gives."""
+        mean = self._global_mean(read, chunks) if len(chunks) > 1 else None
         for chunk in chunks:
-            mel = self.frontend.mel_power(wav[None, chunk.start : chunk.stop])
+            audio = read(chunk.start, chunk.stop)
+            mel = self.frontend.mel_power(audio[None])
             # CMN: the front-end's own over a single chunk, the whole recording's mean otherwise
             features = self.frontend.log_features(mel) if mean is None else self.frontend.log_mel(mel) - mean
-            yield chunk, self.model(features)
+            yield chunk, audio, self.model(features)
 
     def apply_mask(self, wav: Tensor, mask: Tensor) -> Tensor:
         """Apply a mel mask to a waveform through the STFT.
@@ -642,17 +651,32 @@ class Enhancer:
         """
         if wav.dim() != 1 or wav.shape[0] == 0:
             raise ValueError(f"expected a non-empty (N,) waveform, got shape {tuple(wav.shape)}")
-        n = wav.shape[0]
         x = self._pad(wav.to(self.device, torch.float32))
-        chunks = self.plan(x.shape[-1])
-        carry = torch.zeros(0, device=x.device)
+        yield from self.enhance_reader(lambda start, stop: x[start:stop], x.shape[0], wav.shape[0])
+
+    @torch.no_grad()
+    def enhance_reader(self, read: Reader, num_samples: int, keep: int | None = None) -> Iterator[Tensor]:
+        """:meth:`enhance_blocks` for a recording that is read piece by piece.
+
+        Args:
+            read: ``read(start, stop)`` -> (stop - start,) float32 samples at 16 kHz on G's device;
+                each chunk is read twice (the mean normalisation pass, then the mask).
+            num_samples: N, at least one front-end frame long.
+            keep: how many output samples to yield (default N; fewer for a zero-padded input).
+
+        Yields:
+            consecutive pieces of the enhanced waveform, ``keep`` samples in all.
+        """
+        keep = num_samples if keep is None else keep
+        chunks = self.plan(num_samples)
+        carry = torch.zeros(0, device=self.device)
         emitted = 0
-        for index, (chunk, mask) in enumerate(self._chunk_masks(x, chunks)):
-            piece = chunk.weights().to(x.device) * self.apply_mask(x[chunk.start : chunk.stop], mask)
+        for index, (chunk, audio, mask) in enumerate(self._chunk_masks(read, chunks)):
+            piece = chunk.weights().to(self.device) * self.apply_mask(audio, mask)
             piece[: carry.shape[0]] += carry
             final = chunks[index + 1].start - chunk.start if index + 1 < len(chunks) else piece.shape[0]
             carry = piece[final:]
-            out = piece[: max(0, min(final, n - emitted))]
+            out = piece[: max(0, min(final, keep - emitted))]
             emitted += out.shape[0]
             if out.shape[0]:
                 yield out
@@ -672,7 +696,7 @@ class Enhancer:
             raise ValueError(f"expected a non-empty (N,) waveform, got shape {tuple(wav.shape)}")
         x = self._pad(wav.to(self.device, torch.float32))
         parts = []
-        for chunk, mask in self._chunk_masks(x, self.plan(x.shape[-1])):
+        for chunk, _, mask in self._chunk_masks(lambda start, stop: x[start:stop], self.plan(x.shape[-1])):
             keep = own_frames(chunk, mask.shape[-1], self.centre, self.hop).to(mask.device)
             parts.append(mask[0][:, keep])
         return torch.cat(parts, dim=-1)
@@ -705,14 +729,42 @@ class Enhancer:
     def enhance_file(self, source: str | Path, destination: str | Path) -> None:
         """Read any audio file, enhance it, write a 16 kHz 16-bit WAV/FLAC atomically.
 
+        Memory does not grow with the length of the recording: the input is decoded, downmixed
+        and resampled block by block into a temporary 16 kHz float32 file beside the output,
+        each chunk is read from there (twice: the mean normalisation pass, then the mask), and
+        the output is written block by block; the temporary file is removed in every case.
+
         Raises:
             AudioError: the input cannot be read or the output cannot be written (naming it).
         """
-        from gradw.audio.io import read_audio, write_audio_blocks
+        from gradw.audio.io import AudioError, stream_audio, write_audio_blocks
 
-        wav = torch.from_numpy(read_audio(source, self.sample_rate))
-        blocks = (block.cpu() for block in self.enhance_blocks(wav))
-        write_audio_blocks(destination, blocks, self.sample_rate)
+        destination = Path(destination)
+        # the spool goes on the output's file system (not a /tmp that may live in memory), in its
+        # nearest existing folder so that nothing is created for an input that fails
+        folder = next(
+            d for d in (destination.absolute().parent, *destination.absolute().parents) if d.is_dir()
+        )
+        with tempfile.TemporaryFile(dir=folder, prefix=f".{destination.name}.") as spool:
+            n = 0
+            for block in stream_audio(source, self.sample_rate):
+                block.astype("<f4", copy=False).tofile(spool)
+                n += block.shape[0]
+            if n == 0:
+                raise AudioError(source, f"too short to resample to {self.sample_rate} Hz")
+            if n < self.frontend.min_samples:  # shorter than one frame: pad it in memory
+                spool.seek(0)
+                wav = torch.from_numpy(np.fromfile(spool, dtype="<f4", count=n).astype(np.float32))
+                blocks = self.enhance_blocks(wav)
+            else:
+
+                def read(start: int, stop: int) -> Tensor:
+                    spool.seek(4 * start)
+                    samples = np.fromfile(spool, dtype="<f4", count=stop - start).astype(np.float32)
+                    return torch.from_numpy(samples).to(self.device)
+
+                blocks = self.enhance_reader(read, n)
+            write_audio_blocks(destination, (block.cpu() for block in blocks), self.sample_rate)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from gradw.audio.io import AudioError, audio_info, read_audio, resample, write_audio, write_audio_blocks
+from gradw.audio.io import (
+    AudioError,
+    audio_info,
+    read_audio,
+    resample,
+    stream_audio,
+    write_audio,
+    write_audio_blocks,
+)
 
 
 def sine(freq: float, sr: int, seconds: float, amp: float = 0.5) -> np.ndarray:
@@ -198,3 +206,30 @@ def test_non_finite_content(tmp_path: Path) -> None:
     sf.write(str(path), x, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="nan.wav.*non-finite"):
         read_audio(path)
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (44100, 2), (8000, 3)])
+def test_streamed_blocks_are_the_file_read_at_once(tmp_path: Path, rate: int, channels: int) -> None:
+    rng = np.random.default_rng(rate)
+    data = (0.3 * rng.standard_normal((int(2.7 * rate), channels))).astype(np.float32)
+    path = tmp_path / "x.flac"
+    sf.write(path, data, rate, subtype="PCM_24")
+    blocks = list(stream_audio(path, 16000, block_seconds=0.25))
+    assert len(blocks) > 5
+    np.testing.assert_array_equal(np.concatenate(blocks), read_audio(path))
+
+
+def test_streaming_reports_bad_files(tmp_path: Path) -> None:
+    bad = sine(440, 16000, 1.0)
+    bad[-10] = np.nan
+    sf.write(tmp_path / "nan.wav", bad, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"nan\.wav: file holds non-finite"):
+        list(stream_audio(tmp_path / "nan.wav", block_seconds=0.1))
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match=r"empty\.wav: file holds no audio samples"):
+        list(stream_audio(tmp_path / "empty.wav"))
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00junk")
+    with pytest.raises(AudioError, match=r"junk\.wav: cannot decode audio"):
+        list(stream_audio(tmp_path / "junk.wav"))
+    with pytest.raises(AudioError, match="no such file"):
+        list(stream_audio(tmp_path / "missing.wav"))

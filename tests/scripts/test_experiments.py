@@ -76,7 +76,9 @@ def test_success_criteria_are_computed_not_assumed(experiments):
 def test_score_distributions_come_from_the_score_files(experiments, tmp_path: Path):
     folder = tmp_path / "scores" / "v"
     folder.mkdir(parents=True)
-    (folder / "noise_-10.txt").write_text("a b 0.9 target\na c 0.7 target\nb c 0.2 nontarget\nc d 0.4 nontarget\n")
+    (folder / "noise_-10.txt").write_text(
+        "a b 0.9 target\na c 0.7 target\nb c 0.2 nontarget\nc d 0.4 nontarget\n"
+    )
     rows = [_row("v", "noise_-10", 10.0), _row("v", "clean", 1.0)]
     text = "\n".join(experiments.score_section(tmp_path, rows, ("noise_-10", "clean")))
     # means 0.8 and 0.3, variances 0.01 and 0.01: d' = 0.5 / 0.1 = 5

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,16 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-__all__ = ["AudioError", "WRITE_FORMATS", "audio_info", "read_audio", "resample", "write_audio"]
+__all__ = [
+    "AudioError",
+    "WRITE_FORMATS",
+    "audio_info",
+    "read_audio",
+    "resample",
+    "stream_audio",
+    "write_audio",
+    "write_audio_blocks",
+]
 
 #: soxr quality used for every resampling.
 RESAMPLE_QUALITY = "HQ"
@@ -111,6 +120,67 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
         if wav.shape[0] == 0:
             raise AudioError(p, f"too short to resample from {file_rate} Hz to {target} Hz")
     return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def stream_audio(
+    path: str | os.PathLike[str], sample_rate: int = 16000, block_seconds: float = 10.0
+) -> Iterator[np.ndarray]:
+    """Read an audio file block by block: what :func:`read_audio` returns, in consecutive pieces.
+
+    The same handling (downmix by averaging, soxr ``"HQ"`` resampling, streamed so that the
+    samples equal the one-shot resampling), with memory bounded by one block, whatever the
+    length of the file.
+
+    Args:
+        path: the audio file.
+        sample_rate: the rate of the yielded blocks in Hz.
+        block_seconds: about how much of the file each read takes.
+
+    Yields:
+        (N_i,) float32 mono blocks at ``sample_rate`` (some may be empty while a resampler fills).
+
+    Raises:
+        AudioError: as :func:`read_audio` (raised when the problem is reached: a NaN in the last
+            block is reported after the earlier blocks were yielded).
+        ValueError: when ``sample_rate`` is not a positive integer.
+    """
+    target = _check_rate(sample_rate, "sample_rate")
+    p = Path(path)
+    _check_exists(p)
+    try:
+        handle = sf.SoundFile(os.fspath(p))
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioError(p, f"cannot decode audio ({err})") from err
+    with handle:
+        rate = int(handle.samplerate)
+        stream = (
+            None
+            if rate == target
+            else soxr.ResampleStream(rate, target, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+        )
+        size = max(1, int(block_seconds * rate))
+        total = 0
+        pending: np.ndarray | None = None  # one block of look-ahead, to tell the resampler the last
+        while True:
+            try:
+                data = handle.read(size, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, OSError) as err:
+                raise AudioError(p, f"cannot decode audio ({err})") from err
+            last = data.shape[0] == 0
+            if not last:
+                if data.shape[1] == 0:
+                    raise AudioError(p, "file holds no audio samples (zero length)")
+                if not np.isfinite(data).all():
+                    raise AudioError(p, "file holds non-finite samples (NaN or Inf)")
+                total += data.shape[0]
+            if pending is not None:
+                out = pending if stream is None else stream.resample_chunk(pending, last=last)
+                yield np.ascontiguousarray(out, dtype=np.float32)
+            if last:
+                break
+            pending = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+        if total == 0:
+            raise AudioError(p, "file holds no audio samples (zero length)")
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
