@@ -372,7 +372,9 @@ def document(out: Path, names: list[str], doc: Path, root: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="variants (NAME) or single runs of a seed (NAME-sK)"
+    )
     parser.add_argument(
         "--seeds", default="0", help="seeds to train each variant with (runs NAME, NAME-s1, ...)"
     )
@@ -387,12 +389,17 @@ def main() -> int:
     )
     args = parser.parse_args()
     variants = [n for n in args.variants.split(",") if n]
-    unknown = [n for n in variants if n not in VARIANTS]
+    unknown = [n for n in variants if split_seed(n)[0] not in VARIANTS]
     if unknown:
         print(f"unknown variants: {', '.join(unknown)} (known: {', '.join(VARIANTS)})", file=sys.stderr)
         return 2
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    names = [name if seed == 0 else f"{name}-s{seed}" for name in variants for seed in seeds]
+    names = []  # a NAME-sK entry is one run; a plain NAME is run with every --seeds seed
+    for entry in variants:
+        if split_seed(entry)[0] != entry:
+            names.append(entry)
+        else:
+            names += [entry if seed == 0 else f"{entry}-s{seed}" for seed in seeds]
     out, root = Path(args.out), Path(args.root)
     if not args.doc_only:
         checkpoints = {name: train(name, out, root) for name in names}
