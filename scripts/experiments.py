@@ -292,6 +292,28 @@ def preset_match(names: list[str], root: Path, out: Path) -> str | None:
     return None
 
 
+def curve_table(out: Path, names: list[str]) -> list[str]:
+    """Mean validation EER (%) at each validation step of each run, from its training log."""
+    curves = {name: {r["step"]: r["eer"] for r in read_metrics(out / name, "val")} for name in names}
+    steps = sorted({step for c in curves.values() for step in c})
+    if not steps:
+        return []
+    noisy = next((r["eer_noisy"] for n in names for r in read_metrics(out / n, "val")), None)
+    lines = [
+        "",
+        "Mean validation EER (%) over noise, music and babble at 0 and -5 dB during training "
+        f"(noisy: {noisy:.2f} %; the checkpoint kept is the lowest):",
+        "",
+        "| run | " + " | ".join(f"step {s}" for s in steps) + " |",
+        "|---|" + "---:|" * len(steps),
+    ]
+    for name, curve in curves.items():
+        lines.append(
+            f"| {name} | " + " | ".join(f"{curve[s]:.2f}" if s in curve else "–" for s in steps) + " |"
+        )
+    return lines
+
+
 def document(out: Path, names: list[str], doc: Path, root: Path) -> None:
     lines = [
         "# Recipe experiments",
@@ -326,6 +348,7 @@ def document(out: Path, names: list[str], doc: Path, root: Path) -> None:
     plot = curves(out, names, doc.parent / "experiments" / "curves.png")
     if plot is not None:
         lines += ["", "## Training curves", "", f"![training curves]({plot.relative_to(doc.parent)})"]
+    lines += curve_table(out, names)
     for split in ("val", "test"):
         eval_dir = out / f"eval-{split}"
         if not (eval_dir / "results.json").is_file():

@@ -83,3 +83,16 @@ def test_score_distributions_come_from_the_score_files(experiments, tmp_path: Pa
     text = "\n".join(experiments.score_section(tmp_path, rows, ("noise_-10", "clean")))
     # means 0.8 and 0.3, variances 0.01 and 0.01: d' = 0.5 / 0.1 = 5
     assert "| v | 0.800 / 0.300 / 5.00 | – |" in text
+
+
+def test_curve_table_reads_the_training_logs(experiments, tmp_path: Path):
+    import json
+
+    for name, eers in (("a", {200: 19.0, 400: 17.5}), ("b", {200: 18.0})):
+        (tmp_path / name).mkdir()
+        records = [{"kind": "train", "step": 10, "loss": 1.0}]
+        records += [{"kind": "val", "step": s, "eer": e, "eer_noisy": 20.5} for s, e in eers.items()]
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = "\n".join(experiments.curve_table(tmp_path, ["a", "b"]))
+    assert "(noisy: 20.50 %" in text
+    assert "| a | 19.00 | 17.50 |" in text and "| b | 18.00 | – |" in text
