@@ -233,3 +233,14 @@ def test_streaming_reports_bad_files(tmp_path: Path) -> None:
         list(stream_audio(tmp_path / "junk.wav"))
     with pytest.raises(AudioError, match="no such file"):
         list(stream_audio(tmp_path / "missing.wav"))
+
+
+def test_a_file_too_short_to_resample_is_named(tmp_path: Path) -> None:
+    sf.write(tmp_path / "click.wav", np.full(1, 0.5, np.float32), 48000, subtype="FLOAT")
+    assert soxr_len(1, 48000, 16000) == 0  # one sample at 48 kHz is no sample at 16 kHz
+    with pytest.raises(AudioError, match=r"click\.wav: too short to resample to 16000 Hz"):
+        read_audio(tmp_path / "click.wav")
+
+
+def soxr_len(n: int, rate: int, target: int) -> int:
+    return len(resample(np.zeros(n, np.float32), rate, target))

@@ -104,26 +104,15 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
         ValueError: when ``sample_rate`` is not a positive integer.
     """
     target = _check_rate(sample_rate, "sample_rate")
-    p = Path(path)
-    _check_exists(p)
-    try:
-        data, file_rate = sf.read(os.fspath(p), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise AudioError(p, f"cannot decode audio ({err})") from err
-    if data.shape[0] == 0 or data.shape[1] == 0:
-        raise AudioError(p, "file holds no audio samples (zero length)")
-    if not np.isfinite(data).all():
-        raise AudioError(p, "file holds non-finite samples (NaN or Inf)")
-    wav = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if int(file_rate) != target:
-        wav = resample(wav, int(file_rate), target)
-        if wav.shape[0] == 0:
-            raise AudioError(p, f"too short to resample from {file_rate} Hz to {target} Hz")
-    return np.ascontiguousarray(wav, dtype=np.float32)
+    blocks = list(stream_audio(path, target, block_seconds=None))
+    wav = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    if wav.shape[0] == 0:
+        raise AudioError(path, f"too short to resample to {target} Hz")
+    return wav
 
 
 def stream_audio(
-    path: str | os.PathLike[str], sample_rate: int = 16000, block_seconds: float = 10.0
+    path: str | os.PathLike[str], sample_rate: int = 16000, block_seconds: float | None = 10.0
 ) -> Iterator[np.ndarray]:
     """Read an audio file block by block: what :func:`read_audio` returns, in consecutive pieces.
 
@@ -134,7 +123,7 @@ def stream_audio(
     Args:
         path: the audio file.
         sample_rate: the rate of the yielded blocks in Hz.
-        block_seconds: about how much of the file each read takes.
+        block_seconds: about how much of the file each read takes (None: all of it at once).
 
     Yields:
         (N_i,) float32 mono blocks at ``sample_rate`` (some may be empty while a resampler fills).
@@ -158,7 +147,7 @@ def stream_audio(
             if rate == target
             else soxr.ResampleStream(rate, target, 1, dtype="float32", quality=RESAMPLE_QUALITY)
         )
-        size = max(1, int(block_seconds * rate))
+        size = -1 if block_seconds is None else max(1, int(block_seconds * rate))  # -1: all that is left
         total = 0
         pending: np.ndarray | None = None  # one block of look-ahead, to tell the resampler the last
         while True:
