@@ -15,8 +15,8 @@ system still needs; these renderings all have the utterance's length, and so do 
 of equal length next to it in the duration-sorted order, so they are embedded as one batch with
 nothing padded (see :func:`gradw.evaluation.systems.embed_many`; batches pay on a GPU, and on the
 CPU, where they were measured slower for ResNet34, items go one at a time by default). Progress
-is saved every
-``save_every`` utterances, so an interrupted evaluation loses at most that much work.
+is saved every ``save_every`` utterances, so an interrupted evaluation loses at most that much
+work.
 """
 
 from __future__ import annotations
