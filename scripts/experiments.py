@@ -31,10 +31,12 @@ BASE = [
     "speaker.tap=pool-input",
     "loss.scheme=gradw-norm",
     "loss.embedding_weight=0.0",
+    "loss.keep_weight=0.0",
     "loss.conflict=none",
     "enhancer.init_bias=0.0",
     "enhancer.min_gain_db=null",
     "data.clean_fraction=0.3",
+    "data.max_speakers=null",
     "optim.steps=600",
     "validation.every=200",
 ]
@@ -67,6 +69,27 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     "demo-gradw-norm-floor": (
         ["enhancer.min_gain_db=-12.0"],
         "the demo recipe with the mask floored at -12 dB (limits suppression, where artefacts come from)",
+    ),
+    "demo-gradw-norm-keep": (
+        ["loss.keep_weight=100.0"],
+        "the demo recipe plus a penalty on attenuating cells the noise left intact (clean and noisy "
+        "within 3 dB), weight 100",
+    ),
+    "demo-front": (
+        ["speaker.tap=front"],
+        "the demo recipe with the tap at CAM++'s front (32x10xT, the last 2-D map): tap depth",
+    ),
+    "demo-gradw-norm-spk12": (
+        ["data.max_speakers=12"],
+        "the demo recipe trained on 12 of the 49 speakers (spread over the sources): speaker scale",
+    ),
+    "demo-gradw-norm-spk24": (
+        ["data.max_speakers=24"],
+        "the demo recipe trained on 24 of the 49 speakers: speaker scale",
+    ),
+    "demo-gradw-norm-wide": (
+        ["enhancer.base_width=16"],
+        "the demo recipe with G twice as wide (about 4x the parameters): model scale",
     ),
     "demo-gradw-norm-long": (
         ["optim.steps=1200", "validation.every=300"],

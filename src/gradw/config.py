@@ -55,6 +55,8 @@ class DataConfig:
     reverb_prob: float = 0.0
     num_workers: int = 0
     preload: bool = False
+    # train on this many speakers, spread evenly over the sorted list (a scale study); None: all
+    max_speakers: int | None = None
 
 
 @dataclass
@@ -86,6 +88,8 @@ class LossConfig:
     temperature: float = 1.0
     clip: float = 3.0
     embedding_weight: float = 0.0
+    # weight of the penalty on attenuating cells the noise left intact (gradw.losses.keep); 0: off
+    keep_weight: float = 0.0
     # how the gradients of the activation loss and the embedding term combine: "none" (their
     # sum) or "project" (PCGrad where they conflict; see gradw.losses.conflict)
     conflict: str = "none"

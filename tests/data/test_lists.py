@@ -199,6 +199,24 @@ def test_subset_filters_everything(tmp_path: Path) -> None:
         data.subset(["zz"])
 
 
+def test_spread_speakers_keeps_evenly_spaced_speakers(tmp_path: Path) -> None:
+    wavs = {f"{src}{k}-u{j}": "x.wav" for src in "abcd" for k in range(3) for j in range(2)}
+    utt2spk = {u: u.split("-")[0] for u in wavs}
+    root = tmp_path / "d"
+    (root).mkdir()
+    (root / "x.wav").write_bytes(b"")
+    write_speech_dir(root, wavs, utt2spk)
+    data = SpeechDir.load(root, check_audio=False)  # 12 speakers: a0 a1 a2 b0 ... d2
+    four = data.spread_speakers(4)
+    assert four.speakers == ["a0", "b0", "c0", "d0"]  # one of each source, not the first four
+    assert set(four.wavs) == {u for u, s in utt2spk.items() if s in four.speakers}
+    assert data.spread_speakers(6).speakers == ["a0", "a2", "b1", "c0", "c2", "d1"]
+    assert data.spread_speakers(12).speakers == data.speakers
+    for bad in (0, 13):
+        with pytest.raises(DataError, match=f"cannot keep {bad} speakers of 12"):
+            data.spread_speakers(bad)
+
+
 def test_write_speech_dir_checks_before_writing(tmp_path: Path) -> None:
     root = tmp_path / "d"
     with pytest.raises(DataError, match="no speaker for b"):

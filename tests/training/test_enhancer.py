@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from gradw.config import ConfigError, TrainConfig, load_config
+from gradw.data.lists import DataError
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
 from gradw.models.unet import MaskUNet
 from gradw.training.checkpoint import load_checkpoint
@@ -176,6 +177,16 @@ def test_training_with_projection_logs_the_conflicts(toy_corpus: Path, tmp_path:
         assert row["embedding_term"] > 0
 
 
+def test_training_on_fewer_speakers_and_with_the_keep_penalty(toy_corpus: Path, tmp_path: Path):
+    extra = ("data.max_speakers=2", "loss.keep_weight=50", "optim.steps=2", "log_every=1")
+    last = train_enhancer(_config(toy_corpus, tmp_path / "run", *extra), quiet=True)
+    assert load_checkpoint(last, kind="enhancer")["extra"]["train_speakers"] == 2
+    assert all(r["keep_term"] >= 0 for r in read_metrics(tmp_path / "run", "train"))
+    with pytest.raises(DataError, match="cannot keep 99 speakers"):
+        train_enhancer(_config(toy_corpus, tmp_path / "bad", "data.max_speakers=99"), quiet=True)
+    assert not (tmp_path / "bad").exists()  # bad data leaves no run folder behind
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -199,7 +210,7 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "gradw: error: unknown config key loss.shceme "
-        "(valid: clip, conflict, embedding_weight, scheme, temperature)"
+        "(valid: clip, conflict, embedding_weight, keep_weight, scheme, temperature)"
     ]
     result = subprocess.run(
         [sys.executable, "-m", "gradw", "train", "--config", "tiny", f"data.train={tmp_path / 'nothing'}"],

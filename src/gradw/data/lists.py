@@ -364,6 +364,21 @@ class SpeechDir:
             raise DataError("; ".join(problems))
         return cls(root, wavs, utt2spk, utt2dur, trials, spk2gender)
 
+    def spread_speakers(self, n: int) -> SpeechDir:
+        """A ``SpeechDir`` with ``n`` of the speakers, evenly spaced in the sorted list.
+
+        Speaker ids are sorted, so ids that share a prefix (a source, a corpus) sit together;
+        even spacing keeps every such group represented in proportion. Deterministic.
+
+        Raises:
+            DataError: ``n`` is below 1 or above the number of speakers.
+        """
+        speakers = self.speakers
+        if not 1 <= n <= len(speakers):
+            raise DataError(f"{self.root}: cannot keep {n} speakers of {len(speakers)}")
+        chosen = {speakers[(i * len(speakers)) // n] for i in range(n)}
+        return self.subset(u for u, s in self.utt2spk.items() if s in chosen)
+
     def subset(self, utts: Iterable[str]) -> SpeechDir:
         """A new ``SpeechDir`` (same root) restricted to ``utts``.
 

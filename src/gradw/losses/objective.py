@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from gradw.losses.deep_feature import weighted_l1_per_item
+from gradw.losses.keep import suppression_penalty_per_item
 from gradw.losses.spectral import spectral_l1_per_item
 from gradw.losses.weights import (
     GRADIENT_SCHEMES,
@@ -68,8 +69,9 @@ class ObjectiveResult:
         stats: floats for the training log (see :class:`EnhancementObjective`).
         weights: (B, 1, F', T') the detached weights P, or ``None`` for ``spectral``.
         terms: the scalar terms that sum to ``loss``: ``"feature"`` (the activation or spectral
-            L1, batch mean) and, when on, ``"embedding"`` (embedding_weight x mean 1 - cos);
-            for combining their gradients (:mod:`gradw.losses.conflict`).
+            L1, plus the suppression penalty when on; batch mean) and, when on, ``"embedding"``
+            (embedding_weight x mean 1 - cos); for combining their gradients
+            (:mod:`gradw.losses.conflict`).
     """
 
     loss: Tensor
@@ -153,8 +155,13 @@ class EnhancementObjective:
     Optional embedding term (a deviation from the paper, which uses the weighted L1 alone):
     ``loss += embedding_weight * mean_b(1 - cos(emb(enhanced), emb(clean)))``.
 
+    Optional suppression penalty (a deviation too, :mod:`gradw.losses.keep`):
+    ``loss += keep_weight * mean_b(penalty)``, which charges attenuating cells that the noise
+    left intact.
+
     ``stats`` holds: ``loss``; ``feature_l1`` (the weighted L1, or the spectral L1);
     ``embedding_term`` (embedding_weight x the mean cosine distance; 0 when off);
+    ``keep_term`` (keep_weight x the mean suppression penalty; 0 when off);
     ``embedding_distance`` (mean 1 - cos, when both embeddings were computed); ``weight_entropy``,
     ``weight_max_mean``, ``weight_top10`` (see :func:`weight_stats`; not for ``spectral``);
     ``grad_diff_std`` (mean over the batch of the standard deviation over positions of D, the
@@ -170,6 +177,7 @@ class EnhancementObjective:
         temperature: softmax temperature for ``gradw`` / ``gradw-norm`` (1 in the paper).
         clip: clipping bound for ``gradw-norm`` (``None``: no clipping).
         embedding_weight: lambda >= 0 of the embedding term (0: the paper's loss).
+        keep_weight: weight >= 0 of the suppression penalty (0: off, the paper's loss).
     """
 
     def __init__(
@@ -179,12 +187,15 @@ class EnhancementObjective:
         temperature: float = 1.0,
         clip: float | None = 3.0,
         embedding_weight: float = 0.0,
+        keep_weight: float = 0.0,
     ) -> None:
         if scheme not in OBJECTIVE_SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}: expected one of {', '.join(OBJECTIVE_SCHEMES)}")
         check_weight_options("equal" if scheme == "spectral" else scheme, temperature, clip)
         if not embedding_weight >= 0:
             raise ValueError(f"embedding_weight must be >= 0, got {embedding_weight!r}")
+        if not keep_weight >= 0:
+            raise ValueError(f"keep_weight must be >= 0, got {keep_weight!r}")
         if scheme in GRADIENT_SCHEMES and speaker.head is None:
             raise ValueError(
                 f"scheme {scheme!r} needs the speaker network's classification head "
@@ -195,6 +206,7 @@ class EnhancementObjective:
         self.temperature = float(temperature)
         self.clip = clip
         self.embedding_weight = float(embedding_weight)
+        self.keep_weight = float(keep_weight)
 
     @property
     def needs_labels(self) -> bool:
@@ -289,7 +301,11 @@ class EnhancementObjective:
                 emb_enh = speaker.from_tap(a_enh)
 
         per_item = feature_loss
-        terms = {"feature": feature_loss.mean()}
+        keep: Tensor | None = None
+        if self.keep_weight > 0:
+            keep = suppression_penalty_per_item(mask, clean_mel, noisy_mel)
+            per_item = per_item + self.keep_weight * keep.to(per_item.dtype)
+        terms = {"feature": per_item.mean()}
         distance: Tensor | None = None
         if use_embedding:
             assert emb_enh is not None and emb_ref is not None
@@ -314,6 +330,7 @@ class EnhancementObjective:
         stats["embedding_term"] = (
             self.embedding_weight * stats["embedding_distance"] if use_embedding else 0.0
         )
+        stats["keep_term"] = self.keep_weight * keep.detach().mean().item() if keep is not None else 0.0
         if weights is not None:
             stats.update(weight_stats(weights))
         stats["mask_mean"] = mask.detach().mean().item()

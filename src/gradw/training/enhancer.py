@@ -294,10 +294,13 @@ def train_enhancer(config: TrainConfig, resume: bool = False, quiet: bool = Fals
 def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Path:
     set_threads(config.threads)
     seed_everything(config.seed)
+    # the data is checked before the run folder exists: bad data leaves nothing behind
+    speech = SpeechDir.load(config.data.train)
+    if config.data.max_speakers is not None:
+        speech = speech.spread_speakers(config.data.max_speakers)
+    augment = AugmentDir.load(config.data.augment)
     out = Path(config.out_dir)
     last = open_run(out, config, resume, info)
-    speech = SpeechDir.load(config.data.train)
-    augment = AugmentDir.load(config.data.augment)
     speaker = prepare_speaker(config, speech, info)
     # G's initial weights depend on the seed alone, not on what preparing E consumed (a cached or a
     # freshly computed head draws different amounts of randomness)
@@ -314,6 +317,7 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
         temperature=config.loss.temperature,
         clip=config.loss.clip,
         embedding_weight=config.loss.embedding_weight,
+        keep_weight=config.loss.keep_weight,
     )
     dataset = _make_dataset(config, speech, augment)
     steps = config.optim.steps
