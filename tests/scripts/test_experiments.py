@@ -1,6 +1,7 @@
 """scripts/experiments.py: seeds in run names, the choice on validation, the success criteria."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -42,12 +43,45 @@ def test_seed_suffixes(experiments):
 def test_low_snr_means_and_the_choice(experiments):
     rows = _rows("noisy", NOISY, {})
     rows += _rows("demo-gradw-norm", {c: e - 3 for c, e in NOISY.items()}, {})
-    rows += _rows("demo-equalw+fuse", {c: e - 1 for c, e in NOISY.items()}, {})
+    rows += _rows("demo-gradw-norm-s1", {c: e - 1 for c, e in NOISY.items()}, {})
+    rows += _rows("demo-gradw-norm-floor", {c: e - 4 for c, e in NOISY.items()}, {})  # one seed only
+    rows += _rows("demo-equalw", {c: e - 5 for c, e in NOISY.items()}, {})
+    rows += _rows("demo-equalw-s1", {c: e - 5 for c, e in NOISY.items()}, {})
+    rows += _rows("demo-gradw-norm+fuse", {c: e - 6 for c, e in NOISY.items()}, {})
     means = experiments.low_snr_means(rows, ("noise", "music"))
     assert means["noisy"] == pytest.approx(15.0) and means["demo-gradw-norm"] == pytest.approx(12.0)
-    text = "\n".join(experiments.choice_section(rows, ["demo-gradw-norm", "demo-equalw"]))
+    groups = experiments.variant_means(rows)
+    assert groups["demo-gradw-norm"] == pytest.approx({0: 15.0, 1: 17.0})  # (10+20+10+20+30)/5 - 3, - 1
+    # the rule: a Grad-W recipe with two seeds; Equal-W, single seeds and fused rows are not candidates
+    assert experiments.choose(groups) == "demo-gradw-norm"
+    assert experiments.is_gradient_recipe("demo-gradw-norm")
+    assert not experiments.is_gradient_recipe("demo-equalw")
+    text = "\n".join(experiments.choice_section(rows, []))
     assert "Chosen on validation: **demo-gradw-norm**." in text
-    assert "| 1 | demo-gradw-norm | 15.00 | -16.7 |" in text  # (10+20+10+20+30)/5 - 3 vs 18
+    assert "| 1 | demo-gradw-norm+fuse | 1 | 12.00 | – | -33.3 |" in text
+    assert "| 2 | demo-equalw | 2 | 13.00 | 0.00 | -27.8 |" in text
+    assert "| 4 | demo-gradw-norm | 2 | 16.00 | 1.41 | -11.1 |" in text
+    gap = "the gap to the chosen recipe is -4.00 points"
+    assert f"Ranked first: demo-gradw-norm+fuse (1 seed(s)); {gap}." in text
+    single = [r for r in rows if r.system != "demo-gradw-norm-s1"]
+    assert "nothing is chosen" in "\n".join(experiments.choice_section(single, []))
+
+
+def test_scale_section_fits_the_speaker_curve(experiments, tmp_path: Path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "spk2utt").write_text("".join(f"s{i} u{i}\n" for i in range(48)))
+    eer = {12: 20.0, 24: 18.0, 48: 16.0}  # -2 points per doubling, exactly
+    rows = _rows("noisy", NOISY, {})
+    for name, n in (("demo-gradw-norm-spk12", 12), ("demo-gradw-norm-spk24", 24), ("demo-gradw-norm", 48)):
+        rows += _rows(name, {c: (e if c == "clean" else eer[n]) for c, e in NOISY.items()}, {})
+    fit = experiments.log_fit([(12, 20.0), (24, 18.0), (48, 16.0)])
+    assert fit == pytest.approx((20 + 2 * math.log2(12), -2))
+    text = "\n".join(experiments.scale_section(rows, tmp_path, tmp_path / "runs"))
+    assert "| 12 | 1 | 20.00 | 20.00 |" in text and "| 48 | 1 | 16.00 | 16.00 |" in text
+    assert "-2.00 points per doubling over all noisy conditions, -2.00 over noise and music" in text
+    want = 16.0 - 2 * math.log2(5994 / 48)
+    assert f"5,994 VoxCeleb2 speakers: {want:.1f} %" in text
+    assert "training steps" not in text  # an axis with one point is left out
 
 
 def test_success_criteria_are_computed_not_assumed(experiments):
@@ -94,5 +128,4 @@ def test_curve_table_reads_the_training_logs(experiments, tmp_path: Path):
         records += [{"kind": "val", "step": s, "eer": e, "eer_noisy": 20.5} for s, e in eers.items()]
         (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     text = "\n".join(experiments.curve_table(tmp_path, ["a", "b"]))
-    assert "(noisy: 20.50 %" in text
-    assert "| a | 19.00 | 17.50 |" in text and "| b | 18.00 | – |" in text
+    assert "| a | 20.50 | 19.00 | 17.50 |" in text and "| b | 20.50 | 18.00 | – |" in text
