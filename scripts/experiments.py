@@ -77,6 +77,11 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
         "the demo recipe plus a penalty on attenuating cells the noise left intact (clean and noisy "
         "within 3 dB), weight 100",
     ),
+    "demo-spectral": (
+        ["loss.scheme=spectral"],
+        "the same G and mask trained on the log-mel L1 to the clean features, no network in the loss: "
+        "the signal-level baseline",
+    ),
     "demo-front": (
         ["speaker.tap=front"],
         "the demo recipe with the tap at CAM++'s front (32x10xT, the last 2-D map): tap depth",
@@ -464,15 +469,17 @@ def curve_table(out: Path, names: list[str]) -> list[str]:
         "",
         "Mean validation EER (%) over noise, music and babble at 0 and -5 dB during training (the "
         "checkpoint kept is the lowest; the validation audio follows the run's seed, so each run has "
-        "its own noisy baseline):",
+        "its own noisy baseline; training time: wall clock on the 2-core CPU, validation included):",
         "",
-        "| run | noisy | " + " | ".join(f"step {s}" for s in steps) + " |",
-        "|---|---:|" + "---:|" * len(steps),
+        "| run | training time (min) | noisy | " + " | ".join(f"step {s}" for s in steps) + " |",
+        "|---|---:|---:|" + "---:|" * len(steps),
     ]
     for name, curve in curves.items():
         base = f"{noisy[name]:.2f}" if noisy[name] is not None else "–"
+        train = read_metrics(out / name, "train")
+        minutes = f"{train[-1]['time'] / 60:.1f}" if train and "time" in train[-1] else "–"
         cells = " | ".join(f"{curve[s]:.2f}" if s in curve else "–" for s in steps)
-        lines.append(f"| {name} | {base} | {cells} |")
+        lines.append(f"| {name} | {minutes} | {base} | {cells} |")
     return lines
 
 

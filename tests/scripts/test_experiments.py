@@ -124,8 +124,8 @@ def test_curve_table_reads_the_training_logs(experiments, tmp_path: Path):
 
     for name, eers in (("a", {200: 19.0, 400: 17.5}), ("b", {200: 18.0})):
         (tmp_path / name).mkdir()
-        records = [{"kind": "train", "step": 10, "loss": 1.0}]
+        records = [{"kind": "train", "step": 10, "loss": 1.0, "time": 90.0}]
         records += [{"kind": "val", "step": s, "eer": e, "eer_noisy": 20.5} for s, e in eers.items()]
         (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     text = "\n".join(experiments.curve_table(tmp_path, ["a", "b"]))
-    assert "| a | 20.50 | 19.00 | 17.50 |" in text and "| b | 20.50 | 18.00 | – |" in text
+    assert "| a | 1.5 | 20.50 | 19.00 | 17.50 |" in text and "| b | 1.5 | 20.50 | 18.00 | – |" in text
