@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 from gradw.cli import main as gradw
@@ -76,6 +77,10 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
         ["loss.keep_weight=100.0"],
         "the demo recipe plus a penalty on attenuating cells the noise left intact (clean and noisy "
         "within 3 dB), weight 100",
+    ),
+    "demo-gradw-norm-keep10": (
+        ["loss.keep_weight=10.0"],
+        "the suppression penalty at weight 10 (at 100 it held the mask constant: G stayed the identity)",
     ),
     "demo-spectral": (
         ["loss.scheme=spectral"],
@@ -141,12 +146,17 @@ def train(name: str, out: Path, root: Path) -> Path:
 
 
 def evaluate(
-    split: str, checkpoints: dict[str, Path], out: Path, root: Path, cache: Path, fuse: bool = False
+    split: str,
+    checkpoints: dict[str, Path],
+    out: Path,
+    root: Path,
+    cache: Path,
+    fuse: Collection[str] = (),
 ) -> Path:
     eval_dir = out / f"eval-{split}"
     specs = ["noisy", *(f"{n}:{p}" for n, p in checkpoints.items())]
-    if fuse:  # the same checkpoints with the noisy and enhanced embeddings averaged at inference
-        specs += [f"{n}:{p}@fuse" for n, p in checkpoints.items()]
+    # the runs in ``fuse`` also with the noisy and enhanced embeddings averaged at inference
+    specs += [f"{n}:{p}@fuse" for n, p in checkpoints.items() if n in fuse]
     systems = ",".join(specs)
     args = ["evaluate", "--test", str(root / split), "--augment", str(root / "augment" / "test")]
     args += ["--systems", systems, "--snrs", CONDITIONS[0], "--categories", CONDITIONS[1]]
@@ -483,7 +493,25 @@ def curve_table(out: Path, names: list[str]) -> list[str]:
     return lines
 
 
-def document(out: Path, names: list[str], doc: Path, root: Path, test_names: list[str] | None = None) -> None:
+def reproduce_command(names: list[str], test_names: list[str], fused: list[str]) -> str:
+    """The experiments.py command line that trains and evaluates these runs."""
+    command = f"python scripts/experiments.py --variants {','.join(names)}"
+    everything = list(dict.fromkeys([*names, *test_names]))
+    if fused:
+        command += " --fuse" if set(fused) >= set(everything) else f" --fuse {','.join(fused)}"
+    if test_names:
+        command += " --test" + (f" --test-variants {','.join(test_names)}" if test_names != names else "")
+    return command
+
+
+def document(
+    out: Path,
+    names: list[str],
+    doc: Path,
+    root: Path,
+    test_names: list[str] | None = None,
+    fused: list[str] | None = None,
+) -> None:
     lines = [
         "# Recipe experiments",
         "",
@@ -554,8 +582,7 @@ def document(out: Path, names: list[str], doc: Path, root: Path, test_names: lis
         "",
         "```bash",
         "gradw data build synthvox --preset demo --out data/synthvox-demo",
-        f"python scripts/experiments.py --variants {','.join(names)} --fuse --test"
-        + (f" --test-variants {','.join(test_names)}" if test_names and test_names != names else ""),
+        reproduce_command(names, test_names or [], fused or []),
         "```",
         "",
     ]
@@ -602,7 +629,13 @@ def main() -> int:
         help="the final candidates run on the test split (default: --variants)",
     )
     parser.add_argument("--doc-only", action="store_true", help="only rewrite the document")
-    parser.add_argument("--fuse", action="store_true", help="also evaluate each variant with @fuse")
+    parser.add_argument(
+        "--fuse",
+        nargs="?",
+        const="",
+        default=None,
+        help="also evaluate with @fuse: every run, or the runs named (NAME or NAME-sK, comma-separated)",
+    )
     parser.add_argument(
         "--cache-dir", default=None, help="embedding cache shared with other evaluations (default OUT/cache)"
     )
@@ -611,6 +644,10 @@ def main() -> int:
     try:
         names = run_names(args.variants, seeds)
         test_names = names if args.test_variants is None else run_names(args.test_variants, seeds)
+        if args.fuse is None:
+            fused: list[str] = []
+        else:
+            fused = names + test_names if not args.fuse else run_names(args.fuse, seeds)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -618,10 +655,10 @@ def main() -> int:
     if not args.doc_only:
         checkpoints = {name: train(name, out, root) for name in dict.fromkeys([*names, *test_names])}
         cache = Path(args.cache_dir) if args.cache_dir else out / "cache"
-        evaluate("val", {n: checkpoints[n] for n in names}, out, root, cache, args.fuse)
+        evaluate("val", {n: checkpoints[n] for n in names}, out, root, cache, fused)
         if args.test:
-            evaluate("test", {n: checkpoints[n] for n in test_names}, out, root, cache, args.fuse)
-    document(out, names, Path(args.doc), root, test_names)
+            evaluate("test", {n: checkpoints[n] for n in test_names}, out, root, cache, fused)
+    document(out, names, Path(args.doc), root, test_names if args.test else [], fused)
     return 0
 
 

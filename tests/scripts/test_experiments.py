@@ -129,3 +129,15 @@ def test_curve_table_reads_the_training_logs(experiments, tmp_path: Path):
         (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     text = "\n".join(experiments.curve_table(tmp_path, ["a", "b"]))
     assert "| a | 1.5 | 20.50 | 19.00 | 17.50 |" in text and "| b | 1.5 | 20.50 | 18.00 | – |" in text
+
+
+def test_run_names_and_the_reproduce_command(experiments):
+    names = experiments.run_names("demo-gradw-norm,demo-equalw-s1", [0, 2])
+    assert names == ["demo-gradw-norm", "demo-gradw-norm-s2", "demo-equalw-s1"]
+    with pytest.raises(ValueError, match="unknown variants: nope"):
+        experiments.run_names("demo-gradw-norm,nope", [0])
+    cmd = experiments.reproduce_command(["a", "b"], ["a"], ["a", "b"])
+    assert cmd == "python scripts/experiments.py --variants a,b --fuse --test --test-variants a"
+    cmd = experiments.reproduce_command(["a", "b"], ["a", "b"], ["b"])
+    assert cmd == "python scripts/experiments.py --variants a,b --fuse b --test"
+    assert experiments.reproduce_command(["a"], [], []) == "python scripts/experiments.py --variants a"
