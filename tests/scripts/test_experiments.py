@@ -141,3 +141,13 @@ def test_run_names_and_the_reproduce_command(experiments):
     cmd = experiments.reproduce_command(["a", "b"], ["a", "b"], ["b"])
     assert cmd == "python scripts/experiments.py --variants a,b --fuse b --test"
     assert experiments.reproduce_command(["a"], [], []) == "python scripts/experiments.py --variants a"
+
+
+def test_the_first_criterion_is_given_for_every_seed(experiments):
+    rows = _rows("noisy", NOISY, {})
+    rows += _rows("v-demo", NOISY, {})  # not a variant: ignored
+    rows += _rows("demo-gradw-norm", {c: 0.9 * e for c, e in NOISY.items()}, {})
+    rows += _rows("demo-gradw-norm-s1", {c: 0.7 * e for c, e in NOISY.items()}, {})
+    text = "\n".join(experiments.seed_success_line(rows, "demo-gradw-norm"))
+    assert "s0: -10.0 %, s1: -30.0 %; mean over the 2 seeds -20.0 %" in text
+    assert experiments.seed_success_line(rows[:-6], "demo-gradw-norm") == []  # one seed: no line
