@@ -172,20 +172,23 @@ def evaluate(
 
 def curves(out: Path, names: list[str], path: Path) -> Path | None:
     try:
+        import matplotlib
         from matplotlib.figure import Figure
     except ImportError:
         return None
     fig = Figure(figsize=(11, 4.5))
     loss_ax, eer_ax = fig.subplots(1, 2)
     noisy = None
+    palette = [*matplotlib.colormaps["tab20"].colors]  # 20 distinct colours: one per run
     # seed-0 runs only: a run's validation audio follows its seed, so only these share one noisy line
-    for name in [n for n in names if split_seed(n)[1] == 0]:
+    for index, name in enumerate(n for n in names if split_seed(n)[1] == 0):
+        style = {"color": palette[index % len(palette)], "label": name}
         train_rows = read_metrics(out / name, "train")
         val_rows = read_metrics(out / name, "val")
         if train_rows:
-            loss_ax.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], label=name)
+            loss_ax.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], **style)
         if val_rows:
-            eer_ax.plot([r["step"] for r in val_rows], [r["eer"] for r in val_rows], marker="o", label=name)
+            eer_ax.plot([r["step"] for r in val_rows], [r["eer"] for r in val_rows], marker="o", **style)
             noisy = val_rows[0]["eer_noisy"]
     if noisy is not None:
         eer_ax.axhline(noisy, color="grey", linestyle="--", linewidth=0.8)
