@@ -237,8 +237,8 @@ def is_gradient_recipe(name: str) -> bool:
 
 
 def choose(groups: dict[str, dict[int, float]], min_seeds: int = MIN_SEEDS) -> str | None:
-    """The rule, fixed before the runs: the Grad-W variant (trained recipe, not an inference option)
-    with the lowest mean validation EER over at least ``min_seeds`` seeds."""
+    """The rule, fixed before the second round of runs: the Grad-W variant (a trained recipe, not
+    an inference option) with the lowest mean validation EER over at least ``min_seeds`` seeds."""
     candidates = [
         (mean_sd(list(v.values()))[0], name)
         for name, v in groups.items()
@@ -261,9 +261,11 @@ def choice_section(rows: list, names: list[str]) -> list[str]:
         "",
         "Variants ranked on the validation split by the mean EER over every noisy condition at or "
         f"below 0 dB, averaged over their seeds (noisy: {noisy:.2f} %). The rule, fixed before the "
-        f"runs: the demo preset trains the Grad-W variant with the lowest mean over at least {MIN_SEEDS} "
-        "seeds. Equal-W variants are ranked but are the paper's ablation, which the demo trains beside "
-        "the chosen recipe; `+fuse` rows are an inference option of the same checkpoints.",
+        "second round of runs (the extra seeds, the suppression penalty, the scale and tap-depth "
+        "variants; the first round had one seed per variant): the demo preset trains the Grad-W "
+        f"variant with the lowest mean over at least {MIN_SEEDS} seeds. Equal-W variants are ranked "
+        "but are the paper's ablation, which the demo trains beside the chosen recipe; `+fuse` rows "
+        "are an inference option of the same checkpoints.",
         "",
         "| rank | variant | seeds | mean EER (%) | sd | rel. vs noisy (%) |",
         "|---:|---|---:|---:|---:|---:|",
