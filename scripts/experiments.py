@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gradw.cli import main as gradw
 from gradw.config import TrainConfig, load_config
+from gradw.data.lists import SpeechDir
 from gradw.evaluation.benchmark import read_results
 from gradw.evaluation.report import format_diff_table, format_metric_table, format_summary_table
 from gradw.losses.weights import GRADIENT_SCHEMES
@@ -113,6 +114,7 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     ),
 }
 CONDITIONS = ("clean,0,-5,-10", "noise,music,babble")
+ALL_NOISY = ("noise", "music", "babble")  # the categories the choice averages over
 MIN_SEEDS = 2  # a recipe is chosen only on the mean of at least this many seeds
 
 
@@ -210,10 +212,10 @@ def low_snr_means(rows: list, categories: tuple[str, ...]) -> dict[str, float]:
     return {system: sum(v) / len(v) for system, v in out.items()}
 
 
-def variant_means(rows: list) -> dict[str, dict[int, float]]:
-    """variant (``+fuse`` kept) -> {seed: mean EER (%) over every noisy condition <= 0 dB}."""
+def variant_means(rows: list, categories: tuple[str, ...] = ALL_NOISY) -> dict[str, dict[int, float]]:
+    """variant (``+fuse`` kept) -> {seed: mean EER (%) over the conditions <= 0 dB of ``categories``}."""
     groups: dict[str, dict[int, float]] = {}
-    for system, mean in low_snr_means(rows, ("noise", "music", "babble")).items():
+    for system, mean in low_snr_means(rows, categories).items():
         base, fused = system.removesuffix("+fuse"), system.endswith("+fuse")
         name, seed = split_seed(base)
         if name in VARIANTS:
@@ -249,12 +251,13 @@ def choose(groups: dict[str, dict[int, float]], min_seeds: int = MIN_SEEDS) -> s
 
 def choice_section(rows: list, names: list[str]) -> list[str]:
     """Variants ranked by their mean validation EER over seeds, and the chosen recipe."""
-    means = low_snr_means(rows, ("noise", "music", "babble"))
+    means = low_snr_means(rows, ALL_NOISY)
     groups = variant_means(rows)
     if not groups or "noisy" not in means:
         return []
     noisy = means["noisy"]
-    ranked = sorted((mean_sd(list(v.values())), name) for name, v in groups.items())
+    stats = {name: mean_sd(list(v.values())) for name, v in groups.items()}
+    ranked = sorted((mean, sd, name) for name, (mean, sd) in stats.items())
     lines = [
         "",
         "## The choice",
@@ -270,7 +273,7 @@ def choice_section(rows: list, names: list[str]) -> list[str]:
         "| rank | variant | seeds | mean EER (%) | sd | rel. vs noisy (%) |",
         "|---:|---|---:|---:|---:|---:|",
     ]
-    for rank, ((mean, sd), name) in enumerate(ranked, 1):
+    for rank, (mean, sd, name) in enumerate(ranked, 1):
         n = len(groups[name])
         spread = f"{sd:.2f}" if n > 1 else "–"
         lines.append(f"| {rank} | {name} | {n} | {mean:.2f} | {spread} | {100 * (mean / noisy - 1):+.1f} |")
@@ -279,11 +282,11 @@ def choice_section(rows: list, names: list[str]) -> list[str]:
         lines += ["", f"No Grad-W variant has {MIN_SEEDS} seeds yet: nothing is chosen."]
         return lines
     lines += ["", f"Chosen on validation: **{chosen}**."]
-    best = ranked[0][1]
+    best = ranked[0][2]
     if best != chosen:
         lines.append(
             f"Ranked first: {best} ({len(groups[best])} seed(s)); the gap to the chosen recipe is "
-            f"{ranked[0][0][0] - mean_sd(list(groups[chosen].values()))[0]:+.2f} points."
+            f"{stats[best][0] - stats[chosen][0]:+.2f} points."
         )
     return lines
 
@@ -291,7 +294,7 @@ def choice_section(rows: list, names: list[str]) -> list[str]:
 def seed_success_line(rows: list, variant: str) -> list[str]:
     """The first criterion (noise and music <= 0 dB vs noisy) for every seed of ``variant`` run
     on these rows, and their mean: one seed's verdict is not the recipe's."""
-    nm = variant_means([r for r in rows if r.category in ("noise", "music")]).get(variant, {})
+    nm = variant_means(rows, ("noise", "music")).get(variant, {})
     noisy = low_snr_means(rows, ("noise", "music")).get("noisy")
     if len(nm) < 2 or noisy is None:
         return []
@@ -372,7 +375,7 @@ def score_section(eval_dir: Path, rows: list, conditions: tuple[str, ...]) -> li
 
 def seeds_section(rows: list) -> list[str]:
     """Mean over seeds of each variant run with several (``name``, ``name-s1``, ...)."""
-    means = low_snr_means(rows, ("noise", "music", "babble"))
+    means = low_snr_means(rows, ALL_NOISY)
     several = {k: v for k, v in variant_means(rows).items() if len(v) > 1}
     if not several:
         return []
@@ -410,7 +413,7 @@ def scale_value(name: str, quantity: str, root: Path, out: Path) -> int:
         return config.enhancer.base_width
     if config.data.max_speakers is not None:
         return config.data.max_speakers
-    return len((root / "train" / "spk2utt").read_text().split("\n")) - 1
+    return len(SpeechDir.load(config.data.train, check_audio=False).speakers)
 
 
 def log_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -427,10 +430,9 @@ def scale_section(rows: list, root: Path, out: Path) -> list[str]:
     """Validation EER against each scale axis, per seed and averaged, and what the speaker curve
     predicts at the paper's number of speakers."""
     all_means = variant_means(rows)
-    nm_rows = [r for r in rows if r.category in ("noise", "music")]
-    nm_means = variant_means(nm_rows)
-    noisy_all = low_snr_means(rows, ("noise", "music", "babble")).get("noisy")
-    noisy_nm = low_snr_means(nm_rows, ("noise", "music")).get("noisy")
+    nm_means = variant_means(rows, ("noise", "music"))
+    noisy_all = low_snr_means(rows, ALL_NOISY).get("noisy")
+    noisy_nm = low_snr_means(rows, ("noise", "music")).get("noisy")
     lines: list[str] = []
     for axis, (variants, quantity) in SCALE_AXES.items():
         present = [v for v in variants if v in all_means]
@@ -448,8 +450,8 @@ def scale_section(rows: list, root: Path, out: Path) -> list[str]:
         lines += ["", f"**{axis}**:", "", f"| {axis} | seeds | all noisy <= 0 dB | noise + music <= 0 dB |"]
         lines.append("|---:|---:|---:|---:|")
         points_all, points_nm = [], []
-        for name in sorted(present, key=lambda v: scale_value(v, quantity, root, out)):
-            x = scale_value(name, quantity, root, out)
+        values = {name: scale_value(name, quantity, root, out) for name in present}
+        for name, x in sorted(values.items(), key=lambda item: item[1]):
             seeds = all_means[name]
             points_all += [(x, y) for y in seeds.values()]
             points_nm += [(x, y) for y in nm_means.get(name, {}).values()]
@@ -459,15 +461,15 @@ def scale_section(rows: list, root: Path, out: Path) -> list[str]:
             continue
         a, b = log_fit(points_all)
         a_nm, b_nm = log_fit(points_nm)
-        at = lambda a_, b_, n: a_ + b_ * math.log2(n)  # noqa: E731
+        far = math.log2(VOXCELEB2_SPEAKERS)
+        pred, pred_nm = a + b * far, a_nm + b_nm * far
         lines += [
             "",
             f"A straight line in log2(speakers) through every seed's point: {b:+.2f} points per doubling "
             f"over all noisy conditions, {b_nm:+.2f} over noise and music. Extrapolated to the paper's "
-            f"{VOXCELEB2_SPEAKERS:,} VoxCeleb2 speakers: {at(a, b, VOXCELEB2_SPEAKERS):.1f} % "
-            f"({100 * (at(a, b, VOXCELEB2_SPEAKERS) / noisy_all - 1):+.0f} % vs noisy) and "
-            f"{at(a_nm, b_nm, VOXCELEB2_SPEAKERS):.1f} % on noise and music "
-            f"({100 * (at(a_nm, b_nm, VOXCELEB2_SPEAKERS) / noisy_nm - 1):+.0f} % vs noisy; the issue's "
+            f"{VOXCELEB2_SPEAKERS:,} VoxCeleb2 speakers: {pred:.1f} % "
+            f"({100 * (pred / noisy_all - 1):+.0f} % vs noisy) and {pred_nm:.1f} % on noise and music "
+            f"({100 * (pred_nm / noisy_nm - 1):+.0f} % vs noisy; the issue's "
             "bar is -30 %). The fit spans a factor of "
             f"{max(x for x, _ in points_all) / min(x for x, _ in points_all):.0f} in speakers and the "
             "extrapolation a factor of "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gradw.data.lists import write_speech_dir
 from gradw.evaluation.benchmark import Row
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +69,12 @@ def test_low_snr_means_and_the_choice(experiments):
 
 
 def test_scale_section_fits_the_speaker_curve(experiments, tmp_path: Path):
-    (tmp_path / "train").mkdir()
-    (tmp_path / "train" / "spk2utt").write_text("".join(f"s{i} u{i}\n" for i in range(48)))
+    (tmp_path / "x.wav").write_bytes(b"")  # never read: speakers come from the lists
+    write_speech_dir(
+        tmp_path / "train",
+        {f"u{i}": tmp_path / "x.wav" for i in range(48)},
+        {f"u{i}": f"s{i}" for i in range(48)},
+    )
     eer = {12: 20.0, 24: 18.0, 48: 16.0}  # -2 points per doubling, exactly
     rows = _rows("noisy", NOISY, {})
     for name, n in (("demo-gradw-norm-spk12", 12), ("demo-gradw-norm-spk24", 24), ("demo-gradw-norm", 48)):
