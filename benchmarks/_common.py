@@ -418,8 +418,8 @@ def preset_models(preset: str, overrides: Sequence[str] = (), seed: int = 0) -> 
 def save_random_enhancer(path: Path, models: PresetModels) -> Path:
     """Save G (as initialised) as a ``gradw train`` checkpoint that ``gradw enhance`` and
     ``gradw evaluate`` load; the time of both does not depend on the weights."""
+    from gradw.checkpoint import save_checkpoint
     from gradw.config import to_dict
-    from gradw.training.checkpoint import save_checkpoint
 
     cfg = models.config.speaker
     return save_checkpoint(

@@ -33,7 +33,7 @@ from train_step import Step
 
 def build_time(preset: str, jobs: int | None) -> dict:
     """Build synthvox ``preset`` into a temporary folder; the summary plus the wall time."""
-    from gradw.data.corpora.synthvox import build_synthvox
+    from gradw.data.corpora.synthvox.build import build_synthvox
 
     root = Path(tempfile.mkdtemp(prefix=f"synthvox-{preset}-"))
     try:
@@ -51,7 +51,7 @@ def make_loader(
 ) -> tuple[torch.utils.data.DataLoader, int]:
     """The ``gradw train`` loader of ``preset`` over ``corpus``; (loader, batch size)."""
     from gradw.config import TrainConfig, load_config
-    from gradw.data.lists import AugmentDir, SpeechDir
+    from gradw.data.dirs import AugmentDir, SpeechDir
     from gradw.training.distributed import DistInfo
     from gradw.training.enhancer import _make_dataset
     from gradw.training.loop import StepSampler

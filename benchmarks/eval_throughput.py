@@ -51,7 +51,7 @@ SECTIONS = (
 
 def instrument(watch: Stopwatch) -> None:
     """Time the audio reading and noise rendering of ``embed_conditions`` (module-level names)."""
-    import gradw.evaluation.benchmark as benchmark
+    import gradw.evaluation.grid as benchmark
 
     benchmark.read_audio = watch.wrap("read", benchmark.read_audio)
     benchmark.render = watch.wrap("render", benchmark.render)
@@ -68,10 +68,10 @@ def measure_preset(
     batch_seconds: float,
 ) -> list[dict]:
     """Embed ``utts`` test utterances under every condition through ``noisy`` and G; one row per system."""
-    import gradw.evaluation.benchmark as benchmark
+    import gradw.evaluation.grid as benchmark
     from gradw.audio.io import read_audio
     from gradw.data.conditions import AudioCache, augment_loader, build_manifest, parse_conditions
-    from gradw.data.lists import AugmentDir, SpeechDir
+    from gradw.data.dirs import AugmentDir, SpeechDir
     from gradw.evaluation.systems import load_system, parse_system
 
     models = preset_models(preset)

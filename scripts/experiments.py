@@ -21,8 +21,8 @@ from pathlib import Path
 
 from gradw.cli import main as gradw
 from gradw.config import TrainConfig, load_config
-from gradw.data.lists import SpeechDir
-from gradw.evaluation.benchmark import read_results
+from gradw.data.dirs import SpeechDir
+from gradw.evaluation.grid import read_results
 from gradw.evaluation.report import format_diff_table, format_metric_table, format_summary_table
 from gradw.losses.weights import GRADIENT_SCHEMES
 from gradw.training.enhancer import train_enhancer

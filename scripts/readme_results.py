@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from gradw.evaluation.benchmark import read_results
+from gradw.evaluation.grid import read_results
 from gradw.evaluation.report import format_diff_table, format_metric_table, format_summary_table
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from gradw.checkpoint import save_checkpoint
 from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import save_checkpoint
 
 
 def make_enhancer_checkpoint(

@@ -16,10 +16,10 @@ from torch import Tensor, nn
 import gradw.api
 from gradw.api import Enhancer, SpeakerVerifier, threshold_at_far
 from gradw.audio.frontends import FLOAT32_EPS, MASK_EPS, KaldiFbank, LogMel
+from gradw.checkpoint import save_checkpoint
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import write_scores
 from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import save_checkpoint
 
 SR = 16000
 

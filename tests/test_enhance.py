@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from gradw.audio.frontends import KaldiFbank, LogMel, build_frontend
+from gradw.checkpoint import save_checkpoint
 from gradw.enhance import (
     Chunk,
     EnhanceError,
@@ -26,7 +27,6 @@ from gradw.enhance import (
     stft_frame_shift,
 )
 from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import save_checkpoint
 
 SR = 16000
 

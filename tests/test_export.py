@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from gradw.audio.frontends import KaldiFbank, LogMel
+from gradw.checkpoint import save_checkpoint
 from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import save_checkpoint
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

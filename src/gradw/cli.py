@@ -16,10 +16,10 @@ EXIT_USAGE = 2
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from gradw.audio.io import AudioError
+    from gradw.checkpoint import CheckpointError
     from gradw.config import ConfigError
     from gradw.data.lists import DataError
     from gradw.evaluation.systems import SystemSpecError
-    from gradw.training.checkpoint import CheckpointError
     from gradw.training.loop import TrainingError
 
     return (
@@ -58,7 +58,7 @@ def cmd_train_speaker(args: argparse.Namespace) -> int:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from gradw.data.corpora.synthvox import build_synthvox
+    from gradw.data.corpora.synthvox.build import build_synthvox
 
     summary = build_synthvox(
         Path(args.out), preset=args.preset, seed=args.seed, jobs=args.jobs, quiet=args.quiet
@@ -141,7 +141,7 @@ def _floats(text: str) -> list[float]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gradw.evaluation.benchmark import EvaluationConfig, evaluate
+    from gradw.evaluation.grid import EvaluationConfig, evaluate
     from gradw.evaluation.report import summary_table
 
     snr_items = [v.strip() for v in args.snrs.split(",") if v.strip()]
@@ -319,8 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     from gradw.enhance import add_enhance_parser
-    from gradw.evaluation.inspect import add_inspect_parser
     from gradw.evaluation.report import add_report_parser
+    from gradw.evaluation.weight_maps import add_inspect_parser
     from gradw.export import add_export_parser
 
     add_report_parser(sub)

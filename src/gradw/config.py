@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from gradw.errors import GradwError
+
 # presets: ./configs (a working copy) first, then the configs/ folder of the source tree
 SOURCE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(GradwError, ValueError):
     """A configuration file or override is invalid; the message names the key."""
 
 
@@ -88,10 +90,10 @@ class LossConfig:
     temperature: float = 1.0
     clip: float = 3.0
     embedding_weight: float = 0.0
-    # weight of the penalty on attenuating cells the noise left intact (gradw.losses.keep); 0: off
+    # weight of the penalty on attenuating cells the noise left intact (gradw.losses.suppression); 0: off
     keep_weight: float = 0.0
     # how the gradients of the activation loss and the embedding term combine: "none" (their
-    # sum) or "project" (PCGrad where they conflict; see gradw.losses.conflict)
+    # sum) or "project" (PCGrad where they conflict; see gradw.losses.pcgrad)
     conflict: str = "none"
 
 

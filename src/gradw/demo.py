@@ -61,7 +61,7 @@ def run_demo(preset: str = "demo", quiet: bool = False, processes: int | None = 
 
     # 1. data
     if not (root / "manifest.json").is_file() or not (root / "test" / "trials").is_file():
-        from gradw.data.corpora.synthvox import build_synthvox
+        from gradw.data.corpora.synthvox.build import build_synthvox
 
         _log(f"building the {data_cfg['preset']} corpus in {root}", quiet)
         build_synthvox(root, preset=data_cfg["preset"], quiet=quiet)

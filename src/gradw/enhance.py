@@ -93,6 +93,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from gradw.audio.frontends import KaldiFbank, LogMel, MelFrontend, build_frontend
+from gradw.errors import GradwError
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -145,7 +146,7 @@ AUDIO_SUFFIXES: frozenset[str] = frozenset(
 Reader = Callable[[int, int], Tensor]
 
 
-class EnhanceError(ValueError):
+class EnhanceError(GradwError, ValueError):
     """An enhancement job cannot start (clashing outputs, no inputs, bad options); says why."""
 
 
@@ -530,7 +531,7 @@ class Enhancer:
         Raises:
             CheckpointError: missing, unreadable or not an enhancer checkpoint.
         """
-        from gradw.training.checkpoint import CheckpointError
+        from gradw.checkpoint import CheckpointError
         from gradw.training.enhancer import load_enhancer
 
         bundle = load_enhancer(path)

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 import gradw
 from gradw.audio.frontends import MASK_EPS
+from gradw.errors import GradwError
 
 __all__ = [
     "CHECK_FRAMES",
@@ -70,7 +71,7 @@ CHECK_FRAMES: tuple[int, int] = (200, 123)
 DEFAULT_TOLERANCE = 1e-4
 
 
-class ExportError(RuntimeError):
+class ExportError(GradwError, RuntimeError):
     """An export failed (missing onnx, checker error, parity mismatch); says which file and why."""
 
 
@@ -290,8 +291,8 @@ def export_onnx(
         ValueError: an unknown ``what``.
     """
     from gradw.audio.frontends import build_frontend
+    from gradw.checkpoint import CheckpointError
     from gradw.models import load_speaker_network
-    from gradw.training.checkpoint import CheckpointError
     from gradw.training.enhancer import load_enhancer
 
     if what not in EXPORT_TARGETS:

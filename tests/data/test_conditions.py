@@ -21,7 +21,9 @@ from gradw.data.conditions import (
     write_condition,
 )
 from gradw.data.corpora.toy import toy_tone, write_float_wav
-from gradw.data.lists import AugmentDir, DataError, SpeechDir, Trial, write_augment_dir, write_speech_dir
+from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
+from gradw.data.lists import DataError
+from gradw.data.trials import Trial
 
 SR = 16000
 

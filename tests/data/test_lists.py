@@ -8,19 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gradw.data.lists import (
-    AugmentDir,
-    DataError,
-    SpeechDir,
-    Trial,
-    format_offenders,
-    read_map,
-    read_trials,
-    write_augment_dir,
-    write_map,
-    write_speech_dir,
-    write_trials,
-)
+from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
+from gradw.data.lists import DataError, format_offenders, read_map, write_map
+from gradw.data.trials import Trial, read_trials, write_trials
 
 
 def _wav(path: Path, seconds: float = 0.1) -> Path:

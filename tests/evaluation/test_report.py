@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gradw.data.lists import DataError
-from gradw.evaluation.benchmark import EvaluationConfig, Row, read_results, write_results
+from gradw.evaluation.grid import EvaluationConfig, Row, read_results, write_results
 from gradw.evaluation.report import (
     add_report_parser,
     condition_groups,

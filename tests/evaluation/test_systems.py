@@ -9,7 +9,8 @@ import torch
 from helpers import make_enhancer_checkpoint
 
 from gradw.audio.io import read_audio
-from gradw.data.lists import SpeechDir
+from gradw.checkpoint import save_checkpoint
+from gradw.data.dirs import SpeechDir
 from gradw.evaluation.peers import build_peer
 from gradw.evaluation.systems import (
     PEER_NAMES,
@@ -23,7 +24,6 @@ from gradw.evaluation.systems import (
 )
 from gradw.models import load_speaker_network
 from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import save_checkpoint
 
 CPU = torch.device("cpu")
 

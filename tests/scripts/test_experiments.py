@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gradw.data.lists import write_speech_dir
-from gradw.evaluation.benchmark import Row
+from gradw.data.dirs import write_speech_dir
+from gradw.evaluation.grid import Row
 
 ROOT = Path(__file__).resolve().parents[2]
 

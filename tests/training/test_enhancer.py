@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from gradw.checkpoint import load_checkpoint
 from gradw.config import ConfigError, TrainConfig, load_config
 from gradw.data.lists import DataError
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
 from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import load_checkpoint
 from gradw.training.distributed import DistInfo
 from gradw.training.enhancer import TrainingError, load_enhancer, train_enhancer
 from gradw.training.loop import read_metrics
@@ -127,8 +127,8 @@ def test_non_finite_loss_names_the_utterances(toy_corpus: Path, tmp_path: Path, 
 def test_projected_gradients_are_pcgrad_of_the_two_terms(toy_corpus: Path, tmp_path: Path):
     """``backward(..., "project")`` puts into G's .grad what PCGrad makes of the two terms'
     gradients, each obtained here from its own forward and backward pass."""
-    from gradw.data.lists import SpeechDir
-    from gradw.losses.conflict import combine_gradients
+    from gradw.data.dirs import SpeechDir
+    from gradw.losses.pcgrad import combine_gradients
     from gradw.training.enhancer import backward, build_enhancer, prepare_speaker
 
     config = _config(toy_corpus, tmp_path / "run", "loss.embedding_weight=30", "loss.scheme=gradw-norm")

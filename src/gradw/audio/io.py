@@ -17,6 +17,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from gradw.errors import GradwError
+
 __all__ = [
     "AudioError",
     "WRITE_FORMATS",
@@ -35,7 +37,7 @@ WRITE_FORMATS: dict[str, tuple[str, str]] = {".wav": ("WAV", "PCM_16"), ".flac":
 _MAX_WRITE_CHANNELS = 32
 
 
-class AudioError(ValueError):
+class AudioError(GradwError, ValueError):
     """An audio file is missing, unreadable, empty or holds invalid samples.
 
     Attributes:

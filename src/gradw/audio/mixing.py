@@ -24,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.signal import fftconvolve
 
+from gradw.errors import GradwError
+
 __all__ = [
     "BabbleMix",
     "MIN_POWER_DB",
@@ -46,7 +48,7 @@ MIN_POWER_DB = -80.0
 """Below this power (dBFS) a signal counts as silent when an exact SNR (``floor=0``) is asked."""
 
 
-class MixingError(ValueError):
+class MixingError(GradwError, ValueError):
     """A mixture cannot be made as asked (for example an exact SNR against silent noise)."""
 
 

@@ -51,14 +51,8 @@ from gradw.audio.mixing import (
     reverberate,
     snr_gain,
 )
-from gradw.data.lists import (
-    AugmentDir,
-    DataError,
-    SpeechDir,
-    atomic_write_text,
-    format_offenders,
-    write_speech_dir,
-)
+from gradw.data.dirs import AugmentDir, SpeechDir, write_speech_dir
+from gradw.data.lists import DataError, atomic_write_text, format_offenders
 
 __all__ = [
     "AudioCache",

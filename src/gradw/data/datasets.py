@@ -51,7 +51,8 @@ from gradw.audio.mixing import (
     snr_gain,
 )
 from gradw.data.conditions import AudioCache
-from gradw.data.lists import AugmentDir, DataError, SpeechDir
+from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.lists import DataError
 
 __all__ = [
     "ENHANCEMENT_SNRS",

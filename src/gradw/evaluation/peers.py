@@ -46,6 +46,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from gradw.audio.io import resample
+from gradw.errors import GradwError
 
 __all__ = [
     "DFN3_DELAY_48K",
@@ -83,7 +84,7 @@ PIP_COMMANDS: dict[str, str] = {
 PEER_NAMES: tuple[str, ...] = tuple(PIP_COMMANDS)
 
 
-class PeerUnavailableError(ImportError):
+class PeerUnavailableError(GradwError, ImportError):
     """A peer's package is missing or unusable; the message names the pip command that fixes it."""
 
     def __init__(self, peer: str, reason: str) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from gradw.evaluation.benchmark import EvaluationConfig, Row
+from gradw.evaluation.grid import EvaluationConfig, Row
 
 __all__ = [
     "ConditionInfo",
@@ -862,7 +862,7 @@ def _write_text(path: Path, text: str) -> Path:
 def cmd_report(args: Any) -> int:
     """Run ``gradw report`` (see :func:`add_report_parser`)."""
     from gradw.data.lists import DataError
-    from gradw.evaluation.benchmark import read_results
+    from gradw.evaluation.grid import read_results
 
     out = Path(args.out)
     if not (out / "results.json").is_file():

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from gradw.errors import GradwError
+
 __all__ = [
     "MissingEmbeddingError",
     "Trial",
@@ -34,7 +36,7 @@ Trial = tuple[str, str, bool]
 _LABELS = {"target": True, "nontarget": False, "1": True, "0": False}
 
 
-class MissingEmbeddingError(ValueError, KeyError):
+class MissingEmbeddingError(GradwError, ValueError, KeyError):
     """Some trial utterances have no embedding.
 
     Subclasses both :class:`ValueError` and :class:`KeyError`. ``missing`` holds every missing

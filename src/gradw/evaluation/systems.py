@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from gradw.errors import GradwError
 from gradw.models.speaker import SpeakerNetwork
 
 PEER_NAMES = ("rnnoise", "deepfilternet3", "spectral-gating", "spectral-gating-stationary")
@@ -35,7 +36,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 K = TypeVar("K")
 
 
-class SystemSpecError(ValueError):
+class SystemSpecError(GradwError, ValueError):
     """A system spec is invalid or its checkpoint cannot be used; the message names it."""
 
 
@@ -221,7 +222,7 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
             spec, scorer, device, identity=f"{spec.name}|{scorer_id}", waveform=build_peer(spec.name)
         )
     from gradw.audio.frontends import frontend_name
-    from gradw.training.checkpoint import CheckpointError
+    from gradw.checkpoint import CheckpointError
     from gradw.training.enhancer import load_enhancer
 
     assert spec.checkpoint is not None

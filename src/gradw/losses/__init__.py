@@ -6,7 +6,6 @@ logit; Equal-W uses uniform P. See :mod:`gradw.losses.weights` for the schemes a
 :class:`EnhancementObjective` for the training loss.
 """
 
-from gradw.losses.conflict import CONFLICT_MODES, combine_gradients
 from gradw.losses.deep_feature import weighted_l1, weighted_l1_per_item
 from gradw.losses.objective import (
     OBJECTIVE_SCHEMES,
@@ -17,6 +16,7 @@ from gradw.losses.objective import (
     check_labels,
     logit_gradient,
 )
+from gradw.losses.pcgrad import CONFLICT_MODES, combine_gradients
 from gradw.losses.spectral import spectral_l1, spectral_l1_per_item
 from gradw.losses.weights import (
     GRADIENT_SCHEMES,

@@ -23,9 +23,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from gradw.errors import GradwError
 from gradw.losses.deep_feature import weighted_l1_per_item
-from gradw.losses.keep import suppression_penalty_per_item
 from gradw.losses.spectral import spectral_l1_per_item
+from gradw.losses.suppression import suppression_penalty_per_item
 from gradw.losses.weights import (
     GRADIENT_SCHEMES,
     WEIGHT_SCHEMES,
@@ -41,7 +42,7 @@ OBJECTIVE_SCHEMES: tuple[str, ...] = (*WEIGHT_SCHEMES, "spectral")
 """Every scheme :class:`EnhancementObjective` accepts."""
 
 
-class NonFiniteLossError(ValueError):
+class NonFiniteLossError(GradwError, ValueError):
     """The loss is NaN or infinite; ``indices`` names the offending batch items.
 
     Attributes:
@@ -71,7 +72,7 @@ class ObjectiveResult:
         terms: the scalar terms that sum to ``loss``: ``"feature"`` (the activation or spectral
             L1, plus the suppression penalty when on; batch mean) and, when on, ``"embedding"``
             (embedding_weight x mean 1 - cos); for combining their gradients
-            (:mod:`gradw.losses.conflict`).
+            (:mod:`gradw.losses.pcgrad`).
     """
 
     loss: Tensor
@@ -155,7 +156,7 @@ class EnhancementObjective:
     Optional embedding term (a deviation from the paper, which uses the weighted L1 alone):
     ``loss += embedding_weight * mean_b(1 - cos(emb(enhanced), emb(clean)))``.
 
-    Optional suppression penalty (a deviation too, :mod:`gradw.losses.keep`):
+    Optional suppression penalty (a deviation too, :mod:`gradw.losses.suppression`):
     ``loss += keep_weight * mean_b(penalty)``, which charges attenuating cells that the noise
     left intact.
 

@@ -62,8 +62,8 @@ def load_speaker_network(
 
 def load_resnet_checkpoint(path: str | Path, name: str, tap: str | None) -> SpeakerNetwork:
     """A ResNet from a gradw speaker checkpoint or a WeSpeaker state dict."""
+    from gradw.checkpoint import FORMAT, CheckpointError, read_torch_file
     from gradw.models.resnet import load_wespeaker_state_dict
-    from gradw.training.checkpoint import FORMAT, CheckpointError, read_torch_file
 
     path = Path(path)
     state = read_torch_file(path, "speaker checkpoint")

@@ -23,14 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from gradw.audio.frontends import frontend_name
+from gradw.checkpoint import load_checkpoint, save_checkpoint
 from gradw.config import ConfigError, TrainConfig, to_dict
-from gradw.data.lists import AugmentDir, SpeechDir
-from gradw.losses.conflict import CONFLICT_MODES, combine_gradients
+from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
+from gradw.losses.pcgrad import CONFLICT_MODES, combine_gradients
 from gradw.models import load_speaker_network
 from gradw.models.speaker import CosineHead, SpeakerNetwork
 from gradw.models.unet import MaskUNet
-from gradw.training.checkpoint import load_checkpoint, save_checkpoint
 from gradw.training.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -240,7 +240,7 @@ def backward(
     ranks). ``"project"``: the gradients of the activation term and of the embedding term are
     taken separately, each averaged over ranks (so the global batch decides, as with one
     process; G's forward then runs under DDP's ``no_sync``), and combined by
-    :func:`gradw.losses.conflict.combine_gradients` (PCGrad where they conflict); the stats
+    :func:`gradw.losses.pcgrad.combine_gradients` (PCGrad where they conflict); the stats
     ``grad_cosine`` and ``grad_conflict`` say how often and how much they disagree.
     """
     if conflict == "none" or "embedding" not in result.terms:
@@ -396,7 +396,7 @@ def _make_validator(config: TrainConfig, speaker: SpeakerNetwork, info: DistInfo
     """A callable G -> {"eer": mean EER over the validation conditions, ...}, or None."""
     if config.validation.every <= 0 or not config.data.val:
         return None
-    from gradw.evaluation.validation import Validator
+    from gradw.training.validation import Validator
 
     return Validator(
         speaker,

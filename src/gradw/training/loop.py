@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from gradw.checkpoint import load_checkpoint, set_rng_state
 from gradw.config import save_config
-from gradw.training.checkpoint import load_checkpoint, set_rng_state
+from gradw.errors import GradwError
 from gradw.training.distributed import DistInfo, convert_batchnorm, shard
 
 
-class TrainingError(RuntimeError):
+class TrainingError(GradwError, RuntimeError):
     """Training cannot go on (non-finite loss, inconsistent resume...); the message says why."""
 
 

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from gradw.checkpoint import save_checkpoint
 from gradw.config import SpeakerTrainConfig, to_dict
-from gradw.data.lists import AugmentDir, SpeechDir
+from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.models import build_resnet
-from gradw.training.checkpoint import save_checkpoint
 from gradw.training.distributed import (
     DistInfo,
     all_reduce_mean,

@@ -9,7 +9,8 @@ import pytest
 
 from gradw.audio.io import write_audio
 from gradw.data.corpora.musan import prepare_musan, seeded_order, split_count, split_groups
-from gradw.data.lists import AugmentDir, DataError
+from gradw.data.dirs import AugmentDir
+from gradw.data.lists import DataError
 
 # category folder -> source -> recordings
 MUSAN = {

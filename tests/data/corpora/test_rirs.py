@@ -9,7 +9,8 @@ import pytest
 
 from gradw.audio.io import write_audio
 from gradw.data.corpora.rirs import prepare_rirs, read_rir_list
-from gradw.data.lists import AugmentDir, DataError
+from gradw.data.dirs import AugmentDir
+from gradw.data.lists import DataError
 
 ROOMS = {"smallroom": 3, "mediumroom": 2, "largeroom": 1}
 RIRS_PER_ROOM = 2

@@ -9,13 +9,10 @@ import numpy as np
 import pytest
 
 from gradw.audio.io import write_audio
-from gradw.data.corpora.voxceleb import (
-    ffmpeg_command,
-    make_balanced_trials,
-    prepare_voxceleb,
-    utterance_id,
-)
-from gradw.data.lists import DataError, SpeechDir, Trial, read_trials
+from gradw.data.corpora.voxceleb import ffmpeg_command, prepare_voxceleb, utterance_id
+from gradw.data.dirs import SpeechDir
+from gradw.data.lists import DataError
+from gradw.data.trials import Trial, make_balanced_trials, read_trials
 
 SR = 16000
 N_SAMPLES = 800  # 0.05 s

@@ -33,7 +33,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradw.data.lists import DataError, format_offenders, write_augment_dir
+from gradw.data.dirs import write_augment_dir
+from gradw.data.lists import DataError, format_offenders
 
 __all__ = [
     "MUSAN_AUDIO_SUFFIXES",

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from gradw.data.corpora.musan import remove_lists, split_groups
-from gradw.data.lists import DataError, format_offenders, write_augment_dir
+from gradw.data.dirs import write_augment_dir
+from gradw.data.lists import DataError, format_offenders
 
 __all__ = ["RIR_SETS", "Rir", "prepare_rirs", "read_rir_list"]
 

@@ -18,7 +18,8 @@ import soundfile as sf
 from scipy import signal
 
 from gradw.audio.io import write_audio
-from gradw.data.lists import Trial, write_augment_dir, write_speech_dir
+from gradw.data.dirs import write_augment_dir, write_speech_dir
+from gradw.data.trials import Trial
 
 SR = 16000
 

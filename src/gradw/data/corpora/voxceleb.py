@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gradw.data.corpora.musan import seeded_order
-from gradw.data.lists import DataError, Trial, format_offenders, read_trials, write_speech_dir, write_trials
+from gradw.data.dirs import write_speech_dir
+from gradw.data.lists import DataError, format_offenders
+from gradw.data.trials import Trial, make_balanced_trials, read_trials, write_trials
 
 __all__ = [
     "VOX1_O_CLEANED",
@@ -241,68 +241,6 @@ def _check_trials(path: Path, trials: Sequence[Trial], wavs: Mapping[str, Path],
         )
     if not trials:
         raise DataError(f"{path}: empty trial list")
-
-
-def _pair_offsets(n: int) -> np.ndarray:
-    """Start index of row ``i`` when the pairs ``(i, j), i < j`` of ``n`` items are listed row
-    by row."""
-    i = np.arange(n - 1, dtype=np.int64)
-    return i * n - i * (i + 1) // 2
-
-
-def make_balanced_trials(spk2utt: Mapping[str, Sequence[str]], num_trials: int, seed: int) -> list[Trial]:
-    """A balanced trial list: ``num_trials // 2`` same-speaker pairs and as many
-    different-speaker pairs (fewer of both when fewer exist), each unordered pair of two distinct
-    utterances at most once, sampled uniformly without listing every pair.
-
-    Args:
-        spk2utt: speaker -> utterances.
-        num_trials: wanted total.
-        seed: random seed (the list is a function of the inputs and the seed).
-
-    Returns:
-        Trials sorted by ``(enroll, test)``, with ``enroll < test``.
-    """
-    rng = np.random.default_rng(seed)
-    groups = [sorted(set(utts)) for _, utts in sorted(spk2utt.items()) if utts]
-    sizes = np.array([len(g) for g in groups], dtype=np.int64)
-    n_target_all = int((sizes * (sizes - 1) // 2).sum())
-    total = int(sizes.sum())
-    n_nontarget_all = (total * total - int((sizes * sizes).sum())) // 2
-    want = min(num_trials // 2, n_target_all, n_nontarget_all)
-    if want <= 0:
-        return []
-
-    # target pairs: an index into all same-speaker pairs, unranked into (speaker, i, j)
-    pair_counts = sizes * (sizes - 1) // 2
-    starts = np.concatenate([[0], np.cumsum(pair_counts)])
-    picks = rng.choice(n_target_all, size=want, replace=False)
-    offsets_cache: dict[int, np.ndarray] = {}
-    targets: list[tuple[str, str]] = []
-    for index in np.sort(picks):
-        g = int(np.searchsorted(starts, index, side="right") - 1)
-        k = int(index - starts[g])
-        offsets = offsets_cache.setdefault(g, _pair_offsets(int(sizes[g])))
-        i = int(np.searchsorted(offsets, k, side="right") - 1)
-        j = k - int(offsets[i]) + i + 1
-        targets.append((groups[g][i], groups[g][j]))
-
-    # non-target pairs: rejection sampling (or enumeration when most pairs are wanted)
-    utts = [(u, s) for s, g in enumerate(groups) for u in g]
-    nontargets: set[tuple[str, str]] = set()
-    if want * 4 > n_nontarget_all:
-        every = [
-            (min(a, b), max(a, b)) for x, (a, sa) in enumerate(utts) for b, sb in utts[x + 1 :] if sa != sb
-        ]
-        nontargets = {every[int(i)] for i in rng.choice(len(every), size=want, replace=False)}
-    else:
-        while len(nontargets) < want:
-            for x, y in rng.integers(total, size=(2 * (want - len(nontargets)), 2)):
-                (a, sa), (b, sb) = utts[int(x)], utts[int(y)]
-                if sa != sb and len(nontargets) < want:
-                    nontargets.add((min(a, b), max(a, b)))
-    trials = [Trial(a, b, True) for a, b in targets] + [Trial(a, b, False) for a, b in nontargets]
-    return sorted(trials, key=lambda t: (t.enroll, t.test))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
-"""Combining the gradients of the activation and embedding terms (gradw.losses.conflict)."""
+"""Combining the gradients of the activation and embedding terms (gradw.losses.pcgrad)."""
 
 import numpy as np
 import pytest
 import torch
 
-from gradw.losses.conflict import combine_gradients
+from gradw.losses.pcgrad import combine_gradients
 
 
 def _split(vector: list[float]) -> list[torch.Tensor]:

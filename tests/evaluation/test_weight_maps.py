@@ -1,4 +1,4 @@
-"""Tests for ``gradw inspect`` (gradw.evaluation.inspect)."""
+"""Tests for ``gradw inspect`` (gradw.evaluation.weight_maps)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 from helpers import make_enhancer_checkpoint
 
 from gradw.data.corpora.toy import toy_tone, write_float_wav
-from gradw.data.lists import AugmentDir, DataError, SpeechDir, write_augment_dir, write_speech_dir
-from gradw.evaluation.inspect import add_inspect_parser, inspect_utterance, parse_checkpoint_args
+from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
+from gradw.data.lists import DataError
+from gradw.evaluation.weight_maps import add_inspect_parser, inspect_utterance, parse_checkpoint_args
 from gradw.losses import logit_gradient
 from gradw.models.resnet import resnet_tiny
 

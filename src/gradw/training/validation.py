@@ -12,8 +12,8 @@ import torch
 
 from gradw.audio.io import read_audio
 from gradw.data.conditions import AudioCache, augment_loader, build_manifest, parse_conditions, render
-from gradw.data.lists import AugmentDir, SpeechDir
-from gradw.evaluation.benchmark import load_trials, select_trials
+from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.trials import load_trials, select_trials
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import score_trials
 from gradw.evaluation.systems import System, SystemSpec, embed_many

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradw.training.checkpoint import (
+from gradw.checkpoint import (
     CheckpointError,
     load_checkpoint,
     rng_state,

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 import gradw
+from gradw.errors import GradwError
 
 FORMAT = "gradw-checkpoint"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GradwError, ValueError):
     """A checkpoint file is missing, unreadable or not what was expected; names the file."""
 
 

@@ -442,7 +442,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """Run ``gradw inspect`` (see :func:`add_inspect_parser`)."""
     from gradw.audio.io import read_audio
     from gradw.data.conditions import Condition, Manifest, augment_loader, build_manifest, render
-    from gradw.data.lists import AugmentDir, DataError, SpeechDir
+    from gradw.data.dirs import AugmentDir, SpeechDir
+    from gradw.data.lists import DataError
     from gradw.models import load_speaker_network
     from gradw.training.enhancer import load_enhancer
 

@@ -22,16 +22,10 @@ from helpers import make_enhancer_checkpoint
 from gradw.audio.io import read_audio
 from gradw.cli import main
 from gradw.data.conditions import Condition, Manifest
-from gradw.data.lists import DataError, SpeechDir, Trial
-from gradw.evaluation.benchmark import (
-    EmbeddingStore,
-    EvaluationConfig,
-    condition_hash,
-    evaluate,
-    load_trials,
-    scorer_identity,
-    select_trials,
-)
+from gradw.data.dirs import SpeechDir
+from gradw.data.lists import DataError
+from gradw.data.trials import Trial, load_trials, select_trials
+from gradw.evaluation.grid import EmbeddingStore, EvaluationConfig, condition_hash, evaluate, scorer_identity
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import read_scores
 from gradw.evaluation.systems import load_system, parse_system
@@ -394,7 +388,7 @@ def test_two_processes_give_the_rows_of_one(cheap, toy_corpus: Path):
 def test_a_run_killed_inside_a_system_resumes_from_its_saved_blocks(
     cheap, toy_corpus: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    import gradw.evaluation.benchmark as benchmark
+    import gradw.evaluation.grid as benchmark
 
     root, ckpt = cheap["root"], cheap["ckpt"]
     utts = len(Manifest.load(Path(cheap["config"].out) / "manifest.json").utts)

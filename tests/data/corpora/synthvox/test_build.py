@@ -19,9 +19,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gradw.data.corpora import synthvox, synthvox_noise, synthvox_text, synthvox_voices
-from gradw.data.corpora.synthvox import PRESETS, SplitSize, SynthvoxError, build_synthvox, make_trials
-from gradw.data.lists import AugmentDir, DataError, SpeechDir, read_trials
+from gradw.data.corpora.synthvox import build as synthvox_build
+from gradw.data.corpora.synthvox import noise as synthvox_noise
+from gradw.data.corpora.synthvox import plan as synthvox_plan
+from gradw.data.corpora.synthvox import text as synthvox_text
+from gradw.data.corpora.synthvox import voices as synthvox_voices
+from gradw.data.corpora.synthvox.build import build_synthvox
+from gradw.data.corpora.synthvox.presets import PRESETS, SplitSize, SynthvoxError
+from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.lists import DataError
+from gradw.data.trials import make_trials, read_trials
 
 TINY_TOOLS = ("espeak-ng", "mbrola", "flite")
 needs_tiny_install = pytest.mark.skipif(
@@ -267,7 +274,7 @@ def test_larger_presets_plan_disjoint_pools_from_what_is_installed(name: str, tm
         pytest.skip("synthvox needs espeak-ng and mbrola: run `sudo scripts/install-system-deps.sh tiny`")
     pytest.importorskip("wordfreq")
     preset = PRESETS[name]
-    plan = synthvox._make_plan(tmp_path, preset, seed=0)
+    plan = synthvox_plan._make_plan(tmp_path, preset, seed=0)
     ids = {split: {s.id for s in plan.speakers[split]} for split in ("train", "val", "test")}
     assert not ids["train"] & ids["test"] and not ids["train"] & ids["val"] and not ids["val"] & ids["test"]
     if preset.test.max_speakers:
@@ -321,7 +328,7 @@ def test_make_trials_is_balanced_distinct_and_seeded() -> None:
 
 
 def test_make_trials_writes_readable_lists(tmp_path: Path) -> None:
-    from gradw.data.lists import write_trials
+    from gradw.data.trials import write_trials
 
     trials = make_trials({"a": ["a-1", "a-2"], "b": ["b-1", "b-2"]}, 10, np.random.default_rng(0))
     write_trials(tmp_path / "trials", trials)
@@ -388,7 +395,7 @@ def test_babble_variants_split_by_parity() -> None:
 
 
 def test_missing_espeak_names_the_package_and_script(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(synthvox, "espeak_data_dir", lambda: None)
+    monkeypatch.setattr(synthvox_build, "espeak_data_dir", lambda: None)
     with pytest.raises(SynthvoxError, match=r"espeak-ng.*install-system-deps\.sh tiny"):
         build_synthvox(tmp_path / "x", preset="tiny")
     assert not (tmp_path / "x").exists()
@@ -401,7 +408,9 @@ def test_missing_voices_are_reported_with_the_packages(
     if synthvox_voices.espeak_data_dir() is None:
         pytest.skip("espeak-ng is not installed: run `sudo scripts/install-system-deps.sh tiny`")
     monkeypatch.setattr(
-        synthvox, "missing_requirement", lambda s, espeak_ok=True: "mbrola" if s.engine == "mbrola" else None
+        synthvox_plan,
+        "missing_requirement",
+        lambda s, espeak_ok=True: "mbrola" if s.engine == "mbrola" else None,
     )
     with pytest.raises(SynthvoxError, match=r"val: 0.*missing: mbrola.*install-system-deps\.sh tiny"):
         build_synthvox(tmp_path / "x", preset="tiny")

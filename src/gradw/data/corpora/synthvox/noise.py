@@ -372,7 +372,7 @@ def make_aug_item(item: AugItem) -> np.ndarray:
         wav = render_midi(item.source, item.offset + item.seconds, sf2)[int(item.offset * SAMPLE_RATE) :]
     elif item.kind == "babble":
         wav = _espeak_talker(item)
-        from gradw.data.corpora.synthvox_voices import trim_silence
+        from gradw.data.corpora.synthvox.voices import trim_silence
 
         wav = trim_silence(wav)[:n] if n > 0 else trim_silence(wav)
     elif item.kind == "rir":

@@ -48,7 +48,9 @@ from gradw.data.conditions import (
     parse_conditions,
     render,
 )
-from gradw.data.lists import AugmentDir, DataError, SpeechDir, Trial, read_trials
+from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.lists import DataError
+from gradw.data.trials import Trial, load_trials, select_trials
 from gradw.evaluation.metrics import paired_bootstrap_diff, summarise
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
 from gradw.evaluation.systems import System, embed_many, file_digest, load_system, parse_systems
@@ -88,39 +90,6 @@ class EvaluationConfig:
 # inputs
 
 
-def select_trials(trials: list[Trial], max_trials: int | None, seed: int) -> list[Trial]:
-    """At most ``max_trials`` trials, a seeded sample keeping the target share (all when None).
-
-    The sample keeps at least one trial of each class, so it needs ``max_trials >= 2``.
-    """
-    if max_trials is not None and max_trials < 2:
-        raise DataError(f"max_trials must be at least 2 (a target and a non-target), got {max_trials}")
-    if max_trials is None or len(trials) <= max_trials:
-        return trials
-    rng = np.random.default_rng([seed, 7])
-    targets = [t for t in trials if t.target]
-    others = [t for t in trials if not t.target]
-    n_target = min(max(1, round(max_trials * len(targets) / len(trials))), max_trials - 1)
-    keep_t = rng.choice(len(targets), size=min(n_target, len(targets)), replace=False)
-    keep_n = rng.choice(len(others), size=min(max_trials - len(keep_t), len(others)), replace=False)
-    chosen = {id(targets[i]) for i in keep_t} | {id(others[i]) for i in keep_n}
-    return [t for t in trials if id(t) in chosen]
-
-
-def load_trials(test: SpeechDir, name: str) -> list[Trial]:
-    """The trial list ``name`` of a test directory (``trials`` by default, or a path)."""
-    path = Path(name) if Path(name).is_file() else test.root / name
-    if not path.is_file():
-        raise DataError(f"{test.root}: no trial list {name!r}")
-    trials = read_trials(path)
-    unknown = sorted({u for t in trials for u in (t.enroll, t.test)} - set(test.wavs))
-    if unknown:
-        raise DataError(f"{path}: trials name utterances missing from wav.scp: {', '.join(unknown[:5])}")
-    if not any(t.target for t in trials) or all(t.target for t in trials):
-        raise DataError(f"{path}: needs both target and non-target trials (EER is undefined otherwise)")
-    return trials
-
-
 def scorer_identity(name: str, checkpoint: str | None, tap: str | None, seed: int = 0) -> str:
     """A content identity for the scorer network (a random one is a function of its seed)."""
     if checkpoint:
@@ -139,7 +108,7 @@ def load_scorer(config: EvaluationConfig, device: torch.device) -> SpeakerNetwor
     alone, not from whatever the caller's global RNG holds, so that every process (and every
     torchrun rank) builds the same network and cached embeddings stay valid.
     """
-    from gradw.training.checkpoint import CheckpointError
+    from gradw.checkpoint import CheckpointError
 
     if config.scorer not in SPEAKER_NETWORKS:
         raise ConfigError(f"unknown scorer {config.scorer!r} (choose from {', '.join(SPEAKER_NETWORKS)})")

@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from gradw.audio.io import resample
+from gradw.errors import GradwError
 
 __all__ = [
     "CATALOGUE",
@@ -57,7 +58,7 @@ _LIC_ASTERISK = "CC-BY-SA-3.0 (Asterisk core sound prompts)"
 _LIC_FILLETS = "GPL-2+ (Fish Fillets NG data)"
 
 
-class SynthError(RuntimeError):
+class SynthError(GradwError, RuntimeError):
     """An external synthesiser failed or produced no usable audio."""
 
 

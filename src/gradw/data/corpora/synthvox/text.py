@@ -15,6 +15,8 @@ import unicodedata
 
 import numpy as np
 
+from gradw.errors import GradwError
+
 __all__ = ["TextError", "make_text", "text_language_ok"]
 
 #: text language -> the wordfreq list it reads, where that differs.
@@ -33,7 +35,7 @@ _TELUGU_CONSONANTS = [chr(c) for c in range(0x0C15, 0x0C3A) if unicodedata.categ
 _TELUGU_VOWEL_SIGNS = [""] + [chr(c) for c in range(0x0C3E, 0x0C4D) if unicodedata.category(chr(c)) == "Mn"]
 
 
-class TextError(RuntimeError):
+class TextError(GradwError, RuntimeError):
     """No vocabulary is available for a language (``wordfreq`` missing or no list)."""
 
 

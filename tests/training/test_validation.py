@@ -1,4 +1,4 @@
-"""Validation EER during training (gradw.evaluation.validation.Validator) on the toy val split."""
+"""Validation EER during training (gradw.training.validation.Validator) on the toy val split."""
 
 from pathlib import Path
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from gradw.data.lists import SpeechDir
-from gradw.evaluation.benchmark import EvaluationConfig, evaluate
-from gradw.evaluation.validation import Validator
+from gradw.data.dirs import SpeechDir
+from gradw.evaluation.grid import EvaluationConfig, evaluate
 from gradw.models import load_speaker_network
 from gradw.models.unet import MaskUNet
 from gradw.training.distributed import DistInfo
 from gradw.training.enhancer import attach_centroid_head
+from gradw.training.validation import Validator
 
 CPU = torch.device("cpu")
 CONDITIONS = ("noise_0", "babble_0")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradw.losses.keep import agreement, suppression_penalty_per_item
 from gradw.losses.objective import EnhancementObjective
+from gradw.losses.suppression import agreement, suppression_penalty_per_item
 
 
 def _loop_penalty(mask: np.ndarray, clean: np.ndarray, noisy: np.ndarray, agree_db: float) -> list[float]:
