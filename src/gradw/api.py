@@ -108,7 +108,7 @@ class SpeakerVerifier:
         device: str | torch.device = "cpu",
     ) -> None:
         from gradw.audio.frontends import frontend_name
-        from gradw.models import load_speaker_network
+        from gradw.models.loading import load_speaker_network
         from gradw.models.speaker import SpeakerNetwork
 
         self.device = torch.device(device)

@@ -532,7 +532,7 @@ class Enhancer:
             CheckpointError: missing, unreadable or not an enhancer checkpoint.
         """
         from gradw.checkpoint import CheckpointError
-        from gradw.training.enhancer import load_enhancer
+        from gradw.models.loading import load_enhancer
 
         bundle = load_enhancer(path)
         try:

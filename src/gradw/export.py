@@ -292,8 +292,7 @@ def export_onnx(
     """
     from gradw.audio.frontends import build_frontend
     from gradw.checkpoint import CheckpointError
-    from gradw.models import load_speaker_network
-    from gradw.training.enhancer import load_enhancer
+    from gradw.models.loading import load_enhancer, load_speaker_network
 
     if what not in EXPORT_TARGETS:
         raise ValueError(f"what must be one of {', '.join(EXPORT_TARGETS)}, got {what!r}")

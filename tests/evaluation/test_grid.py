@@ -29,7 +29,7 @@ from gradw.evaluation.grid import EmbeddingStore, EvaluationConfig, condition_ha
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import read_scores
 from gradw.evaluation.systems import load_system, parse_system
-from gradw.models import load_speaker_network
+from gradw.models.loading import load_speaker_network
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PEERS = ["rnnoise", "deepfilternet3", "spectral-gating"]

@@ -22,7 +22,7 @@ from gradw.evaluation.systems import (
     parse_system,
     parse_systems,
 )
-from gradw.models import load_speaker_network
+from gradw.models.loading import load_speaker_network
 from gradw.models.unet import MaskUNet
 
 CPU = torch.device("cpu")

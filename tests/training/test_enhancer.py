@@ -15,9 +15,10 @@ from gradw.checkpoint import load_checkpoint
 from gradw.config import ConfigError, TrainConfig, load_config
 from gradw.data.lists import DataError
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
+from gradw.models.loading import load_enhancer
 from gradw.models.unet import MaskUNet
 from gradw.training.distributed import DistInfo
-from gradw.training.enhancer import TrainingError, load_enhancer, train_enhancer
+from gradw.training.enhancer import TrainingError, train_enhancer
 from gradw.training.loop import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from gradw.checkpoint import load_checkpoint
 from gradw.config import SpeakerTrainConfig, TrainConfig, load_config
 from gradw.data.datasets import SpeakerCrops
 from gradw.data.dirs import SpeechDir
-from gradw.models import load_speaker_network
+from gradw.models.loading import load_speaker_network
 from gradw.training.distributed import DistInfo
 from gradw.training.enhancer import TrainingError, prepare_speaker, train_enhancer
 from gradw.training.loop import read_metrics

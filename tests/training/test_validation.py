@@ -8,7 +8,7 @@ import torch
 
 from gradw.data.dirs import SpeechDir
 from gradw.evaluation.grid import EvaluationConfig, evaluate
-from gradw.models import load_speaker_network
+from gradw.models.loading import load_speaker_network
 from gradw.models.unet import MaskUNet
 from gradw.training.distributed import DistInfo
 from gradw.training.enhancer import attach_centroid_head

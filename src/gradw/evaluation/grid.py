@@ -54,7 +54,7 @@ from gradw.data.trials import Trial, load_trials, select_trials
 from gradw.evaluation.metrics import paired_bootstrap_diff, summarise
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
 from gradw.evaluation.systems import System, embed_many, file_digest, load_system, parse_systems
-from gradw.models import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
+from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
 from gradw.models.speaker import SpeakerNetwork
 
 DEFAULT_SNRS = (20.0, 15.0, 10.0, 5.0, 0.0, -5.0, -10.0, -15.0, -20.0)

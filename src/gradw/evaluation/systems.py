@@ -223,7 +223,7 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
         )
     from gradw.audio.frontends import frontend_name
     from gradw.checkpoint import CheckpointError
-    from gradw.training.enhancer import load_enhancer
+    from gradw.models.loading import load_enhancer
 
     assert spec.checkpoint is not None
     try:

@@ -100,7 +100,7 @@ def _check_wavs(clean_wav: np.ndarray, noisy_wav: np.ndarray) -> tuple[np.ndarra
 
 
 def _load_bundles(checkpoints: Mapping[str, str | Path]) -> dict[str, Any]:
-    from gradw.training.enhancer import load_enhancer
+    from gradw.models.loading import load_enhancer
 
     if not checkpoints:
         raise ValueError("no enhancer checkpoint given")
@@ -109,7 +109,7 @@ def _load_bundles(checkpoints: Mapping[str, str | Path]) -> dict[str, Any]:
 
 def _speaker_from(bundle: Any) -> SpeakerNetwork:
     """The E a G checkpoint records it was trained against."""
-    from gradw.models import load_speaker_network
+    from gradw.models.loading import load_speaker_network
 
     spec = bundle.speaker or {}
     if not spec.get("name"):
@@ -444,8 +444,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from gradw.data.conditions import Condition, Manifest, augment_loader, build_manifest, render
     from gradw.data.dirs import AugmentDir, SpeechDir
     from gradw.data.lists import DataError
-    from gradw.models import load_speaker_network
-    from gradw.training.enhancer import load_enhancer
+    from gradw.models.loading import load_enhancer, load_speaker_network
 
     torch.manual_seed(args.seed)
     checkpoints = parse_checkpoint_args(args.checkpoint)

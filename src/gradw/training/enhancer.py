@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from gradw.audio.frontends import frontend_name
-from gradw.checkpoint import load_checkpoint, save_checkpoint
+from gradw.checkpoint import save_checkpoint
 from gradw.config import ConfigError, TrainConfig, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
 from gradw.losses.pcgrad import CONFLICT_MODES, combine_gradients
-from gradw.models import load_speaker_network
+from gradw.models.loading import load_speaker_network
 from gradw.models.speaker import CosineHead, SpeakerNetwork
 from gradw.models.unet import MaskUNet
 from gradw.training.distributed import (
@@ -154,33 +153,6 @@ def build_enhancer(config: TrainConfig, n_mels: int) -> MaskUNet:
         up_layers=tuple(cfg.up_layers),
         init_bias=cfg.init_bias,
         min_gain_db=cfg.min_gain_db,
-    )
-
-
-@dataclass
-class EnhancerBundle:
-    """A trained G with the description of the E it was trained against."""
-
-    enhancer: MaskUNet
-    speaker: dict[str, Any]  # {"name", "checkpoint", "tap"}: load_speaker_network(**speaker)
-    frontend: str  # the registry name of E's front-end: the mel grid the mask lives on
-    config: dict[str, Any]
-    step: int
-
-
-def load_enhancer(path: str | Path) -> EnhancerBundle:
-    """G from a checkpoint of ``gradw train`` (eval mode)."""
-    state = load_checkpoint(path, kind="enhancer")
-    enhancer = MaskUNet.from_config(state["model_config"])
-    enhancer.load_state_dict(state["model"])
-    enhancer.eval()
-    extra = state["extra"]
-    return EnhancerBundle(
-        enhancer=enhancer,
-        speaker=extra.get("speaker", {}),
-        frontend=extra.get("frontend", "kaldi-fbank"),
-        config=state["config"],
-        step=state["step"],
     )
 
 

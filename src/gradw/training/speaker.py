@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from gradw.checkpoint import save_checkpoint
 from gradw.config import SpeakerTrainConfig, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
-from gradw.models import build_resnet
+from gradw.models.loading import build_resnet
 from gradw.training.distributed import (
     DistInfo,
     all_reduce_mean,

