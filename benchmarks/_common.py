@@ -2,7 +2,7 @@
 
 One place for: the machine description printed with every table, timers, peak memory of this
 process or of a child, the dense-matmul reference rate, Markdown tables, the synthetic
-speech-like test signal, and the preset models (E and G as ``configs/*.yaml`` describe them,
+speech-like test signal, and the preset models (E and G as ``src/gradw/configs/*.yaml`` describe them,
 with random weights where the preset's weights are not shipped).
 
 The scripts import this module as ``_common`` (Python puts the script's own folder on

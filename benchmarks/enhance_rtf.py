@@ -50,7 +50,7 @@ from _common import (
 from peers_rtf import measure_peer
 
 from gradw.audio.frontends import build_frontend
-from gradw.enhance import Enhancer
+from gradw.enhance.enhancer import Enhancer
 
 
 def test_audio(seconds: float) -> np.ndarray:

@@ -13,7 +13,7 @@ logit-gradient passes of Grad-W; the weighted L1), backward (through E into the 
 through G), Adam. Batches are synthetic (speech-like signal plus pink/white noise at 0 dB);
 the time does not depend on the content.
 
-Presets (from ``configs/*.yaml``, section ``train``): ``demo`` is CAM++ (pretrained, the preset's
+Presets (from ``src/gradw/configs/*.yaml``, section ``train``): ``demo`` is CAM++ (pretrained, the preset's
 tap) with the preset's small G, batch 8 x 3 s; ``paper`` is ResNet34 (random weights; the paper's
 VoxCeleb-trained one is not shipped) with layer4 tap, a cosine head of ``--paper-classes``
 speakers (VoxCeleb2 dev: 5994), G at width 32 and full depth, 5 s crops, batch 32 if it fits in

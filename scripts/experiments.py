@@ -19,16 +19,16 @@ import sys
 from collections.abc import Collection
 from pathlib import Path
 
-from gradw.cli import main as gradw
-from gradw.config import TrainConfig, load_config
+from gradw.config import EvaluationConfig, TrainConfig, load_config
 from gradw.data.dirs import SpeechDir
+from gradw.evaluation.grid import evaluate as run_evaluation
 from gradw.evaluation.grid import read_results
 from gradw.evaluation.report import format_diff_table, format_metric_table, format_summary_table
 from gradw.losses.weights import GRADIENT_SCHEMES
 from gradw.training.enhancer import train_enhancer
 from gradw.training.loop import read_metrics
 
-# Every variant starts from configs/demo.yaml's train section with the recipe's knobs pinned to
+# Every variant starts from src/gradw/configs/demo.yaml's train section with the recipe's knobs pinned to
 # the recipe of the first measurements (so that a later change of the demo preset does not change
 # what a variant name means), then its own overrides.
 BASE = [
@@ -163,12 +163,18 @@ def evaluate(
     specs = ["noisy", *(f"{n}:{p}" for n, p in checkpoints.items())]
     # the runs in ``fuse`` also with the noisy and enhanced embeddings averaged at inference
     specs += [f"{n}:{p}@fuse" for n, p in checkpoints.items() if n in fuse]
-    systems = ",".join(specs)
-    args = ["evaluate", "--test", str(root / split), "--augment", str(root / "augment" / "test")]
-    args += ["--systems", systems, "--snrs", CONDITIONS[0], "--categories", CONDITIONS[1]]
-    args += ["--out", str(eval_dir), "--cache-dir", str(cache), "--quiet"]
-    if gradw(args) != 0:
-        raise SystemExit(f"evaluation of {split} failed")
+    snrs = [v for v in CONDITIONS[0].split(",") if v != "clean"]
+    config = EvaluationConfig(
+        test=str(root / split),
+        out=str(eval_dir),
+        systems=specs,
+        augment=str(root / "augment" / "test"),
+        categories=CONDITIONS[1].split(","),
+        snrs=[float(v) for v in snrs],
+        clean="clean" in CONDITIONS[0].split(","),
+        cache_dir=str(cache),
+    )
+    run_evaluation(config, quiet=True)
     return eval_dir
 
 
@@ -480,7 +486,7 @@ def scale_section(rows: list, root: Path, out: Path) -> list[str]:
 
 
 def preset_match(names: list[str], root: Path, out: Path) -> str | None:
-    """The variant whose resolved config is configs/demo.yaml's train section (paths aside)."""
+    """The variant whose resolved config is src/gradw/configs/demo.yaml's train section (paths aside)."""
     from dataclasses import asdict
 
     def recipe(config: TrainConfig) -> dict:
@@ -552,7 +558,7 @@ def document(
         "",
         "## Variants",
         "",
-        f"Each is configs/demo.yaml's train section with `{' '.join(BASE)}`, then:",
+        f"Each is src/gradw/configs/demo.yaml's train section with `{' '.join(BASE)}`, then:",
         "",
         "| variant | overrides | what it tests |",
         "|---|---|---|",
@@ -566,7 +572,7 @@ def document(
     match = preset_match(names, root, out)
     lines += [
         "",
-        f"The `demo` preset (configs/demo.yaml) is the variant **{match}**."
+        f"The `demo` preset (src/gradw/configs/demo.yaml) is the variant **{match}**."
         if match
         else "No variant here is the `demo` preset as it stands.",
     ]

@@ -61,7 +61,7 @@ def test_round_trip_through_yaml(tmp_path: Path):
 
 
 def test_every_shipped_preset_loads():
-    presets = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    presets = sorted((Path(__file__).resolve().parents[1] / "src" / "gradw" / "configs").glob("*.yaml"))
     assert {p.stem for p in presets} >= {"tiny", "demo", "paper"}
     for preset in presets:
         train = load_config(TrainConfig, str(preset), section="train")

@@ -13,19 +13,11 @@ from torch import Tensor, nn
 
 from gradw.audio.frontends import KaldiFbank, LogMel, build_frontend
 from gradw.checkpoint import save_checkpoint
-from gradw.enhance import (
-    Chunk,
-    EnhanceError,
-    Enhancer,
-    add_enhance_parser,
-    align_mask_frames,
-    collect_inputs,
-    mask_to_stft_gains,
-    mel_to_linear_matrix,
-    own_frames,
-    plan_chunks,
-    stft_frame_shift,
-)
+from gradw.cli.enhance import register as register_enhance
+from gradw.enhance.chunks import Chunk, own_frames, plan_chunks
+from gradw.enhance.dsp import align_mask_frames, mask_to_stft_gains, mel_to_linear_matrix, stft_frame_shift
+from gradw.enhance.enhancer import EnhanceError, Enhancer
+from gradw.enhance.files import collect_inputs
 from gradw.models.unet import MaskUNet
 
 SR = 16000
@@ -346,7 +338,7 @@ def test_enhancer_handles_very_short_and_rejects_bad_input(tmp_path: Path) -> No
 
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="gradw")
-    add_enhance_parser(parser.add_subparsers(dest="command", required=True))
+    register_enhance(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["enhance", *argv])
     return args.func(args)
 

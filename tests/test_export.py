@@ -17,9 +17,9 @@ from gradw.models.unet import MaskUNet
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from gradw.cli.export import register as register_export  # noqa: E402
 from gradw.export import (  # noqa: E402
     ExportError,
-    add_export_parser,
     export_onnx,
     speaker_path,
 )
@@ -140,7 +140,7 @@ def test_speaker_only_export_of_a_trained_resnet_and_cli(tmp_path: Path, capsys)
     )
     ckpt, _model = make_checkpoint(tmp_path / "g.pt", "logmel", "resnet-tiny", speaker_checkpoint=spk_ckpt)
     parser = argparse.ArgumentParser(prog="gradw")
-    add_export_parser(parser.add_subparsers(dest="command", required=True))
+    register_export(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "exported.onnx"
     args = parser.parse_args(
         ["export", "onnx", "--checkpoint", str(ckpt), "-o", str(out), "--what", "speaker"]

@@ -6,14 +6,18 @@ gradw`` stays light.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from gradw.version import __version__
 
 __all__ = ["Enhancer", "SpeakerVerifier", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Enhancer", "SpeakerVerifier"):
-        from gradw import api
+    if name == "Enhancer":
+        from gradw.enhance.enhancer import Enhancer
 
-        return getattr(api, name)
+        return Enhancer
+    if name == "SpeakerVerifier":
+        from gradw.evaluation.verifier import SpeakerVerifier
+
+        return SpeakerVerifier
     raise AttributeError(f"module 'gradw' has no attribute {name!r}")

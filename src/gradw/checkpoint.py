@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-import gradw
 from gradw.errors import GradwError
+from gradw.version import __version__
 
 FORMAT = "gradw-checkpoint"
 
@@ -58,7 +58,7 @@ def code_version() -> str | None:
 def software_versions() -> dict[str, str | None]:
     """Versions recorded in every checkpoint."""
     return {
-        "gradw": gradw.__version__,
+        "gradw": __version__,
         "torch": str(torch.__version__),
         "numpy": str(np.__version__),
         "python": platform.python_version(),

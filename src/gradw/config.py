@@ -1,7 +1,10 @@
 """Typed configuration: dataclasses, YAML presets, dotted command-line overrides.
 
-A run is described by one :class:`TrainConfig` (enhancer G) or :class:`SpeakerTrainConfig`
-(speaker network E). Presets live in ``configs/*.yaml``; any key can be overridden with
+Each stage reads one section of a preset: ``train`` (:class:`TrainConfig`, enhancer G),
+``train_speaker`` (:class:`SpeakerTrainConfig`, speaker network E), ``evaluate``
+(:class:`EvaluationConfig`) and ``demo`` (:class:`DemoConfig`). Presets ship inside the package
+(``gradw/configs/*.yaml``: tiny, demo, full, paper); a ``configs/NAME.yaml`` in the current folder
+or any YAML path can be given instead; any key can be overridden with
 ``section.key=value`` (the value is parsed as YAML, so ``loss.temperature=0.5`` is a float and
 ``enhancer.blocks=[1,1,1,1]`` a list). Unknown keys and ill-typed values fail with one line naming
 the key.
@@ -20,8 +23,8 @@ import yaml
 
 from gradw.errors import GradwError
 
-# presets: ./configs (a working copy) first, then the configs/ folder of the source tree
-SOURCE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# presets: ./configs (the user's own) first, then the presets shipped inside the package
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class ConfigError(GradwError, ValueError):
@@ -179,6 +182,51 @@ class SpeakerTrainConfig:
     tensorboard: bool = True
 
 
+DEFAULT_SNRS = (20.0, 15.0, 10.0, 5.0, 0.0, -5.0, -10.0, -15.0, -20.0)
+
+
+@dataclass
+class EvaluationConfig:
+    """The ``evaluate`` section: what ``gradw evaluate`` runs (``test`` and ``out`` are required)."""
+
+    test: str = ""
+    out: str = ""
+    systems: list[str] = field(default_factory=lambda: ["noisy"])
+    augment: str | None = None
+    categories: list[str] = field(default_factory=lambda: ["noise", "music", "babble"])
+    snrs: list[float] = field(default_factory=lambda: list(DEFAULT_SNRS))
+    clean: bool = True
+    rooms: bool = False
+    scorer: str = "campplus"
+    scorer_checkpoint: str | None = None
+    scorer_tap: str | None = None
+    trials: str = "trials"
+    max_trials: int | None = None
+    clean_enroll: bool = False
+    seed: int = 0
+    n_boot: int = 1000
+    cache_dir: str | None = None
+    threads: int = 0
+    batch_seconds: float | None = None  # None: 60 s on a GPU, one item at a time on the CPU
+    save_every: int = 200
+
+
+
+@dataclass
+class DemoConfig:
+    """The ``demo`` section: the variants of the train section to train, and the grid to evaluate."""
+
+    out: str = "exp/demo"
+    variants: dict[str, list[str]] = field(default_factory=dict)  # name -> overrides of the train section
+    peers: list[str] = field(default_factory=lambda: ["rnnoise", "deepfilternet3", "spectral-gating"])
+    snrs: list[float] = field(default_factory=lambda: [0.0, -5.0, -10.0])
+    categories: list[str] = field(default_factory=lambda: ["noise", "music", "babble"])
+    max_trials: int | None = None
+    n_boot: int = 1000
+    eval_processes: int = 1
+
+
+
 # ---------------------------------------------------------------------------------------------
 # conversion
 
@@ -213,6 +261,10 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
         return tuple(_convert(v, a, key) for v, a in zip(value, args, strict=True))
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(v, args[0], key) for v in value]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -302,11 +354,18 @@ def preset_path(name_or_path: str) -> Path:
         if not candidate.is_file():
             raise ConfigError(f"config file not found: {candidate}")
         return candidate
-    for directory in (Path.cwd() / "configs", SOURCE_CONFIG_DIR):
+    for directory in (Path.cwd() / "configs", PACKAGE_CONFIG_DIR):
         path = directory / f"{name_or_path}.yaml"
         if path.is_file():
             return path
-    raise ConfigError(f"unknown preset {name_or_path!r}: no configs/{name_or_path}.yaml")
+    raise ConfigError(
+        f"unknown preset {name_or_path!r}: choose one of {', '.join(preset_names())} or give a YAML file"
+    )
+
+
+def preset_names() -> list[str]:
+    """The names of the presets shipped inside the package."""
+    return sorted(p.stem for p in PACKAGE_CONFIG_DIR.glob("*.yaml"))
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -341,3 +400,12 @@ def save_config(config: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     tmp.replace(path)
+
+
+#: preset section -> its config class (``gradw config --section NAME``)
+SECTIONS: dict[str, type] = {
+    "train": TrainConfig,
+    "train_speaker": SpeakerTrainConfig,
+    "evaluate": EvaluationConfig,
+    "demo": DemoConfig,
+}

@@ -15,36 +15,31 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradw.config import ConfigError, TrainConfig, load_config, load_yaml, preset_path
+import yaml
 
-
-@dataclass
-class DemoConfig:
-    """The ``demo`` section of a preset."""
-
-    out: str = "exp/demo"
-    variants: dict[str, list[str]] = field(default_factory=dict)  # name -> overrides of the train section
-    peers: list[str] = field(default_factory=lambda: ["rnnoise", "deepfilternet3", "spectral-gating"])
-    snrs: list[float] = field(default_factory=lambda: [0.0, -5.0, -10.0])
-    categories: list[str] = field(default_factory=lambda: ["noise", "music", "babble"])
-    max_trials: int | None = None
-    n_boot: int = 1000
-    eval_processes: int = 1
+from gradw.config import (
+    ConfigError,
+    DemoConfig,
+    EvaluationConfig,
+    TrainConfig,
+    from_dict,
+    load_config,
+    load_yaml,
+    preset_path,
+    to_dict,
+)
+from gradw.data.lists import atomic_write_text
+from gradw.training.loop import TrainingError
 
 
 def _demo_config(preset: str) -> tuple[dict[str, Any], DemoConfig]:
     data = load_yaml(preset_path(preset))
     if "demo" not in data or "data" not in data:
         raise ConfigError(f"preset {preset!r} has no demo or data section")
-    section = data["demo"]
-    unknown = set(section) - set(DemoConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown config key demo.{sorted(unknown)[0]}")
-    return data["data"], DemoConfig(**section)
+    return data["data"], from_dict(DemoConfig, data["demo"] or {}, "demo.")
 
 
 def _log(message: str, quiet: bool) -> None:
@@ -88,57 +83,60 @@ def run_demo(preset: str = "demo", quiet: bool = False, processes: int | None = 
 
     # 3. evaluation (sharded over processes with torchrun when asked)
     eval_dir = out / "eval"
-    args = [
-        "evaluate",
-        "--test",
-        str(root / "test"),
-        "--augment",
-        str(root / "augment" / "test"),
-        "--systems",
-        ",".join(systems),
-        "--snrs",
-        ",".join(["clean", *(f"{s:g}" for s in demo.snrs)]),
-        "--categories",
-        ",".join(demo.categories),
-        "--n-boot",
-        str(demo.n_boot),
-        "--out",
-        str(eval_dir),
-    ]
-    if demo.max_trials:
-        args += ["--max-trials", str(demo.max_trials)]
-    if quiet:
-        args.append("--quiet")
+    evaluation = EvaluationConfig(
+        test=str(root / "test"),
+        out=str(eval_dir),
+        systems=systems,
+        augment=str(root / "augment" / "test"),
+        categories=list(demo.categories),
+        snrs=list(demo.snrs),
+        clean=True,
+        max_trials=demo.max_trials or None,
+        n_boot=demo.n_boot,
+    )
     nproc = processes or demo.eval_processes
     _log(f"evaluating {len(systems)} systems with {nproc} process(es) in {eval_dir}", quiet)
     if nproc > 1:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            f"--nproc_per_node={nproc}",
-            f"--master_port={port}",
-            "-m",
-            "gradw",
-            *args,
-        ]
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))}
-        result = subprocess.run(command, env=env, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"evaluation failed (exit {result.returncode})")
+        _evaluate_in_processes(evaluation, out, nproc, quiet)
     else:
-        from gradw.cli import main
+        from gradw.evaluation.grid import evaluate
+        from gradw.evaluation.report import summary_table
 
-        if main(args) != 0:
-            raise RuntimeError("evaluation failed")
+        rows = evaluate(evaluation, quiet=quiet)
+        print(summary_table(rows), end="")
+        print(f"report: {eval_dir / 'report.md'}")
     report = eval_dir / "report.md"
     _log(f"done in {(time.time() - started) / 60:.1f} min; report: {report}", quiet)
     return report
+
+
+def _evaluate_in_processes(evaluation: EvaluationConfig, out: Path, nproc: int, quiet: bool) -> None:
+    """Run the evaluation under torchrun on this machine: its config goes through a YAML file."""
+    import socket
+
+    config_file = out / "evaluate.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_file, yaml.safe_dump({"evaluate": to_dict(evaluation)}, sort_keys=False))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        f"--master_port={port}",
+        "-m",
+        "gradw",
+        "evaluate",
+        "--config",
+        str(config_file),
+        *(["--quiet"] if quiet else []),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))}
+    result = subprocess.run(command, env=env, check=False)
+    if result.returncode != 0:
+        raise TrainingError(f"the evaluation under torchrun failed (exit {result.returncode})")
 
 
 def _available_peers(peers: list[str], quiet: bool) -> list[str]:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gradw.cli.report import register as register_report
+from gradw.config import EvaluationConfig
 from gradw.data.lists import DataError
-from gradw.evaluation.grid import EvaluationConfig, Row, read_results, write_results
+from gradw.evaluation.grid import Row, read_results, write_results
 from gradw.evaluation.report import (
-    add_report_parser,
     condition_groups,
     default_det_snrs,
     equalw_system,
@@ -326,7 +327,7 @@ def test_report_command(
 
     out, _, _ = evaluation
     parser = argparse.ArgumentParser(prog="gradw")
-    add_report_parser(parser.add_subparsers(dest="command", required=True))
+    register_report(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["report", str(out), "--det-snrs", "5"])
     assert args.func(args) == 0
     printed = capsys.readouterr().out

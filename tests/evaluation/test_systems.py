@@ -190,7 +190,7 @@ def test_unreadable_or_wrong_checkpoints_fail_clearly(scorer, tmp_path: Path):
 
 def test_another_scorer_front_end_scores_the_resynthesised_waveform(wav: np.ndarray, ckpt: Path):
     """CAM++ uses Kaldi fbank, G was trained on log-mel: the enhanced waveform is scored instead."""
-    from gradw.enhance import Enhancer
+    from gradw.enhance.enhancer import Enhancer
 
     campplus = load_speaker_network("campplus").freeze()
     system = load_system(parse_system(f"gradw:{ckpt}"), campplus, "campplus", CPU)

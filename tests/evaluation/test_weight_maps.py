@@ -10,10 +10,11 @@ import pytest
 import torch
 from helpers import make_enhancer_checkpoint
 
+from gradw.cli.inspect import register as register_inspect
 from gradw.data.corpora.toy import toy_tone, write_float_wav
 from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
 from gradw.data.lists import DataError
-from gradw.evaluation.weight_maps import add_inspect_parser, inspect_utterance, parse_checkpoint_args
+from gradw.evaluation.weight_maps import inspect_utterance, parse_checkpoint_args
 from gradw.losses import logit_gradient
 from gradw.models.resnet import resnet_tiny
 
@@ -151,7 +152,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gradw")
-    add_inspect_parser(parser.add_subparsers(dest="command", required=True))
+    register_inspect(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(["inspect", *argv])
 
 

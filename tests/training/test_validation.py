@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from gradw.config import EvaluationConfig
 from gradw.data.dirs import SpeechDir
-from gradw.evaluation.grid import EvaluationConfig, evaluate
+from gradw.evaluation.grid import evaluate
 from gradw.models.loading import load_speaker_network
 from gradw.models.unet import MaskUNet
 from gradw.training.distributed import DistInfo

@@ -20,6 +20,7 @@ import soxr
 from gradw.errors import GradwError
 
 __all__ = [
+    "prepare_waveform",
     "AudioError",
     "WRITE_FORMATS",
     "audio_info",
@@ -293,3 +294,41 @@ def write_audio_blocks(path: str | os.PathLike[str], blocks: Iterable[Any], samp
             handle.close()
         if tmp.exists():
             tmp.unlink()
+
+
+def prepare_waveform(waveform: Any, sample_rate: int, target_rate: int = 16000) -> np.ndarray:
+    """Any waveform -> (N,) float32 mono at ``target_rate``.
+
+    Accepts a numpy array or torch tensor, (N,) mono or 2-D multi-channel; for 2-D input the
+    shorter axis is the channel axis, so both soundfile's (N, C) and torchaudio's (C, N) layouts
+    work. Floating-point samples are taken as they are (nominally in [-1, 1]); int16 and int32
+    PCM are scaled to [-1, 1) as soundfile does; other dtypes are refused. Channels are averaged
+    and the rate is converted with soxr (as :func:`gradw.audio.io.read_audio` does).
+
+    Raises:
+        ValueError: empty, more than 2-D, non-finite samples, another dtype, or a bad rate.
+    """
+    if hasattr(waveform, "detach"):
+        waveform = waveform.detach().cpu().numpy()
+    raw = np.asarray(waveform)
+    if raw.dtype in (np.int16, np.int32):  # integer PCM: scale to [-1, 1) like soundfile
+        wav = (raw / float(2 ** (8 * raw.dtype.itemsize - 1))).astype(np.float32)
+    elif not np.issubdtype(raw.dtype, np.floating):
+        raise ValueError(f"expected float, int16 or int32 samples, got dtype {raw.dtype}")
+    else:
+        wav = raw.astype(np.float32, copy=False)
+    if wav.ndim == 2:
+        channel_axis = 0 if wav.shape[0] < wav.shape[1] else 1
+        wav = wav.mean(axis=channel_axis, dtype=np.float32)
+    if wav.ndim != 1:
+        raise ValueError(f"expected a waveform of shape (N,), (N, C) or (C, N), got shape {wav.shape}")
+    if wav.shape[0] == 0:
+        raise ValueError("the waveform is empty")
+    if not np.isfinite(wav).all():
+        raise ValueError("the waveform holds NaN or infinite samples")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    wav = resample(wav, int(sample_rate), target_rate)
+    if wav.shape[0] == 0:
+        raise ValueError(f"the waveform is too short to resample from {sample_rate} Hz to {target_rate} Hz")
+    return np.ascontiguousarray(wav, dtype=np.float32)

@@ -29,7 +29,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from gradw.audio.io import read_audio
-from gradw.config import ConfigError
+from gradw.config import ConfigError, EvaluationConfig
 from gradw.data.conditions import (
     AudioCache,
     Condition,
@@ -56,35 +56,6 @@ from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
 from gradw.evaluation.systems import System, embed_many, file_digest, load_system, parse_systems
 from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
 from gradw.models.speaker import SpeakerNetwork
-
-DEFAULT_SNRS = (20.0, 15.0, 10.0, 5.0, 0.0, -5.0, -10.0, -15.0, -20.0)
-
-
-@dataclass
-class EvaluationConfig:
-    """What ``gradw evaluate`` runs."""
-
-    test: str
-    out: str
-    systems: list[str] = field(default_factory=lambda: ["noisy"])
-    augment: str | None = None
-    categories: list[str] = field(default_factory=lambda: ["noise", "music", "babble"])
-    snrs: list[float] = field(default_factory=lambda: list(DEFAULT_SNRS))
-    clean: bool = True
-    rooms: bool = False
-    scorer: str = "campplus"
-    scorer_checkpoint: str | None = None
-    scorer_tap: str | None = None
-    trials: str = "trials"
-    max_trials: int | None = None
-    clean_enroll: bool = False
-    seed: int = 0
-    n_boot: int = 1000
-    cache_dir: str | None = None
-    threads: int = 0
-    batch_seconds: float | None = None  # None: 60 s on a GPU, one item at a time on the CPU
-    save_every: int = 200
-
 
 # ---------------------------------------------------------------------------------------------
 # inputs

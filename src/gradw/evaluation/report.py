@@ -24,6 +24,7 @@ Every number comes from the rows and score files; nothing is typed by hand. matp
 why there are no plots.
 """
 
+
 from __future__ import annotations
 
 import json
@@ -37,13 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from gradw.evaluation.grid import EvaluationConfig, Row
+from gradw.config import EvaluationConfig
+from gradw.evaluation.grid import Row
 
 __all__ = [
     "ConditionInfo",
     "Group",
-    "add_report_parser",
-    "cmd_report",
     "condition_groups",
     "default_det_snrs",
     "equalw_system",
@@ -853,51 +853,3 @@ def _write_text(path: Path, text: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-# ---------------------------------------------------------------------------------------------
-# the command
-
-
-def cmd_report(args: Any) -> int:
-    """Run ``gradw report`` (see :func:`add_report_parser`)."""
-    from gradw.data.lists import DataError
-    from gradw.evaluation.grid import read_results
-
-    out = Path(args.out)
-    if not (out / "results.json").is_file():
-        raise DataError(f"{out}: no results.json (run gradw evaluate first)")
-    try:
-        config, rows = read_results(out)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{out / 'results.json'}: unreadable results ({type(exc).__name__}: {exc})") from None
-    det_snrs = None
-    if args.det_snrs is not None:
-        try:
-            det_snrs = [float(s) for s in args.det_snrs.split(",") if s.strip()]
-        except ValueError:
-            raise DataError(f"--det-snrs: expected comma-separated numbers, got {args.det_snrs!r}") from None
-    path = write_report(out, config, rows, det_snrs=det_snrs, max_snr=args.max_snr)
-    print(summary_table(rows), end="")
-    print(f"report: {path}")
-    return 0
-
-
-def add_report_parser(subparsers: Any) -> Any:
-    """Register ``gradw report OUT`` (rewrite the report of an evaluation from its
-    ``results.json`` and score files) on an ``argparse`` subparsers object; returns the parser."""
-    parser = subparsers.add_parser(
-        "report",
-        help="rewrite OUT/report.md and OUT/plots/ from an evaluation's results",
-        description="Rewrite the Markdown report and plots of `gradw evaluate OUT` from OUT/results.json "
-        "and OUT/scores/, and print the EER table.",
-    )
-    parser.add_argument("out", help="the evaluation directory")
-    parser.add_argument(
-        "--det-snrs", default=None, help="SNRs of the DET plots, e.g. '0,-10' (default: 0 and the lowest)"
-    )
-    parser.add_argument(
-        "--max-snr", type=float, default=0.0, help="the summary averages conditions at SNR <= this (dB)"
-    )
-    parser.set_defaults(func=cmd_report)
-    return parser

@@ -141,15 +141,10 @@ class System:
         if self.waveform is not None:  # waveform enhancers run one recording at a time
             wavs = np.stack([np.asarray(self.waveform.enhance(w), dtype=np.float32) for w in wavs])
         x = torch.from_numpy(np.ascontiguousarray(wavs)).to(self.device)
-        mel = self.scorer.mel_power(x)
-        if self.enhancer is None:
-            emb = self.scorer(self.scorer.features(mel))
-        else:
-            mask = self.enhancer(self.scorer.features(mel))
-            emb = self.scorer(self.scorer.features(mel, mask))
-            if self.spec.fuse:
-                noisy = self.scorer(self.scorer.features(mel))
-                emb = F.normalize(emb, dim=-1) + F.normalize(noisy, dim=-1)
+        emb = self.scorer.embed_through(x, self.enhancer)
+        if self.enhancer is not None and self.spec.fuse:
+            noisy = self.scorer.embed_through(x)
+            emb = F.normalize(emb, dim=-1) + F.normalize(noisy, dim=-1)
         return F.normalize(emb, dim=-1).cpu().numpy().astype(np.float32)
 
 
@@ -235,7 +230,7 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
     if bundle.frontend == frontend_name(scorer.frontend):
         return System(spec, scorer, device, identity, enhancer=bundle.enhancer.to(device).eval(), info=info)
     # the scorer's mel grid is not G's: resynthesise the enhanced waveform, then score it
-    from gradw.api import Enhancer
+    from gradw.enhance.enhancer import Enhancer
 
     if spec.fuse:
         raise SystemSpecError(

@@ -12,6 +12,7 @@ true-speaker logit with respect to A. A 1-D tap (C, T') is returned as (B, C, 1,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -108,6 +109,19 @@ class SpeakerNetwork(nn.Module):
     def embed(self, wav: Tensor, mask: Tensor | None = None) -> Tensor:
         """(B, N) waveform [and (B, F, T) mask] -> (B, D) embedding."""
         return self(self.features(self.mel_power(wav), mask))
+
+    def embed_through(self, wav: Tensor, mask_model: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """(B, N) waveform -> (B, D) embedding, through G when one is given.
+
+        G (``mask_model``: noisy features (B, F, T) -> mask (B, F, T) in (0, 1]) sees the noisy
+        normalised features, and its mask multiplies the mel power before the log and the mean
+        normalisation, ``features = CMN(log(mel) + log(M + eps))``: the paper's
+        ``E(t, f) = M(t, f) X(t, f)``, exactly as in training. No waveform is resynthesised.
+        """
+        mel = self.mel_power(wav)
+        if mask_model is None:
+            return self(self.features(mel))
+        return self(self.features(mel, mask_model(self.features(mel))))
 
     def logits(self, embedding: Tensor) -> Tensor:
         """(B, D) -> (B, K) scaled-cosine logits; needs a head."""

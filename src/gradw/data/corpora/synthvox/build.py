@@ -234,7 +234,7 @@ def _tool_versions() -> dict[str, str]:
 
 
 def _manifest(preset: Preset, seed: int, plan: _Plan, stats: dict[str, Any], failed: dict[str, str]) -> dict:
-    from gradw import __version__
+    from gradw.version import __version__
 
     speakers = []
     for split in SPLITS:

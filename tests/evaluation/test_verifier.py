@@ -1,4 +1,4 @@
-"""Tests for the public Python API (gradw.api): SpeakerVerifier and the module example."""
+"""Tests for the public Python API (gradw.evaluation.verifier): SpeakerVerifier and the module example."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import soundfile as sf
 import torch
 from torch import Tensor, nn
 
-import gradw.api
-from gradw.api import Enhancer, SpeakerVerifier, threshold_at_far
+import gradw.evaluation.verifier
 from gradw.audio.frontends import FLOAT32_EPS, MASK_EPS, KaldiFbank, LogMel
 from gradw.checkpoint import save_checkpoint
+from gradw.enhance.enhancer import Enhancer
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import write_scores
+from gradw.evaluation.verifier import SpeakerVerifier, threshold_at_far
 from gradw.models.unet import MaskUNet
 
 SR = 16000
@@ -76,7 +77,7 @@ def campplus():
 
 
 def docstring_example() -> str:
-    doc = gradw.api.__doc__
+    doc = gradw.evaluation.verifier.__doc__
     block = re.search(r"Example[^\n]*::\n\n(.*)", doc, flags=re.S)
     assert block is not None, "the module docstring has no Example:: block"
     lines = []
@@ -105,7 +106,7 @@ def test_the_module_docstring_example_runs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
 
     namespace: dict = {}
-    exec(compile(code, "gradw.api example", "exec"), namespace)
+    exec(compile(code, "gradw.evaluation.verifier example", "exec"), namespace)
 
     clean, mask = namespace["clean"], namespace["mask"]
     assert clean.shape == (int(1.5 * SR),) and clean.dtype == np.float32

@@ -1,25 +1,26 @@
-"""The public Python API: enhance waveforms, embed, score and verify speakers.
+"""Speaker verification from waveforms: embed, score and decide, optionally through a trained G.
 
-Two classes cover what a user of a trained Grad-W enhancer needs:
+Two classes make gradw's public Python API (both importable as ``gradw.Enhancer`` and
+``gradw.SpeakerVerifier``):
 
-* :class:`~gradw.enhance.Enhancer` (re-exported here): waveforms in any rate and channel count,
-  enhanced 16 kHz waveforms out (the mel mask mapped onto the STFT), or the mel mask itself.
-* :class:`SpeakerVerifier`: a fixed speaker network E, optionally with an enhancer G. With G, the
+* :class:`~gradw.enhance.enhancer.Enhancer`: waveforms in any rate and channel count, enhanced
+  16 kHz waveforms out (the mel mask mapped onto the STFT), or the mel mask itself.
+* :class:`SpeakerVerifier` (here): a fixed speaker network E, optionally with an enhancer G. With G, the
   embedding is computed exactly as in training and evaluation: G's mask multiplies the noisy mel
   power on E's own grid, before the log and the mean normalisation,
   ``features = CMN(log(mel) + log(M + 1e-6))``. No waveform is resynthesised (that would add the
-  STFT round trip and the mel -> linear approximation of :mod:`gradw.enhance`).
+  STFT round trip and the mel -> linear approximation of :mod:`gradw.enhance.dsp`).
 
 A threshold for :meth:`SpeakerVerifier.verify` comes from an evaluation run: a score file
 (``enroll test score target|nontarget``) read by :meth:`SpeakerVerifier.load_threshold`, or
 scores and labels handed to :meth:`SpeakerVerifier.calibrate`, at the EER operating point or at
 a target false-acceptance rate.
 
-Example (``tests/test_api.py`` runs this code with a tiny checkpoint in place of a trained one)::
+Example (a tiny checkpoint stands in for a trained one in ``tests/evaluation/test_verifier.py``)::
 
     import soundfile as sf
 
-    from gradw.api import Enhancer, SpeakerVerifier
+    from gradw import Enhancer, SpeakerVerifier
 
     # enhance a recording: any rate, any channels in; 16 kHz mono out
     enhancer = Enhancer.from_checkpoint("runs/grad-w/last.pt", min_gain_db=-25)
@@ -50,9 +51,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradw.enhance import Enhancer, prepare_waveform
+from gradw.audio.io import prepare_waveform
+from gradw.enhance.enhancer import Enhancer
 
-__all__ = ["Enhancer", "SpeakerVerifier", "threshold_at_far"]
+__all__ = ["SpeakerVerifier", "threshold_at_far"]
 
 _TARGETS = ("eer", "far")
 
@@ -163,12 +165,14 @@ class SpeakerVerifier:
                 f"the waveform has {wav.shape[-1]} samples at {self.sample_rate} Hz; "
                 f"{type(network).__name__} needs at least {network.frontend.min_samples}"
             )
-        mel = network.mel_power(wav)  # (B, F, T)
-        mask = None
-        if self.enhancer is not None:
-            # G sees the noisy CMN features (on its own device); its mask multiplies the mel power
-            mask = self.enhancer.model(network.features(mel).to(self.enhancer.device)).to(mel.device)
-        return network(network.features(mel, mask))
+        if self.enhancer is None:
+            return network.embed_through(wav)
+        enhancer = self.enhancer
+
+        def mask_model(features: torch.Tensor) -> torch.Tensor:  # G runs on its own device
+            return enhancer.model(features.to(enhancer.device)).to(features.device)
+
+        return network.embed_through(wav, mask_model)
 
     def embed(self, waveform: Any, sample_rate: int = 16000) -> np.ndarray:
         """Speaker embedding of one recording.

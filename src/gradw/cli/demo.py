@@ -1,0 +1,25 @@
+"""``gradw demo``: the paper's question answered end to end on the embedded corpus."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gradw.demo import run_demo
+
+    run_demo(args.preset, quiet=args.quiet, processes=args.processes)
+    return 0
+
+
+def register(sub: Any) -> None:
+    demo = sub.add_parser("demo", help="build the corpus, train Grad-W and Equal-W, evaluate every system")
+    demo.add_argument(
+        "--preset", default="demo", help="tiny, demo or full (or a YAML file with a demo section)"
+    )
+    demo.add_argument(
+        "--processes", type=int, default=None, help="evaluation processes (default: the preset's)"
+    )
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=cmd_demo)

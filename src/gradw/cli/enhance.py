@@ -1,0 +1,97 @@
+"""``gradw enhance``: enhance audio files and folders with a trained G."""
+
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import torch
+
+from gradw.enhance.chunks import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
+from gradw.enhance.dsp import gain_floor
+from gradw.enhance.enhancer import Enhancer
+from gradw.enhance.files import enhance_files
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    """``gradw enhance``: 0 when every input was enhanced, 1 when some failed, 2 on a usage error."""
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    try:
+        # a bad checkpoint (CheckpointError) or bad chunk options (ValueError): one line, exit 2
+        enhancer = Enhancer.from_checkpoint(
+            args.checkpoint,
+            min_gain_db=args.min_gain_db,
+            chunk_seconds=None if args.chunk_seconds <= 0 else args.chunk_seconds,
+            overlap_seconds=args.overlap_seconds,
+            device=args.device,
+        )
+        report = enhance_files(enhancer, args.inputs, args.output, quiet=args.quiet)
+    except ValueError as exc:  # EnhanceError, CheckpointError and option errors
+        print(f"gradw: error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"enhanced {len(report.written)} file(s) into {args.output}")
+    if report.failed:
+        print(f"gradw: error: {len(report.failed)} input(s) could not be enhanced:", file=sys.stderr)
+        for path, reason in report.failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _min_gain(text: str) -> float:
+    value = float(text)
+    try:
+        gain_floor(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``gradw enhance`` on an ``add_subparsers()`` object; sets ``func=cmd_enhance``."""
+    parser = subparsers.add_parser(
+        "enhance",
+        help="enhance audio files with a trained enhancer (16 kHz WAV out)",
+        description=(
+            "Enhance audio files or directories (recursive) with a trained mask U-Net. Any format, "
+            "rate and channel count is read; 16 kHz 16-bit WAV files are written to OUTDIR, "
+            "mirroring each input directory's tree. Inputs that cannot be read are listed at the "
+            "end and the exit status is 1."
+        ),
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or directories")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
+    parser.add_argument("--checkpoint", required=True, help="enhancer checkpoint (gradw train)")
+    parser.add_argument(
+        "--min-gain-db",
+        type=_min_gain,
+        default=None,
+        metavar="DB",
+        help="attenuation limit: floor of the power gain in dB (<= 0, e.g. -25); default none",
+    )
+    parser.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=DEFAULT_CHUNK_SECONDS,
+        metavar="S",
+        help=f"process long recordings in chunks of S seconds (default {DEFAULT_CHUNK_SECONDS:g}; 0: whole)",
+    )
+    parser.add_argument(
+        "--overlap-seconds",
+        type=float,
+        default=DEFAULT_OVERLAP_SECONDS,
+        metavar="S",
+        help=f"overlap between chunks (default {DEFAULT_OVERLAP_SECONDS:g})",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.set_defaults(func=cmd_enhance)
+    return parser

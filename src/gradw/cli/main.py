@@ -1,0 +1,85 @@
+"""``gradw``: the entry point. Builds only the parser of the command that runs (``gradw --help``
+lists them all without importing any library code) and reports every user-facing error as one
+line ``gradw: error: ...`` with exit status 2 (``--debug`` shows the traceback instead)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: command -> (module of gradw.cli that registers it, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "build the corpus, train Grad-W and Equal-W, evaluate every system"),
+    "train": ("train", "train the enhancer G against a fixed speaker network E"),
+    "train-speaker": ("train", "train a speaker network E (stage 1)"),
+    "config": ("train", "print the resolved config of a preset section with overrides"),
+    "data": ("data", "build or prepare data directories"),
+    "evaluate": ("evaluate", "EER / minDCF of systems across SNRs and noise types"),
+    "report": ("report", "rewrite OUT/report.md and OUT/plots/ from an evaluation's results"),
+    "inspect": ("inspect", "plot where Grad-W and Equal-W put their weight on one utterance"),
+    "enhance": ("enhance", "enhance audio files with a trained enhancer (16 kHz WAV out)"),
+    "export": ("export", "export trained models (ONNX)"),
+}
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that command is fully registered (the others are listed)."""
+    parser = argparse.ArgumentParser(
+        prog="gradw", description="Speaker verification in extreme noise: Grad-W speaker-aware enhancement."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wanted = None if only is None else COMMANDS[only][0]
+    registered: set[str] = set()
+    for name, (module, help_text) in COMMANDS.items():
+        if wanted is not None and module != wanted:
+            sub.add_parser(name, help=help_text, add_help=False)
+        elif module not in registered:
+            registered.add(module)
+            importlib.import_module(f"gradw.cli.{module}").register(sub)
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse, letting ``KEY=VALUE`` overrides stand anywhere on the line (after an option too)."""
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from gradw.errors import GradwError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = _parse(parser, argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("gradw: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (GradwError, FileNotFoundError) as exc:
+        if args.debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"gradw: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

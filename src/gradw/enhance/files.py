@@ -1,0 +1,144 @@
+"""Folders in, folders out: any format libsndfile reads, any rate and
+channel count (downmixed and resampled like :func:`gradw.audio.io.read_audio`); outputs are
+16-bit 16 kHz WAV files mirroring the input tree, written atomically. Unreadable inputs are
+reported by name at the end and do not stop the others.
+"""
+
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gradw.enhance.enhancer import EnhanceError, Enhancer
+
+#: Suffixes picked up when a directory is scanned (case-insensitive); files named explicitly are
+#: always attempted, whatever their suffix.
+AUDIO_SUFFIXES: frozenset[str] = frozenset(
+    {
+        ".wav",
+        ".wave",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".mp3",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".au",
+        ".snd",
+        ".caf",
+        ".w64",
+        ".rf64",
+        ".sph",
+        ".nist",
+    }
+)
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+@dataclass
+class EnhanceReport:
+    """What :func:`enhance_files` did.
+
+    Attributes:
+        written: output files, in input order.
+        failed: (input, reason) for every input that could not be enhanced.
+    """
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _scan(directory: Path) -> list[Path]:
+    """Audio files under ``directory`` (recursive, sorted; hidden files and folders skipped)."""
+    found = []
+    for path in directory.rglob("*"):
+        rel = path.relative_to(directory)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
+            found.append(path)
+    return sorted(found)
+
+
+def collect_inputs(
+    inputs: Sequence[str | Path], out_dir: str | Path
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """Map inputs onto output files.
+
+    A file ``x/a.flac`` becomes ``OUT/a.wav``; a directory ``D`` is scanned recursively for audio
+    files (:data:`AUDIO_SUFFIXES`; hidden entries skipped, and ``out_dir`` when it lies inside
+    ``D``) and ``D/sub/b.mp3`` becomes ``OUT/sub/b.wav``.
+
+    Returns:
+        ``(jobs, missing)``: (input, output) pairs, and (path, reason) for inputs that do not
+        exist.
+
+    Raises:
+        EnhanceError: two inputs map onto the same output, or an output would overwrite an input.
+    """
+    out = Path(out_dir)
+    out_resolved = out.resolve()
+    jobs: list[tuple[Path, Path]] = []
+    missing: list[tuple[Path, str]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            # an output folder strictly inside an input folder may hold earlier outputs: skip it
+            nested = out_resolved != path.resolve() and out_resolved.is_relative_to(path.resolve())
+            for f in _scan(path):
+                if not (nested and f.resolve().is_relative_to(out_resolved)):
+                    jobs.append((f, out / f.relative_to(path).with_suffix(".wav")))
+        elif path.exists():
+            jobs.append((path, out / Path(path.name).with_suffix(".wav")))
+        else:
+            missing.append((path, "no such file or directory"))
+    seen: dict[Path, Path] = {}
+    sources = {src.resolve() for src, _ in jobs}
+    for src, dst in jobs:
+        key = dst.resolve()
+        if key in seen:
+            raise EnhanceError(
+                f"{seen[key]} and {src} would both be written to {dst}; enhance them separately"
+            )
+        if key in sources:
+            raise EnhanceError(
+                f"the output {dst} would overwrite an input file; choose another output folder"
+            )
+        seen[key] = src
+    return jobs, missing
+
+
+def enhance_files(
+    enhancer: Enhancer, inputs: Sequence[str | Path], out_dir: str | Path, quiet: bool = False
+) -> EnhanceReport:
+    """Enhance files and directories into ``out_dir`` (see :func:`collect_inputs`).
+
+    Each output is written atomically; an input that cannot be read (or an output that cannot be
+    written) is recorded in the report and the others go on.
+
+    Raises:
+        EnhanceError: nothing to enhance, or clashing outputs (before anything is written).
+    """
+    from tqdm import tqdm
+
+    from gradw.audio.io import AudioError
+
+    jobs, missing = collect_inputs(inputs, out_dir)
+    if not jobs and not missing:
+        raise EnhanceError("no audio files found in the inputs")
+    report = EnhanceReport(failed=list(missing))
+    show = not quiet and sys.stderr.isatty()
+    for src, dst in tqdm(jobs, desc="enhance", unit="file", disable=not show, dynamic_ncols=True):
+        try:
+            enhancer.enhance_file(src, dst)
+        except (AudioError, OSError) as exc:
+            report.failed.append((src, getattr(exc, "reason", None) or str(exc)))
+        else:
+            report.written.append(dst)
+    return report
