@@ -70,8 +70,9 @@ def measure_preset(
     """Embed ``utts`` test utterances under every condition through ``noisy`` and G; one row per system."""
     import gradw.evaluation.grid as benchmark
     from gradw.audio.io import read_audio
-    from gradw.data.conditions import AudioCache, augment_loader, build_manifest, parse_conditions
+    from gradw.data.conditions import AudioCache, augment_loader, parse_conditions
     from gradw.data.dirs import AugmentDir, SpeechDir
+    from gradw.data.manifest import build_manifest
     from gradw.evaluation.systems import load_system, parse_system
 
     models = preset_models(preset)

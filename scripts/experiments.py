@@ -22,8 +22,8 @@ from pathlib import Path
 from gradw.config import EvaluationConfig, TrainConfig, load_config
 from gradw.data.dirs import SpeechDir
 from gradw.evaluation.grid import evaluate as run_evaluation
-from gradw.evaluation.grid import read_results
-from gradw.evaluation.report import format_diff_table, format_metric_table, format_summary_table
+from gradw.evaluation.report.tables import format_diff_table, format_metric_table, format_summary_table
+from gradw.evaluation.results import read_results
 from gradw.losses.weights import GRADIENT_SCHEMES
 from gradw.training.enhancer import train_enhancer
 from gradw.training.loop import read_metrics

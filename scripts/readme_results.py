@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from gradw.evaluation.grid import read_results
-from gradw.evaluation.report import format_diff_table, format_metric_table, format_summary_table
+from gradw.evaluation.report.tables import format_diff_table, format_metric_table, format_summary_table
+from gradw.evaluation.results import read_results
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 

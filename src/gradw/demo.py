@@ -100,7 +100,7 @@ def run_demo(preset: str = "demo", quiet: bool = False, processes: int | None = 
         _evaluate_in_processes(evaluation, out, nproc, quiet)
     else:
         from gradw.evaluation.grid import evaluate
-        from gradw.evaluation.report import summary_table
+        from gradw.evaluation.report.tables import summary_table
 
         rows = evaluate(evaluation, quiet=quiet)
         print(summary_table(rows), end="")

@@ -10,19 +10,11 @@ import pytest
 
 from gradw.audio.io import read_audio
 from gradw.audio.mixing import measure_snr, reverberate
-from gradw.data.conditions import (
-    AudioCache,
-    Condition,
-    Manifest,
-    augment_loader,
-    build_manifest,
-    parse_conditions,
-    render,
-    write_condition,
-)
+from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions, render
 from gradw.data.corpora.toy import toy_tone, write_float_wav
 from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
 from gradw.data.lists import DataError
+from gradw.data.manifest import Manifest, build_manifest
 from gradw.data.trials import Trial
 
 SR = 16000
@@ -222,28 +214,6 @@ def test_build_manifest_needs_categories(corpus: tuple[SpeechDir, AugmentDir]) -
         build_manifest(test, None, [Condition("noise", 0.0)], seed=0)
     clean_only = build_manifest(test, None, [Condition("clean")], seed=0)
     assert len(clean_only.entries["clean"]) == len(test)
-
-
-def test_write_condition(tmp_path: Path, corpus: tuple[SpeechDir, AugmentDir], manifest: Manifest) -> None:
-    test, aug = corpus
-    out = tmp_path / "babble_-5"
-    written = write_condition(manifest, "babble_-5", out, test, aug)
-    assert written.utts == test.utts and written.trials == test.trials
-    assert (out / "wav" / "spk0" / "utt0.wav").is_file()
-    loader = augment_loader(aug)
-    utt = "spk2/utt1"
-    expected = render(manifest.entry(utt, "babble_-5"), _clean(test, utt), loader)
-    np.testing.assert_allclose(read_audio(written.wavs[utt]), expected, atol=1.5 / 32768)
-    assert written.utt2dur is not None and written.utt2dur[utt] == pytest.approx(len(expected) / SR)
-    # the same condition of the same manifest is reused; another one needs overwrite
-    mtime = (out / "wav.scp").stat().st_mtime_ns
-    write_condition(manifest, "babble_-5", out)  # roots from the manifest
-    assert (out / "wav.scp").stat().st_mtime_ns == mtime
-    with pytest.raises(DataError, match="overwrite"):
-        write_condition(manifest, "noise_10", out, test, aug)
-    write_condition(manifest, "noise_10", out, test, aug, overwrite=True)
-    assert json.loads((out / "condition.json").read_text())["condition"] == "noise_10"
-    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
 
 
 def test_audio_cache_is_bounded(corpus: tuple[SpeechDir, AugmentDir]) -> None:

@@ -22,9 +22,10 @@ from helpers import make_enhancer_checkpoint
 from gradw.audio.io import read_audio
 from gradw.cli import main
 from gradw.config import EvaluationConfig
-from gradw.data.conditions import Condition, Manifest
+from gradw.data.conditions import Condition
 from gradw.data.dirs import SpeechDir
 from gradw.data.lists import DataError
+from gradw.data.manifest import Manifest
 from gradw.data.trials import Trial, load_trials, select_trials
 from gradw.evaluation.grid import EmbeddingStore, condition_hash, evaluate, scorer_identity
 from gradw.evaluation.metrics import eer

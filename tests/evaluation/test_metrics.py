@@ -9,15 +9,8 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_curve
 
-from gradw.evaluation.metrics import (
-    bootstrap_ci,
-    det_curve,
-    eer,
-    min_dcf,
-    paired_bootstrap_diff,
-    roc,
-    summarise,
-)
+from gradw.evaluation.bootstrap import bootstrap_ci, paired_bootstrap_diff, summarise
+from gradw.evaluation.metrics import det_curve, eer, min_dcf, roc
 
 # --------------------------------------------------------------------------------------------
 # Helpers (independent of the implementation)

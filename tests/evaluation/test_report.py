@@ -12,10 +12,10 @@ import pytest
 from gradw.cli.report import register as register_report
 from gradw.config import EvaluationConfig
 from gradw.data.lists import DataError
-from gradw.evaluation.grid import Row, read_results, write_results
-from gradw.evaluation.report import (
+from gradw.evaluation.report.document import write_report
+from gradw.evaluation.report.plots import default_det_snrs
+from gradw.evaluation.report.tables import (
     condition_groups,
-    default_det_snrs,
     equalw_system,
     format_cell,
     format_diff_cell,
@@ -24,8 +24,8 @@ from gradw.evaluation.report import (
     format_table,
     order_conditions,
     summary_table,
-    write_report,
 )
+from gradw.evaluation.results import Row, read_results, write_results
 from gradw.evaluation.scoring import write_scores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

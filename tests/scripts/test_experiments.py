@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gradw.data.dirs import write_speech_dir
-from gradw.evaluation.grid import Row
+from gradw.evaluation.results import Row
 
 ROOT = Path(__file__).resolve().parents[2]
 

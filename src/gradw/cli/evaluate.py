@@ -56,7 +56,7 @@ def evaluation_config(args: argparse.Namespace) -> Any:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gradw.evaluation.grid import evaluate
-    from gradw.evaluation.report import summary_table
+    from gradw.evaluation.report.tables import summary_table
 
     config = evaluation_config(args)
     rows = evaluate(config, quiet=args.quiet)

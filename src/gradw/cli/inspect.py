@@ -17,9 +17,10 @@ from gradw.losses.weights import WEIGHT_SCHEMES
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Run ``gradw inspect`` (see :func:`add_inspect_parser`)."""
     from gradw.audio.io import read_audio
-    from gradw.data.conditions import Condition, Manifest, augment_loader, build_manifest, render
+    from gradw.data.conditions import Condition, augment_loader, render
     from gradw.data.dirs import AugmentDir, SpeechDir
     from gradw.data.lists import DataError
+    from gradw.data.manifest import Manifest, build_manifest
     from gradw.models.loading import load_enhancer, load_speaker_network
 
     torch.manual_seed(args.seed)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gradw.evaluation.report import summary_table, write_report
+from gradw.evaluation.report.document import write_report
+from gradw.evaluation.report.tables import summary_table
 
 # ---------------------------------------------------------------------------------------------
 # the command
@@ -15,7 +16,7 @@ from gradw.evaluation.report import summary_table, write_report
 def cmd_report(args: Any) -> int:
     """Run ``gradw report`` (see :func:`add_report_parser`)."""
     from gradw.data.lists import DataError
-    from gradw.evaluation.grid import read_results
+    from gradw.evaluation.results import read_results
 
     out = Path(args.out)
     if not (out / "results.json").is_file():

@@ -21,17 +21,13 @@ work.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,19 +35,14 @@ from tqdm import tqdm
 
 from gradw.audio.io import read_audio
 from gradw.config import ConfigError, EvaluationConfig
-from gradw.data.conditions import (
-    AudioCache,
-    Condition,
-    Manifest,
-    augment_loader,
-    build_manifest,
-    parse_conditions,
-    render,
-)
+from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions, render
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.data.lists import DataError
+from gradw.data.manifest import Manifest, build_manifest
 from gradw.data.trials import Trial, load_trials, select_trials
-from gradw.evaluation.metrics import paired_bootstrap_diff, summarise
+from gradw.evaluation.bootstrap import paired_bootstrap_diff, summarise
+from gradw.evaluation.report.document import write_report
+from gradw.evaluation.results import Row, write_results
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
 from gradw.evaluation.systems import System, embed_many, file_digest, load_system, parse_systems
 from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
@@ -226,18 +217,6 @@ def by_length(
 # the run
 
 
-@dataclass
-class Row:
-    """One system x condition result."""
-
-    system: str
-    condition: str
-    category: str
-    snr_db: float | None
-    reverb: bool
-    metrics: dict[str, float]
-
-
 def _ranks() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -328,7 +307,7 @@ def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
     rows = _score(config, systems, conditions, trials, test, store, keys)
     elapsed = time.time() - started
     write_results(out, config, rows, elapsed)
-    from gradw.evaluation.report import write_report
+
 
     write_report(out, config, rows)
     return rows
@@ -445,42 +424,3 @@ def _score(
             {"eer_diff_vs_noisy": 100 * diff, "eer_diff_low": 100 * low, "eer_diff_high": 100 * high}
         )
     return rows
-
-
-def write_results(out: Path, config: EvaluationConfig, rows: Iterable[Row], elapsed: float) -> None:
-    """``results.json`` (config, rows, timing) and ``results.csv`` (a row per system x condition)."""
-    rows = list(rows)
-    payload = {
-        "config": asdict(config),
-        "command": "gradw " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "elapsed_seconds": round(elapsed, 1),
-        "rows": [asdict(r) for r in rows],
-    }
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(out / "results.json")
-    keys: list[str] = []
-    for row in rows:
-        keys.extend(k for k in row.metrics if k not in keys)
-    tmp = out / ".results.csv.tmp"
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["system", "condition", "category", "snr_db", "reverb", *keys])
-        for row in rows:
-            writer.writerow(
-                [
-                    row.system,
-                    row.condition,
-                    row.category,
-                    row.snr_db,
-                    row.reverb,
-                    *(row.metrics.get(k) for k in keys),
-                ]
-            )
-    tmp.replace(out / "results.csv")
-
-
-def read_results(out: str | Path) -> tuple[dict[str, Any], list[Row]]:
-    """Read ``results.json`` back: (config dict, rows)."""
-    payload = json.loads((Path(out) / "results.json").read_text())
-    return payload["config"], [Row(**r) for r in payload["rows"]]

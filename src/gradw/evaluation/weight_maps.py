@@ -290,7 +290,7 @@ _SCHEME_NAMES = {"equal": "Equal-W", "gradw": "Grad-W", "gradw-norm": "Grad-W (n
 def _plot(result: dict[str, Any], path: Path, title: str | None) -> Path:
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    from gradw.evaluation.report import new_figure, save_png
+    from gradw.evaluation.report.plots import new_figure, save_png
 
     maps = result["maps"]
     labels = list(result["systems"])

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from gradw.audio.io import read_audio
-from gradw.data.conditions import AudioCache, augment_loader, build_manifest, parse_conditions, render
+from gradw.data.conditions import AudioCache, augment_loader, parse_conditions, render
 from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.manifest import build_manifest
 from gradw.data.trials import load_trials, select_trials
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import score_trials

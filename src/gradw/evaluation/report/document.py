@@ -1,0 +1,284 @@
+"""The benchmark report: Markdown tables and PNG plots made from an evaluation's rows.
+
+``write_report(out, config, rows)`` writes ``OUT/report.md`` and ``OUT/plots/*.png``:
+
+- a header saying what was evaluated (test set, trials, speakers, scorer E, systems and their
+  checkpoints, protocol, seed), the elapsed time and the exact command (both read from
+  ``OUT/results.json`` when present);
+- a summary: mean EER over the conditions at SNR <= 0 dB, per noise category, with relative
+  changes against ``noisy`` and against Equal-W (a system named ``equalw`` / ``equal-w``);
+- EER and minDCF (P_target 0.01 and 0.05) tables, systems as rows and conditions as columns
+  (clean first, then each noise category by SNR, highest first; one table per category so that
+  they stay readable), each cell ``value [low, high]`` with the 95 % speaker-bootstrap interval
+  and the best (lowest) value of each column in bold;
+- the EER change against ``noisy`` in percentage points with the paired 95 % interval, ``✓``
+  marking the cells whose interval excludes 0; the relative EER change (%) against ``noisy`` and
+  against Equal-W;
+- the number of trials per condition;
+- plots: EER against SNR (a panel per noise category, a line per system, interval error bars,
+  clean as a dashed reference line) and DET curves at chosen SNRs (a panel per category, a line
+  per system), read from the score files ``OUT/scores/<system>/<condition>.txt``.
+
+Every number comes from the rows and score files; nothing is typed by hand. matplotlib (the
+``plots`` extra) is imported only to draw: without it the tables are written and the report says
+why there are no plots.
+"""
+
+
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from gradw.config import EvaluationConfig
+from gradw.evaluation.report.plots import _det_name, default_det_snrs, plot_det_curves, plot_metric_vs_snr
+from gradw.evaluation.report.tables import (
+    BASELINE,
+    METRICS,
+    ConditionInfo,
+    Group,
+    _finite,
+    _format_snr,
+    condition_groups,
+    equalw_system,
+    format_diff_table,
+    format_metric_table,
+    format_relative_table,
+    format_summary_table,
+    format_trials_table,
+    order_conditions,
+    order_systems,
+)
+from gradw.evaluation.results import Row
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+
+def _config_dict(config: EvaluationConfig | dict[str, Any]) -> dict[str, Any]:
+    if is_dataclass(config) and not isinstance(config, type):
+        return asdict(config)
+    return dict(config)
+
+
+def _read_meta(out: Path) -> dict[str, Any]:
+    """``command`` and ``elapsed_seconds`` from ``OUT/results.json`` (empty when absent)."""
+    path = out / "results.json"
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: payload[k] for k in ("command", "elapsed_seconds") if k in payload}
+
+
+def _describe_system(spec: str) -> str:
+    """``name`` (plus its checkpoint for ``NAME:PATH`` specs)."""
+    spec = spec.strip()
+    if ":" not in spec:
+        return f"`{spec}`"
+    name, path = spec.split(":", 1)
+    fuse = path.endswith("@fuse")
+    if fuse:
+        path = path[: -len("@fuse")]
+        name += "+fuse"
+    return f"`{name}` (checkpoint `{path}`{', embeddings fused with noisy' if fuse else ''})"
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {sec:02d} s" if hours else f"{minutes} min {sec:02d} s"
+
+
+def _header(config: dict[str, Any], rows: Sequence[Row], meta: dict[str, Any]) -> list[str]:
+    def counts(key: str) -> str:
+        values = sorted({int(r.metrics[key]) for r in rows if _finite(r.metrics.get(key))})
+        return "?" if not values else str(values[0]) if len(values) == 1 else f"{values[0]}–{values[-1]}"
+
+    lines = ["# gradw evaluation report", ""]
+    trials = f"{counts('n_trials')} ({counts('n_target')} target, {counts('n_nontarget')} non-target)"
+    lines.append(
+        f"- **Test set:** `{config.get('test', '?')}`, trial list `{config.get('trials', 'trials')}`"
+    )
+    extra = f", a seeded sample of at most {config['max_trials']}" if config.get("max_trials") else ""
+    lines.append(f"- **Trials:** {trials} per condition{extra}; **speakers:** {counts('n_speakers')}")
+    scorer = f"`{config.get('scorer', '?')}`"
+    if config.get("scorer_checkpoint"):
+        scorer += f" (checkpoint `{config['scorer_checkpoint']}`)"
+    if config.get("scorer_tap"):
+        scorer += f", tap `{config['scorer_tap']}`"
+    lines.append(f"- **Scorer E:** {scorer}; cosine scoring, no score normalisation")
+    specs = config.get("systems") or order_systems(rows)
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    lines.append("- **Systems:** " + "; ".join(_describe_system(s) for s in specs))
+    protocol = (
+        "clean enrolment, corrupted test side"
+        if config.get("clean_enroll")
+        else "both sides of every trial corrupted (as in the paper)"
+    )
+    lines.append(f"- **Protocol:** {protocol}")
+    if config.get("augment"):
+        lines.append(f"- **Noise:** `{config['augment']}`, manifest seed {config.get('seed', 0)}")
+    n_boot = config.get("n_boot")
+    lines.append(
+        "- **Intervals:** 95 % speaker-level bootstrap"
+        + (f" ({n_boot} resamples)" if n_boot else "")
+        + "; EER differences are paired (same trials, same corrupted audio)"
+    )
+    if "elapsed_seconds" in meta:
+        lines.append(f"- **Elapsed:** {_format_duration(meta['elapsed_seconds'])}")
+    if meta.get("command"):
+        lines += ["", "Command:", "", "```", str(meta["command"]), "```"]
+    return lines + [""]
+
+
+def _grouped_tables(
+    rows: Sequence[Row], groups: Sequence[Group], make: Callable[[Sequence[ConditionInfo]], str]
+) -> list[str]:
+    lines: list[str] = []
+    for group in groups:
+        if len(groups) > 1:
+            lines += [f"**{group.title}**", ""]
+        lines += [make(group.conditions).rstrip("\n"), ""]
+    return lines
+
+
+def write_report(
+    out: str | Path,
+    config: EvaluationConfig | dict[str, Any],
+    rows: Sequence[Row],
+    det_snrs: Sequence[float] | None = None,
+    max_snr: float = 0.0,
+) -> Path:
+    """Write ``OUT/report.md`` and the plots under ``OUT/plots/`` (see the module docstring).
+
+    Args:
+        out: the evaluation directory (score files are read from ``OUT/scores/``; the command
+            and elapsed time from ``OUT/results.json`` when present).
+        config: the :class:`EvaluationConfig` (or its dict, as :func:`read_results` returns it).
+        rows: the evaluation rows.
+        det_snrs: SNRs of the DET plots (default: 0 dB, or the nearest SNR, and the lowest SNR).
+        max_snr: the summary averages conditions at SNR <= this.
+
+    Returns:
+        The path of ``report.md``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = list(rows)
+    cfg = _config_dict(config)
+    systems = order_systems(rows)
+    conditions = order_conditions(rows)
+    groups = condition_groups(conditions)
+    equalw = equalw_system(systems)
+    lines = _header(cfg, rows, _read_meta(out))
+
+    if not rows:
+        lines += ["No results.", ""]
+        return _write_text(out / "report.md", "\n".join(lines))
+
+    summary = format_summary_table(rows, max_snr)
+    if summary:
+        lines += [
+            f"## Summary: mean EER (%) over the conditions at SNR <= {_format_snr(max_snr)} dB",
+            "",
+            "Clean columns hold the clean EER. Lowest value of each column in bold; relative change "
+            "of the last mean, negative = lower EER = better.",
+            "",
+            summary.rstrip("\n"),
+            "",
+        ]
+
+    for metric, (title, _) in METRICS.items():
+        if not any(metric in r.metrics for r in rows):
+            continue
+        lines += [f"## {title}", "", "Cells: value [95 % interval]; lowest of each column in bold.", ""]
+        lines += _grouped_tables(rows, groups, lambda cs, m=metric: format_metric_table(rows, m, cs, systems))
+        if metric == "eer":
+            lines += _difference_sections(rows, groups, systems, equalw)
+
+    lines += _plot_section(out, rows, det_snrs)
+    lines += ["## Trials per condition", "", format_trials_table(rows)]  # ends with a newline
+    return _write_text(out / "report.md", "\n".join(lines))
+
+
+def _difference_sections(
+    rows: Sequence[Row], groups: Sequence[Group], systems: Sequence[str], equalw: str | None
+) -> list[str]:
+    lines: list[str] = []
+    has_diff = any("eer_diff_vs_noisy" in r.metrics for r in rows)
+    if has_diff:
+        lines += [
+            f"## EER change vs `{BASELINE}` (percentage points)",
+            "",
+            "Cells: difference [paired 95 % interval]; negative = lower EER than no enhancement; "
+            "✓ = the interval excludes 0.",
+            "",
+        ]
+        lines += _grouped_tables(rows, groups, lambda cs: format_diff_table(rows, cs, systems))
+    elif BASELINE not in systems:
+        lines += [f"_No `{BASELINE}` system in this evaluation: no paired EER differences._", ""]
+    for ref in [r for r in (BASELINE if BASELINE in systems else None, equalw) if r]:
+        # the noisy baseline is left out of the comparison with Equal-W
+        shown = [s for s in systems if s != BASELINE or ref == BASELINE]
+        if not [s for s in shown if s != ref]:
+            continue
+        lines += [
+            f"## Relative EER change vs `{ref}` (%)",
+            "",
+            f"Cells: 100 (EER - EER[{ref}]) / EER[{ref}]; negative = better. No interval.",
+            "",
+        ]
+        lines += _grouped_tables(
+            rows, groups, lambda cs, r=ref, ss=shown: format_relative_table(rows, r, cs, ss)
+        )
+    return lines
+
+
+def _plot_section(out: Path, rows: Sequence[Row], det_snrs: Sequence[float] | None) -> list[str]:
+    plots = out / "plots"
+    lines = ["## Plots", ""]
+    try:
+        made: list[tuple[str, Path]] = []
+        eer_plot = plot_metric_vs_snr(rows, plots / "eer_vs_snr.png")
+        if eer_plot is not None:
+            made.append(("EER vs SNR (error bars: 95 % interval; dashed: clean)", eer_plot))
+        snrs = list(det_snrs) if det_snrs is not None else default_det_snrs(rows)
+        wanted = set()
+        for snr in snrs:
+            path = plot_det_curves(out, rows, snr, plots / _det_name(snr))
+            if path is not None:
+                wanted.add(path.name)
+                made.append((f"DET curves at {_format_snr(snr)} dB", path))
+        for stale in plots.glob("det_snr_*.png") if plots.is_dir() else []:
+            if stale.name not in wanted:
+                stale.unlink()
+    except ImportError as exc:
+        warnings.warn(f"report plots skipped: {exc}", stacklevel=3)
+        return lines + [f"_Plots skipped: {exc}._", ""]
+    if not made:
+        return lines + ["_No noisy condition or score file to plot._", ""]
+    for caption, path in made:
+        lines += [f"![{caption}](plots/{path.name})", ""]
+    return lines
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Write a text file atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,209 @@
+"""The report's figures: EER against SNR (a panel per noise category, a line per system, interval
+error bars) and DET curves read from the score files. matplotlib (the ``plots`` extra) is imported
+only to draw.
+"""
+
+
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradw.evaluation.report.tables import (
+    METRICS,
+    PLOTS_HINT,
+    _finite,
+    _format_snr,
+    _index,
+    condition_groups,
+    order_conditions,
+    order_systems,
+)
+from gradw.evaluation.results import Row
+
+# ---------------------------------------------------------------------------------------------
+# plots
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on an Agg canvas (no pyplot, no global backend change).
+
+    Raises:
+        ImportError: matplotlib is not installed (the message says how to install it).
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(f"matplotlib is not installed ({PLOTS_HINT})") from exc
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Save a figure as PNG atomically (a temporary name in the same folder, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _colours(systems: Sequence[str]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {s: cmap(i % 10) for i, s in enumerate(systems)}
+
+
+def _legend(fig: Any, ax: Any) -> None:
+    """One legend for the figure, outside the panels (inside the first panel on matplotlib < 3.7)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    try:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=9)
+    except ValueError:  # "outside" placement needs matplotlib >= 3.7
+        ax.legend(handles, labels, fontsize=8)
+
+
+def _panel_grid(n: int) -> tuple[int, int]:
+    cols = min(n, 3)
+    return math.ceil(n / cols), cols
+
+
+def plot_metric_vs_snr(rows: Sequence[Row], path: str | Path, metric: str = "eer") -> Path | None:
+    """``metric`` against SNR: a panel per noise category, a line per system with its interval
+    as error bars, the clean value as a dashed horizontal line. None when no noisy condition.
+
+    Raises:
+        ImportError: without matplotlib.
+    """
+    systems = order_systems(rows)
+    index = _index(rows)
+    conditions = order_conditions(rows)
+    groups = [g for g in condition_groups(conditions) if any(not c.is_clean for c in g.conditions)]
+    if not groups:
+        return None
+    title, _ = METRICS.get(metric, (metric, 3))
+    n_rows, n_cols = _panel_grid(len(groups))
+    fig = new_figure(4.2 * n_cols, 3.4 * n_rows)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharey=True)
+    colours = _colours(systems)
+    for ax, group in zip(axes.flat, groups, strict=False):
+        noisy = sorted((c for c in group.conditions if not c.is_clean), key=lambda c: c.snr_db or 0.0)
+        clean = [c for c in group.conditions if c.is_clean]
+        for s in systems:
+            pts = [(c.snr_db, index.get((s, c.name), {})) for c in noisy]
+            pts = [(x, m) for x, m in pts if _finite(m.get(metric))]
+            if pts:
+                x = np.array([p[0] for p in pts], dtype=float)
+                y = np.array([p[1][metric] for p in pts], dtype=float)
+                low = np.array([p[1].get(f"{metric}_ci_low", np.nan) for p in pts], dtype=float)
+                high = np.array([p[1].get(f"{metric}_ci_high", np.nan) for p in pts], dtype=float)
+                err = np.vstack([np.nan_to_num(y - low), np.nan_to_num(high - y)]).clip(min=0)
+                ax.errorbar(
+                    x, y, yerr=err, marker="o", ms=3.5, lw=1.4, capsize=2.5, color=colours[s], label=s
+                )
+            if clean:
+                value = index.get((s, clean[0].name), {}).get(metric)
+                if _finite(value):
+                    ax.axhline(value, ls="--", lw=1.0, color=colours[s], alpha=0.8)
+        ax.set_title(group.title + ("  (dashed: clean)" if clean else ""), fontsize=10)
+        ax.set_xlabel("SNR (dB)")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(title)
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.set_visible(False)
+    _legend(fig, axes.flat[0])
+    return save_png(fig, Path(path))
+
+
+_DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
+
+
+def plot_det_curves(out: str | Path, rows: Sequence[Row], snr_db: float, path: str | Path) -> Path | None:
+    """DET curves at one SNR: a panel per noise category, a line per system, read from
+    ``OUT/scores/<system>/<condition>.txt``. None when no score file exists for that SNR.
+
+    Raises:
+        ImportError: without matplotlib.
+    """
+    from scipy.stats import norm
+
+    from gradw.evaluation.metrics import det_curve
+    from gradw.evaluation.scoring import read_scores
+
+    out = Path(out)
+    systems = order_systems(rows)
+    panels: list[tuple[str, list[tuple[str, np.ndarray, np.ndarray]]]] = []
+    for group in condition_groups(order_conditions(rows)):
+        match = [c for c in group.conditions if not c.is_clean and c.snr_db == float(snr_db)]
+        if not match:
+            continue
+        curves = []
+        for s in systems:
+            score_file = out / "scores" / s / f"{match[0].name}.txt"
+            if not score_file.is_file():
+                continue
+            _, _, scores, labels = read_scores(score_file)
+            if labels.all() or not labels.any():
+                continue
+            x, y = det_curve(scores, labels)
+            curves.append((s, x, y))
+        if curves:
+            panels.append((f"{group.title}, {_format_snr(float(snr_db))} dB", curves))
+    if not panels:
+        return None
+    lowest = min(float(np.min(np.concatenate([c[1], c[2]]))) for _, curves in panels for c in curves)
+    lo = max(lowest, float(norm.ppf(0.0005))) - 0.1
+    hi = float(norm.ppf(0.95))
+    ticks = [t for t in _DET_TICKS if lo <= norm.ppf(t) <= hi]
+    n_rows, n_cols = _panel_grid(len(panels))
+    fig = new_figure(4.0 * n_cols, 3.8 * n_rows)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    colours = _colours(systems)
+    for ax, (title, curves) in zip(axes.flat, panels, strict=False):
+        for s, x, y in curves:
+            ax.plot(x, y, lw=1.4, color=colours[s], label=s, drawstyle="steps-post")
+        ax.plot([lo, hi], [lo, hi], ls=":", lw=0.8, color="0.5")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal")
+        positions = [float(norm.ppf(t)) for t in ticks]
+        names = [f"{100 * t:g}" for t in ticks]
+        ax.set_xticks(positions, names, fontsize=8)
+        ax.set_yticks(positions, names, fontsize=8)
+        ax.set_xlabel("false alarm rate (%)")
+        ax.set_ylabel("miss rate (%)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    _legend(fig, axes.flat[0])
+    return save_png(fig, Path(path))
+
+
+def default_det_snrs(rows: Sequence[Row]) -> list[float]:
+    """0 dB (or the SNR nearest to it) and the lowest SNR present."""
+    snrs = sorted({float(r.snr_db) for r in rows if r.snr_db is not None and r.category != "clean"})
+    if not snrs:
+        return []
+    nearest = min(snrs, key=lambda s: (abs(s), -s))
+    return list(dict.fromkeys([nearest, snrs[0]]))
+
+
+def _det_name(snr: float) -> str:
+    return f"det_snr_{_format_snr(snr)}.png"
