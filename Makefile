@@ -29,6 +29,7 @@ system-deps:
 # -- the two commands ------------------------------------------------------------------------------
 test: system-deps-tiny venv
 	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: system-deps venv
@@ -36,6 +37,7 @@ demo: system-deps venv
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 clean-venv:
