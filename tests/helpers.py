@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 import torch
 
 from gradw.checkpoint import save_checkpoint
@@ -27,4 +29,22 @@ def make_enhancer_checkpoint(
         model_config=g.config,
         extra={"speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": tap}, "frontend": "logmel"},
     )
+    return path
+
+
+def toy_tone(num_samples: int, seed: int) -> np.ndarray:
+    """(N,) float32: a voiced-like tone (3 harmonics of a seeded f0 in 100-250 Hz, amplitude
+    modulated at a seeded 2-6 Hz), peak about 0.37; cheaper than :func:`toy_voice` for tests."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / 16000
+    f0 = 100 + 150 * rng.random()
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * (2 + 4 * rng.random()) * t)
+    harmonics = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 4))
+    return (0.2 * envelope * harmonics).astype(np.float32)
+
+
+def write_float_wav(path: Path, wav: np.ndarray) -> Path:
+    """Write (N,) float samples as a 32-bit float WAV at 16 kHz (parents created); returns path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wav, 16000, subtype="FLOAT")
     return path

@@ -148,9 +148,3 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     if kind is not None and state.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {state.get('kind')} model, expected a {kind} model")
     return state
-
-
-def latest_checkpoint(directory: str | Path) -> Path | None:
-    """The ``last.pt`` of a run directory, if any."""
-    path = Path(directory) / "last.pt"
-    return path if path.is_file() else None

@@ -15,7 +15,7 @@ Because CMN is linear and idempotent, re-normalising ``features + log(mask)`` eq
 ``mask = enhancer(features)`` then ``embedding = speaker(features, mask)``. Each file records the
 front-end name, its rate, hop and band count, and the speaker network in its metadata.
 
-Choices (noted as the brief asked):
+Choices:
 
 * The exporter is the TorchScript-based one (``torch.onnx.export(..., dynamo=False)``): the
   ``torch.export``-based exporter needs ``onnxscript``, which is not a dependency.

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_enhancer_checkpoint
+from helpers import make_enhancer_checkpoint, toy_tone, write_float_wav
 
 from gradw.cli.inspect import register as register_inspect
-from gradw.data.corpora.toy import toy_tone, write_float_wav
 from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
 from gradw.data.lists import DataError
 from gradw.evaluation.weight_maps import inspect_utterance, parse_checkpoint_args

@@ -49,10 +49,6 @@ class SystemSpec:
     checkpoint: Path | None = None
     fuse: bool = False
 
-    @property
-    def label(self) -> str:
-        return self.name
-
 
 def parse_system(text: str) -> SystemSpec:
     """Parse one system spec (see the module docstring)."""

@@ -1,6 +1,6 @@
 """``gradw inspect``: what E attends to, and where Grad-W puts its weight, for one utterance.
 
-A figure in the manner of the authors' analysis routine (paper notes §5), for one utterance under
+A figure in the manner of the authors' analysis routine, for one utterance under
 one condition and one or more enhancers G (for example ``gradw`` and ``equalw``):
 
 - row 0: E's features (CMN log-mel) of the clean and the noisy input; the gradient map of the
@@ -12,7 +12,7 @@ one condition and one or more enhancers G (for example ``gradw`` and ``equalw``)
   ``P * sum_c |A_ref - A_enh|``, whose sum is that scheme's loss for the utterance.
 
 A *gradient map* is the channel sum ``sum_c d s / d A_c`` of the gradient of the true-speaker
-logit s with respect to E's tap activation A (the ``G_ref`` / ``G_enh`` of the paper notes).
+logit s with respect to E's tap activation A (the ``G_ref`` / ``G_enh`` of the authors' code).
 
 The true-speaker logit. With a head on E and a speaker label, it is the head's scaled cosine
 ``s * cos(e, w_y)`` of that class, as in training. Without a head (the pretrained CAM++ has none)

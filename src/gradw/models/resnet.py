@@ -1,4 +1,4 @@
-"""The paper's speaker network E: a WeSpeaker-style ResNet34 with TSTP pooling (paper notes §2.3).
+"""The paper's speaker network E: a WeSpeaker-style ResNet34 with TSTP pooling.
 
 Layout (``base_width`` w = 32, ``blocks`` = (3, 4, 6, 3), F = 80 mel bands)::
 
@@ -130,7 +130,7 @@ def _stem(module: nn.Module, features: Tensor) -> Tensor:
 class ResNetTrunk(nn.Module):
     """The ResNet feature trunk (stem and four stages), returning every stage output.
 
-    Used as the encoder of the U-Net enhancer G (paper notes §2.4).
+    Used as the encoder of the U-Net enhancer G.
 
     Args:
         in_channels: input channels (1 for a single log-mel map).

@@ -1,4 +1,4 @@
-"""The paper's enhancer G: a U-Net that predicts a mel-power mask (paper notes §2.4).
+"""The paper's enhancer G: a U-Net that predicts a mel-power mask.
 
 Layout (``base_width`` w = 32 in the paper)::
 

@@ -67,7 +67,7 @@ def centroid_embeddings(
     """Clean embeddings of every utterance (centre crop) -> ((N, D), labels (N,), speakers)."""
     from gradw.audio.io import read_audio
 
-    speakers = sorted(speech.spk2utt)
+    speakers = speech.speakers
     index = {spk: i for i, spk in enumerate(speakers)}
     utts = sorted(speech.wavs)
     crop = int(crop_seconds * 16000)
@@ -123,7 +123,7 @@ def prepare_speaker(config: TrainConfig, speech: SpeechDir, info: DistInfo) -> S
     """E, frozen, on the device, with a head indexed like the training speakers."""
     cfg = config.speaker
     speaker = load_speaker_network(cfg.name, checkpoint=cfg.checkpoint, tap=cfg.tap).to(info.device)
-    speakers = sorted(speech.spk2utt)
+    speakers = speech.speakers
     recorded = getattr(speaker, "speakers", None)
     if speaker.head is None or recorded is None or list(recorded[: len(speakers)]) != speakers:
         # no head, or a head over other classes: build one from clean class centroids

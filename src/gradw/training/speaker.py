@@ -104,7 +104,7 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
         augment_prob=config.augment_prob,
         seed=config.seed,
     )
-    speakers = sorted(speech.spk2utt)
+    speakers = speech.speakers
     model_config = {**to_dict(config.model), "num_classes": dataset.num_classes, "scale": config.aam.scale}
     model = build_resnet(model_config).to(info.device)
     model, optimizer, start_step = start_training(model, config.optim.lr, last, "speaker", resume, info)

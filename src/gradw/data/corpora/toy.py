@@ -14,7 +14,6 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from scipy import signal
 
 from gradw.audio.io import write_audio
@@ -39,24 +38,6 @@ def toy_voice(rng: np.random.Generator, f0: float, formants: tuple[float, ...], 
     envelope = np.clip(np.sin(2 * np.pi * rate * t + rng.uniform(0, 6.28)), 0, None) ** 0.7
     out = out * envelope
     return (0.3 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
-
-
-def toy_tone(num_samples: int, seed: int) -> np.ndarray:
-    """(N,) float32: a voiced-like tone (3 harmonics of a seeded f0 in 100-250 Hz, amplitude
-    modulated at a seeded 2-6 Hz), peak about 0.37; cheaper than :func:`toy_voice` for tests."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(num_samples) / SR
-    f0 = 100 + 150 * rng.random()
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * (2 + 4 * rng.random()) * t)
-    harmonics = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 4))
-    return (0.2 * envelope * harmonics).astype(np.float32)
-
-
-def write_float_wav(path: Path, wav: np.ndarray) -> Path:
-    """Write (N,) float samples as a 32-bit float WAV at 16 kHz (parents created); returns path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wav, SR, subtype="FLOAT")
-    return path
 
 
 def _coloured_noise(rng: np.random.Generator, seconds: float) -> np.ndarray:

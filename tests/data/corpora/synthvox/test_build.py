@@ -51,15 +51,8 @@ def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
-    if any(shutil.which(t) is None for t in TINY_TOOLS) or not Path("/usr/share/mbrola/us1/us1").is_file():
-        pytest.skip(
-            "synthvox needs espeak-ng, mbrola and flite: run `sudo scripts/install-system-deps.sh tiny`"
-        )
-    out = tmp_path_factory.mktemp("synthvox") / "tiny"
-    start = time.monotonic()
-    summary = build_synthvox(out, preset="tiny", seed=0, jobs=2, quiet=True)
-    return out, summary, time.monotonic() - start
+def tiny(synthvox_tiny: tuple[Path, dict, float]) -> tuple[Path, dict, float]:
+    return synthvox_tiny
 
 
 # ---------------------------------------------------------------------------------------------

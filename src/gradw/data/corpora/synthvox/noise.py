@@ -1,6 +1,6 @@
 """The synthvox augmentation pools: noise, music, babble talkers and room impulse responses.
 
-MUSAN-like categories built from Debian and PyPI packages (``notes/data.md`` §5.3, §5.4):
+MUSAN-like categories built from Debian and PyPI packages:
 
 * **noise**: real ambient and industrial recordings (``lincity-ng-data``, split by sound family),
   plus procedural coloured noise (1/f^beta), mains hum and amplitude-modulated noise;

@@ -127,7 +127,7 @@ def _select_speakers(preset: Preset, plan: _Plan) -> None:
 
 
 def _speaker_prosody(seed: int, speaker: Speaker) -> tuple[float, float]:
-    """Fixed (espeak ``-p`` pitch, rate in wpm) of a speaker (notes/data.md §5.2)."""
+    """Fixed (espeak ``-p`` pitch, rate in wpm) of a speaker, drawn once from its seed."""
     rng = _rng(seed, "prosody", speaker.id)
     pitch = rng.uniform(20, 60) if speaker.gender == "m" else rng.uniform(35, 70)
     return float(pitch), float(rng.uniform(140, 200))

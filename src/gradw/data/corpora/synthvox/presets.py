@@ -157,7 +157,7 @@ PRESETS: dict[str, Preset] = {
         babble_seconds=15.0,
         rirs=(200, 50),
     ),
-    # the whole recipe of notes/data.md
+    # the whole corpus: every speaker and every augmentation source
     "full": Preset(
         name="full",
         train=SplitSize(120, (4.0, 10.0)),

@@ -3,7 +3,7 @@
 Every speaker is one real person: an MBROLA diphone database driven by espeak-ng, a Festival or
 Flite voice built from one speaker's recordings, or actual recordings (Asterisk telephony
 prompts, Fish Fillets game dialogue). The catalogue and the train/val/test split follow
-``notes/data.md`` §5.1: test speakers are never seen in training.
+Test speakers are never seen in training.
 
 All synthesis runs external programs from Debian packages (``espeak-ng``, ``mbrola``,
 ``festival``, ``flite``, ``ffmpeg``) and returns 16 kHz mono float32 audio; the functions here
@@ -117,7 +117,7 @@ def _fest(voice: str, lang: str, gender: str, split: str, package: str, encoding
     )
 
 
-# notes/data.md §3 (voices, sex) and §5.1 (split). Excluded there: hb1, nl1, nz1, bz1, rab, pc, lp.
+# voices, their sex and their split. Excluded: hb1, nl1, nz1, bz1, rab, pc, lp.
 _MBROLA_TABLE = """
 af1 af m train  ar1 ar m train  br1 pt m train  br2 pt f train  br3 pt m train  br4 pt f test
 ca1 fr m test   ca2 fr m train  cn1 zh f train  cr1 hr m test   cz1 cs f train  cz2 cs m train
@@ -283,7 +283,7 @@ def prompt_seconds(path: str) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# espeak-ng data with the MBROLA voice fixes (notes/data.md §3, §6.3)
+# espeak-ng data with the MBROLA voice fixes
 
 
 def espeak_data_dir() -> Path | None:
@@ -439,7 +439,7 @@ def synth_mbrola(speaker: Speaker, plan: UttPlan, espeak_path: str) -> tuple[np.
 
 
 def _pitch_to_hz(pitch: float, gender: str) -> float:
-    """espeak-ng ``-p`` to a median F0 as measured on MBROLA voices (notes/data.md §4)."""
+    """espeak-ng ``-p`` to a median F0 as measured on MBROLA voices."""
     base, at = (74.0, 20.0) if gender == "m" else (190.0, 50.0)
     return base * 2.0 ** ((pitch - at) / 68.0)
 
