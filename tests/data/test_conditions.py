@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import toy_tone, write_float_wav
 
 from gradw.audio.io import read_audio
 from gradw.audio.mixing import measure_snr, reverberate
 from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions, render
-from gradw.data.corpora.toy import toy_tone, write_float_wav
 from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
 from gradw.data.lists import DataError
 from gradw.data.manifest import Manifest, build_manifest

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import toy_tone, write_float_wav
 from torch.utils.data import DataLoader
 
 from gradw.audio.mixing import measure_snr
-from gradw.data.corpora.toy import toy_tone, write_float_wav
 from gradw.data.datasets import EnhancementTriples, SpeakerCrops, collate
 from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
 from gradw.data.lists import DataError
