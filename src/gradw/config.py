@@ -1,7 +1,8 @@
 """Typed configuration: dataclasses, YAML presets, dotted command-line overrides.
 
 Each stage reads one section of a preset: ``train`` (:class:`TrainConfig`, enhancer G),
-``train_speaker`` (:class:`SpeakerTrainConfig`, speaker network E), ``evaluate``
+``train_speaker`` (:class:`SpeakerTrainConfig`, speaker network E), ``adapt``
+(:class:`AdaptConfig`, the label-free student E), ``evaluate``
 (:class:`EvaluationConfig`) and ``demo`` (:class:`DemoConfig`). Presets ship inside the package
 (``gradw/configs/*.yaml``: tiny, demo, full, paper); a ``configs/NAME.yaml`` in the current folder
 or any YAML path can be given instead; any key can be overridden with
@@ -178,6 +179,59 @@ class SpeakerTrainConfig:
     aam: AamConfig = field(default_factory=AamConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint_every: int = 500
+    log_every: int = 10
+    tensorboard: bool = True
+
+
+@dataclass
+class AdapterConfig:
+    """How the student speaker network is made trainable (see gradw.models.adapters)."""
+
+    # "lora": low-rank adapters on the selected Conv1d/Conv2d/Linear layers; "full": the selected
+    # layers' own parameters trained as they are
+    mode: str = "lora"
+    rank: int = 8
+    alpha: float = 16.0
+    # fnmatch patterns on module names (a match includes its descendants); "all": the whole body
+    layers: tuple[str, ...] = ("all",)
+
+
+@dataclass
+class AdaptLossConfig:
+    """The label-free adaptation objective (gradw.training.adapt); a weight of 0 turns a term off."""
+
+    # 1 - cos(student(noisy or enhanced), teacher(clean))
+    embedding_weight: float = 1.0
+    # weighted L1 between the student's tap activation on the noisy input and the teacher's on clean
+    tap_weight: float = 0.0
+    # position weights of the tap term: "equal" or "gradw-norm" (label-free, see gradw.training.adapt)
+    scheme: str = "equal"
+    temperature: float = 1.0
+    clip: float = 3.0
+    # 1 - cos(student(clean), teacher(clean)): what the student must not forget
+    consistency_weight: float = 1.0
+    # sum of squared distances of the trained weights from their initial values
+    anchor_weight: float = 0.0
+
+
+@dataclass
+class AdaptConfig:
+    """Label-free adaptation of a student copy of E to noisy (or G-enhanced) speech (``gradw adapt``)."""
+
+    out_dir: str = "exp/adapted"
+    seed: int = 0
+    threads: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    loss: AdaptLossConfig = field(default_factory=AdaptLossConfig)
+    # a G checkpoint of `gradw train`: the student then sees G's masked features (G stays frozen)
+    enhancer_checkpoint: str | None = None
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=3e-5, warmup_steps=0, steps=200, batch_size=8)
+    )
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    checkpoint_every: int = 100
     log_every: int = 10
     tensorboard: bool = True
 
@@ -408,4 +462,5 @@ SECTIONS: dict[str, type] = {
     "train_speaker": SpeakerTrainConfig,
     "evaluate": EvaluationConfig,
     "demo": DemoConfig,
+    "adapt": AdaptConfig,
 }

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "build the corpus, train Grad-W and Equal-W, evaluate every system"),
     "train": ("train", "train the enhancer G against a fixed speaker network E"),
     "train-speaker": ("train", "train a speaker network E (stage 1)"),
+    "adapt": ("train", "adapt a student copy of E to noisy (or G-enhanced) speech, without labels"),
     "config": ("train", "print the resolved config of a preset section with overrides"),
     "data": ("data", "build or prepare data directories"),
     "evaluate": ("evaluate", "EER / minDCF of systems across SNRs and noise types"),
@@ -32,7 +33,8 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; with ``only``, just that command is fully registered (the others are listed)."""
+    """The parser with ``only``'s command group fully registered and every other command listed
+    (with None, every command is only listed: enough for ``gradw --help``)."""
     parser = argparse.ArgumentParser(
         prog="gradw", description="Speaker verification in extreme noise: Grad-W speaker-aware enhancement."
     )
@@ -41,7 +43,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     wanted = None if only is None else COMMANDS[only][0]
     registered: set[str] = set()
     for name, (module, help_text) in COMMANDS.items():
-        if wanted is not None and module != wanted:
+        if module != wanted:
             sub.add_parser(name, help=help_text, add_help=False)
         elif module not in registered:
             registered.add(module)

@@ -1,4 +1,5 @@
-"""``gradw train``, ``gradw train-speaker`` and ``gradw config``: the config-driven training stages."""
+"""``gradw train``, ``gradw train-speaker``, ``gradw adapt`` and ``gradw config``: the config-driven
+training stages."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from gradw.cli.common import add_config_args
+
+#: the preset sections (gradw.config.SECTIONS), named here so that building the parser imports nothing
+SECTION_NAMES = ("train", "train_speaker", "adapt", "evaluate", "demo")
 
 
 def _checkpoint_to_use(path: Path) -> Path:
@@ -35,6 +39,16 @@ def cmd_train_speaker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from gradw.config import AdaptConfig, load_config
+    from gradw.training.adapt import train_adapter
+
+    config = load_config(AdaptConfig, args.config, args.overrides, section="adapt")
+    path = train_adapter(config, resume=args.resume, quiet=args.quiet)
+    print(f"adapted checkpoint: {_checkpoint_to_use(path)}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the resolved config of a preset section with overrides (a dry run)."""
     import yaml
@@ -55,8 +69,14 @@ def register(sub: Any) -> None:
     add_config_args(train_spk)
     train_spk.set_defaults(func=cmd_train_speaker)
 
+    adapt = sub.add_parser(
+        "adapt", help="adapt a student copy of E to noisy (or G-enhanced) speech, without labels"
+    )
+    add_config_args(adapt)
+    adapt.set_defaults(func=cmd_adapt)
+
     config = sub.add_parser("config", help="print the resolved config of a preset section with overrides")
     config.add_argument("--config", default="demo", help="preset name or YAML file")
-    config.add_argument("--section", choices=("train", "train_speaker", "evaluate", "demo"), default="train")
+    config.add_argument("--section", choices=tuple(SECTION_NAMES), default="train")
     config.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     config.set_defaults(func=cmd_config)

