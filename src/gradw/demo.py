@@ -25,6 +25,7 @@ from gradw.config import (
     DemoConfig,
     EvaluationConfig,
     TrainConfig,
+    apply_overrides,
     from_dict,
     load_config,
     load_yaml,
@@ -35,11 +36,11 @@ from gradw.data.lists import atomic_write_text
 from gradw.training.loop import TrainingError
 
 
-def _demo_config(preset: str) -> tuple[dict[str, Any], DemoConfig]:
+def _demo_config(preset: str, overrides: list[str] | None = None) -> tuple[dict[str, Any], DemoConfig]:
     data = load_yaml(preset_path(preset))
     if "demo" not in data or "data" not in data:
         raise ConfigError(f"preset {preset!r} has no demo or data section")
-    return data["data"], from_dict(DemoConfig, data["demo"] or {}, "demo.")
+    return data["data"], from_dict(DemoConfig, apply_overrides(data["demo"] or {}, overrides or []), "demo.")
 
 
 def _log(message: str, quiet: bool) -> None:
@@ -47,10 +48,16 @@ def _log(message: str, quiet: bool) -> None:
         print(f"[gradw demo] {message}", flush=True)
 
 
-def run_demo(preset: str = "demo", quiet: bool = False, processes: int | None = None) -> Path:
-    """Run every stage; returns the report path."""
+def run_demo(
+    preset: str = "demo",
+    quiet: bool = False,
+    processes: int | None = None,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Run every stage; returns the report path. ``overrides`` (``KEY=VALUE``) apply to the demo
+    section, e.g. ``n_boot=200`` or ``peers=[]``."""
     started = time.time()
-    data_cfg, demo = _demo_config(preset)
+    data_cfg, demo = _demo_config(preset, overrides)
     root = Path(data_cfg["root"])
     out = Path(demo.out)
 

@@ -9,7 +9,7 @@ from typing import Any
 def cmd_demo(args: argparse.Namespace) -> int:
     from gradw.demo import run_demo
 
-    run_demo(args.preset, quiet=args.quiet, processes=args.processes)
+    run_demo(args.preset, quiet=args.quiet, processes=args.processes, overrides=args.overrides)
     return 0
 
 
@@ -22,4 +22,7 @@ def register(sub: Any) -> None:
         "--processes", type=int, default=None, help="evaluation processes (default: the preset's)"
     )
     demo.add_argument("--quiet", action="store_true")
+    demo.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the demo section, e.g. n_boot=200"
+    )
     demo.set_defaults(func=cmd_demo)
