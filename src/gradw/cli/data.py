@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gradw.cli.common import fraction, print_summary
+from gradw.cli.common import open_fraction, print_summary
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
@@ -46,7 +46,9 @@ def cmd_prepare_musan(args: argparse.Namespace) -> int:
     from gradw.data.corpora.musan import prepare_musan
 
     return print_summary(
-        prepare_musan(Path(args.root), Path(args.out), split_test=args.split_test, seed=args.seed)
+        prepare_musan(
+            Path(args.root), Path(args.out), val=args.split_val, test=args.split_test, seed=args.seed
+        )
     )
 
 
@@ -58,10 +60,29 @@ def cmd_prepare_rirs(args: argparse.Namespace) -> int:
         Path(args.out),
         sets=tuple(args.sets),
         real=args.real,
-        split_test=args.split_test,
+        val=args.split_val,
+        test=args.split_test,
         seed=args.seed,
     )
     return print_summary(summary)
+
+
+def _add_split_args(parser: argparse.ArgumentParser, what: str) -> None:
+    from gradw.data.corpora.musan import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
+
+    parser.add_argument(
+        "--split-val",
+        type=open_fraction,
+        default=DEFAULT_VAL_FRACTION,
+        help=f"share of {what} for validation, OUT/val (default {DEFAULT_VAL_FRACTION})",
+    )
+    parser.add_argument(
+        "--split-test",
+        type=open_fraction,
+        default=DEFAULT_TEST_FRACTION,
+        help=f"share of {what} for the final test, OUT/test (default {DEFAULT_TEST_FRACTION}); "
+        "the rest goes to OUT/train",
+    )
 
 
 def register(sub: Any) -> None:
@@ -91,9 +112,7 @@ def register(sub: Any) -> None:
     vox.set_defaults(func=cmd_prepare_voxceleb)
     musan = prepare_sub.add_parser("musan", help="MUSAN noise/music/speech (speech becomes babble)")
     musan.add_argument("root")
-    musan.add_argument(
-        "--split-test", type=fraction, default=0.0, help="share of recordings held out for testing"
-    )
+    _add_split_args(musan, "recordings")
     musan.add_argument("--seed", type=int, default=0)
     musan.add_argument("--out", required=True)
     musan.set_defaults(func=cmd_prepare_musan)
@@ -101,7 +120,7 @@ def register(sub: Any) -> None:
     rirs.add_argument("root")
     rirs.add_argument("--sets", nargs="+", default=["smallroom", "mediumroom"])
     rirs.add_argument("--real", action="store_true", help="also the real RIRs")
-    rirs.add_argument("--split-test", type=fraction, default=0.0, help="share of rooms held out for testing")
+    _add_split_args(rirs, "rooms")
     rirs.add_argument("--seed", type=int, default=0)
     rirs.add_argument("--out", required=True)
     rirs.set_defaults(func=cmd_prepare_rirs)

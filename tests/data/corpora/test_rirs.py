@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gradw.audio.io import write_audio
+from gradw.data.corpora.musan import SPLITS
 from gradw.data.corpora.rirs import prepare_rirs, read_rir_list
 from gradw.data.dirs import AugmentDir
 from gradw.data.lists import DataError
@@ -50,22 +51,32 @@ def _rirs_noises(base: Path, with_lists: bool = True) -> Path:
     return root
 
 
+def _sides(out: Path, check_audio: bool = False) -> dict[str, AugmentDir]:
+    return {split: AugmentDir.load(out / split, check_audio=check_audio) for split in SPLITS}
+
+
+def _keys(out: Path) -> list[str]:
+    """Every RIR key of the three sides of a prepared folder."""
+    return sorted(k for side in _sides(out).values() for k in side.keys("rirs"))
+
+
 def test_rir_lists_default_sets(tmp_path: Path) -> None:
     root = _rirs_noises(tmp_path)
     out = tmp_path / "aug"
     summary = prepare_rirs(root, out)
-    aug = AugmentDir.load(out, check_audio=True)
-    assert list(aug.categories) == ["rirs"]
-    keys = aug.keys("rirs")
+    sides = _sides(out, check_audio=True)
+    assert all(list(side.categories) == ["rirs"] for side in sides.values())
+    keys = _keys(out)
     assert len(keys) == (3 + 2) * RIRS_PER_ROOM
     assert "smallroom-Room001-00001" in keys and not any(k.startswith("largeroom") for k in keys)
+    (owner,) = [side for side in sides.values() if "mediumroom-Room002-00002" in side.keys("rirs")]
     assert (
-        aug.path("rirs", "mediumroom-Room002-00002")
+        owner.path("rirs", "mediumroom-Room002-00002")
         == root / "simulated_rirs/mediumroom/Room002/Room002-00002.wav"
     )
     assert summary["rooms"] == 5 and summary["sets"] == {"smallroom": 6, "mediumroom": 4}
     assert summary["sources"] == {"smallroom": "rir_list", "mediumroom": "rir_list"}
-    assert not (out / "train").exists()
+    assert not (out / "rirs").exists()  # three sides only
 
 
 def test_glob_without_rir_list_gives_kaldi_ids(tmp_path: Path) -> None:
@@ -76,18 +87,16 @@ def test_glob_without_rir_list_gives_kaldi_ids(tmp_path: Path) -> None:
         _rirs_noises(tmp_path / "b", with_lists=False), tmp_path / "out_b", sets=["largeroom", "smallroom"]
     )
     assert without["sources"] == {"largeroom": "glob", "smallroom": "glob"}
-    assert AugmentDir.load(tmp_path / "out_a").keys("rirs") == AugmentDir.load(tmp_path / "out_b").keys(
-        "rirs"
-    )
+    assert _keys(tmp_path / "out_a") == _keys(tmp_path / "out_b")
     assert with_lists["rooms"] == without["rooms"] == 4
 
 
 def test_parent_of_rirs_noises_and_real_rirs(tmp_path: Path) -> None:
     _rirs_noises(tmp_path)
-    summary = prepare_rirs(tmp_path, tmp_path / "out", sets=(), real=True)
-    keys = AugmentDir.load(tmp_path / "out").keys("rirs")
+    summary = prepare_rirs(tmp_path, tmp_path / "out", sets=("largeroom",), real=True)
+    keys = [k for k in _keys(tmp_path / "out") if not k.startswith("largeroom")]
     assert keys == ["RVB2014_type1_rir_largeroom1_near_angla", "air_type1_air_binaural_lecture_0_1"]
-    assert summary["sets"] == {"real": 2} and summary["rooms"] == 2
+    assert summary["sets"] == {"largeroom": RIRS_PER_ROOM, "real": 2} and summary["rooms"] == 3
 
 
 def test_real_needs_its_rir_list(tmp_path: Path) -> None:
@@ -97,24 +106,27 @@ def test_real_needs_its_rir_list(tmp_path: Path) -> None:
         prepare_rirs(root, tmp_path / "out", real=True)
 
 
-def test_split_by_room(tmp_path: Path) -> None:
+def test_three_sides_disjoint_by_room(tmp_path: Path) -> None:
     root = _rirs_noises(tmp_path)
     out = tmp_path / "out"
-    summary = prepare_rirs(root, out, sets=RIR_ALL, split_test=0.34, seed=1)
-    full, train, test = AugmentDir.load(out), AugmentDir.load(out / "train"), AugmentDir.load(out / "test")
-    tr, te = set(train.keys("rirs")), set(test.keys("rirs"))
-    assert tr and te and not tr & te and tr | te == set(full.keys("rirs"))
+    summary = prepare_rirs(root, out, sets=RIR_ALL, val=0.2, test=0.34, seed=1)
+    sides = _sides(out)
 
     def room(key: str) -> str:
         return key.rsplit("-", 1)[0]
 
-    assert not {room(k) for k in tr} & {room(k) for k in te}  # test rooms are unseen
+    rooms = {split: {room(k) for k in side.keys("rirs")} for split, side in sides.items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not rooms[a] & rooms[b], (a, b)  # validation and test rooms are unseen in training
+    assert len(rooms["train"] | rooms["val"] | rooms["test"]) == 6
     assert summary["test"] == {"rirs": 2 * RIRS_PER_ROOM, "rooms": 2}  # round(0.34 * 6)
-    assert summary["train"] == {"rirs": 4 * RIRS_PER_ROOM, "rooms": 4}
-    prepare_rirs(root, tmp_path / "again", sets=RIR_ALL, split_test=0.34, seed=1)
-    assert (tmp_path / "again/test/rirs/wav.scp").read_text() == (out / "test/rirs/wav.scp").read_text()
-    prepare_rirs(root, out, sets=RIR_ALL)
-    assert not (out / "test" / "rirs" / "wav.scp").exists()
+    assert summary["val"] == {"rirs": 1 * RIRS_PER_ROOM, "rooms": 1}  # round(0.2 * 6)
+    assert summary["train"] == {"rirs": 3 * RIRS_PER_ROOM, "rooms": 3}
+    prepare_rirs(root, tmp_path / "again", sets=RIR_ALL, val=0.2, test=0.34, seed=1)
+    for split in SPLITS:
+        assert (tmp_path / "again" / split / "rirs/wav.scp").read_text() == (
+            out / split / "rirs/wav.scp"
+        ).read_text()
 
 
 def test_missing_paths_are_named(tmp_path: Path) -> None:
@@ -133,8 +145,8 @@ def test_set_folder_missing(tmp_path: Path) -> None:
         prepare_rirs(root, tmp_path / "out")
     with pytest.raises(ValueError, match="unknown RIR set"):
         prepare_rirs(root, tmp_path / "out", sets=["hugeroom"])
-    with pytest.raises(DataError, match="at least 2 are needed"):
-        prepare_rirs(root, tmp_path / "out", sets=["smallroom"], split_test=0.5)
+    with pytest.raises(DataError, match="at least 3 are needed"):
+        prepare_rirs(root, tmp_path / "out", sets=["smallroom"])
 
 
 def test_read_rir_list_forms(tmp_path: Path) -> None:

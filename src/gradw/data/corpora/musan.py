@@ -1,8 +1,8 @@
 """MUSAN (OpenSLR 17) as augmentation directories.
 
-``prepare_musan(root, out)`` walks a MUSAN tree and writes ``OUT/noise/wav.scp``,
-``OUT/music/wav.scp`` and ``OUT/babble/wav.scp`` (MUSAN's ``speech``), the augmentation-directory
-contract of :mod:`gradw.data.lists`.
+``prepare_musan(root, out)`` walks a MUSAN tree and writes ``OUT/{train,val,test}/noise/wav.scp``,
+``.../music/wav.scp`` and ``.../babble/wav.scp`` (MUSAN's ``speech``), the augmentation-directory
+contract of :mod:`gradw.data.dirs`.
 
 The category of a file is the name of a folder on its path (``noise``, ``music``, ``speech`` or
 ``babble``, the one closest to ``root``), never a fixed path position. So the original layout
@@ -16,10 +16,12 @@ Keys are ``<category>/<path below root without the category folder and suffix>``
 ``noise/free-sound/noise-free-sound-0001`` or ``babble/librivox/speech-librivox-0000``, so they
 are unique and carry the category.
 
-With ``split_test``, the *recordings* of each category are divided into disjoint
-``OUT/train`` and ``OUT/test`` augmentation directories (seeded). A recording is the first two
-folder levels below the category folder (``<source>/<file>``): every ``musan_split`` segment of
-one file stays on one side, so test noise is never heard in training.
+The *recordings* of each category are divided into three disjoint augmentation directories,
+``OUT/train`` (training), ``OUT/val`` (every choice: checkpoints, variants, fusion, calibration)
+and ``OUT/test`` (the final evaluation), seeded; nothing lists every recording, so no recording
+can reach two sides by mistake. A recording is the first two folder levels below the category
+folder (``<source>/<file>``): every ``musan_split`` segment of one file stays on one side, so test
+noise is never heard in training or selection.
 
 The helpers :func:`seeded_order` and :func:`split_groups` are shared by the other corpus
 preparers.
@@ -42,7 +44,8 @@ __all__ = [
     "prepare_musan",
     "remove_lists",
     "seeded_order",
-    "split_count",
+    "SPLITS",
+    "split_counts",
     "split_groups",
 ]
 
@@ -65,32 +68,45 @@ def seeded_order(items: Iterable[str], seed: int, salt: str = "") -> list[str]:
     )
 
 
-def split_count(n: int, fraction: float) -> int:
-    """How many of ``n`` groups go to the test side for a test ``fraction`` in (0, 1).
+#: the augmentation splits a preparer writes: training, selection (checkpoints, variants,
+#: fusion, calibration) and the final test, disjoint by recording.
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+DEFAULT_VAL_FRACTION = 0.1
+DEFAULT_TEST_FRACTION = 0.2
 
-    ``round(fraction * n)``, kept within ``[1, n - 1]`` so both sides are non-empty.
+
+def split_counts(n: int, val: float, test: float) -> tuple[int, int]:
+    """How many of ``n`` groups go to the val and to the test side.
+
+    ``round(fraction * n)`` each, at least 1, leaving at least one group for training.
 
     Raises:
-        ValueError: ``fraction`` is not in (0, 1) or ``n < 2``.
+        ValueError: a fraction outside (0, 1), fractions summing to 1 or more, or ``n < 3``.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"the test fraction must be in (0, 1), got {fraction!r}")
-    if n < 2:
-        raise ValueError(f"cannot split {n} group(s) into two non-empty parts")
-    return min(max(round(fraction * n), 1), n - 1)
+    for name, fraction in (("val", val), ("test", test)):
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"the {name} fraction must be in (0, 1), got {fraction!r}")
+    if val + test >= 1.0:
+        raise ValueError(f"the val and test fractions must leave some for training, got {val} + {test}")
+    if n < 3:
+        raise ValueError(f"cannot split {n} group(s) into three non-empty parts")
+    k_test = min(max(round(test * n), 1), n - 2)
+    k_val = min(max(round(val * n), 1), n - 1 - k_test)
+    return k_val, k_test
 
 
 def split_groups(
-    groups: Iterable[str], fraction: float, seed: int, salt: str = ""
-) -> tuple[set[str], set[str]]:
-    """Split distinct ``groups`` into ``(train, test)`` sets with :func:`seeded_order`.
+    groups: Iterable[str], val: float, test: float, seed: int, salt: str = ""
+) -> tuple[set[str], set[str], set[str]]:
+    """Split distinct ``groups`` into disjoint ``(train, val, test)`` sets with :func:`seeded_order`
+    (test from the front of the order, then val, the rest train).
 
     Raises:
-        ValueError: as :func:`split_count`.
+        ValueError: as :func:`split_counts`.
     """
     ordered = seeded_order(groups, seed, salt)
-    k = split_count(len(ordered), fraction)
-    return set(ordered[k:]), set(ordered[:k])
+    k_val, k_test = split_counts(len(ordered), val, test)
+    return set(ordered[k_test + k_val :]), set(ordered[k_test : k_test + k_val]), set(ordered[:k_test])
 
 
 def remove_lists(root: Path, categories: Sequence[str]) -> None:
@@ -150,34 +166,37 @@ def _scan(root: Path) -> tuple[dict[str, dict[str, Path]], dict[str, dict[str, s
 
 
 def prepare_musan(
-    root: str | os.PathLike[str], out: str | os.PathLike[str], split_test: float = 0.0, seed: int = 0
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    val: float = DEFAULT_VAL_FRACTION,
+    test: float = DEFAULT_TEST_FRACTION,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Write MUSAN as an augmentation directory (``OUT/{noise,music,babble}/wav.scp``).
+    """Write MUSAN as three recording-disjoint augmentation directories, ``OUT/train``,
+    ``OUT/val`` and ``OUT/test`` (each with ``{noise,music,babble}/wav.scp``).
 
     Args:
         root: the MUSAN folder (``musan``, ``musan_split``, a folder above one, or one category
             folder). Categories come from folder names on each file's path (see the module doc).
-        out: the augmentation directory to write. Only MUSAN's categories are touched, so RIRs
-            may be prepared into the same folder.
-        split_test: when in (0, 1), also write disjoint ``OUT/train`` and ``OUT/test``
-            augmentation directories, this fraction of each category's recordings going to test.
-            When 0, split lists left by an earlier run are removed.
-        seed: chooses the test recordings (deterministic for a seed).
+        out: the folder of the three augmentation directories. Only MUSAN's categories are
+            touched, so RIRs may be prepared into the same folder.
+        val, test: the fractions of each category's *recordings* that go to the validation and
+            test sides (seeded); the rest trains. A recording is never on two sides.
+        seed: chooses the sides (deterministic for a seed).
 
     Returns:
-        A summary: ``out``; per category ``{"files", "recordings"}``; ``uncategorised`` (audio
-        files under no category folder, not listed); with a split, ``train`` and ``test`` as
-        category -> file count; ``warnings``.
+        A summary: ``out``; per category ``{"files", "recordings"}``; per split a category ->
+        ``{"files", "recordings"}`` mapping; ``uncategorised`` (audio files under no category
+        folder, not listed); ``warnings``.
 
     Raises:
         DataError: ``root`` is missing or holds no audio under a category folder; two files map
-            to the same key; a category has a single recording and cannot be split.
-        ValueError: ``split_test`` outside [0, 1).
+            to the same key; a category has fewer than 3 recordings.
+        ValueError: a fraction outside (0, 1), or fractions that leave nothing to train on.
     """
     root = Path(root).expanduser().absolute()
     out = Path(out).expanduser().absolute()
-    if not 0.0 <= split_test < 1.0:
-        raise ValueError(f"split_test must be in [0, 1), got {split_test!r}")
+    split_counts(3, val, test)  # the fractions, checked before anything is read
     if not root.is_dir():
         raise DataError(f"{root}: MUSAN directory not found")
     files, recordings, uncategorised = _scan(root)
@@ -197,40 +216,37 @@ def prepare_musan(
             f"{format_offenders(uncategorised, 3)}"
         )
 
-    splits: dict[str, tuple[dict[str, Path], dict[str, Path]]] = {}
-    if split_test > 0.0:
-        for category in present:
-            groups = set(recordings[category].values())
-            if len(groups) < 2:
-                raise DataError(
-                    f"{root}: category {category!r} has {len(groups)} recording(s); at least 2 are "
-                    "needed for a train/test split"
-                )
-            _, test_groups = split_groups(groups, split_test, seed, salt=f"musan/{category}")
-            train = {k: p for k, p in files[category].items() if recordings[category][k] not in test_groups}
-            test = {k: p for k, p in files[category].items() if recordings[category][k] in test_groups}
-            splits[category] = (train, test)
+    sides: dict[str, dict[str, dict[str, Path]]] = {split: {} for split in SPLITS}
+    for category in present:
+        groups = set(recordings[category].values())
+        if len(groups) < 3:
+            raise DataError(
+                f"{root}: category {category!r} has {len(groups)} recording(s); at least 3 are "
+                "needed for disjoint train, val and test sides"
+            )
+        chosen = split_groups(groups, val, test, seed, salt=f"musan/{category}")
+        for split, side_groups in zip(SPLITS, chosen, strict=True):
+            sides[split][category] = {
+                k: p for k, p in files[category].items() if recordings[category][k] in side_groups
+            }
 
     summary: dict[str, Any] = {"out": str(out)}
     for category in present:
-        write_augment_dir(out, category, files[category])
         summary[category] = {
             "files": len(files[category]),
             "recordings": len(set(recordings[category].values())),
         }
-    remove_lists(out, [*missing, "speech"])
-    if splits:
-        summary["train"], summary["test"] = {}, {}
-        for category, (train, test) in splits.items():
-            write_augment_dir(out / "train", category, train)
-            write_augment_dir(out / "test", category, test)
-            summary["train"][category] = len(train)
-            summary["test"][category] = len(test)
-        for side in ("train", "test"):
-            remove_lists(out / side, [*missing, "speech"])
-    else:
-        for side in ("train", "test"):
-            remove_lists(out / side, [*_MUSAN_CATEGORIES, "speech"])
+    for split in SPLITS:
+        summary[split] = {}
+        for category, wavs in sides[split].items():
+            write_augment_dir(out / split, category, wavs)
+            summary[split][category] = {
+                "files": len(wavs),
+                "recordings": len({recordings[category][k] for k in wavs}),
+            }
+        remove_lists(out / split, [*missing, "speech"])
+    # lists of every recording, written by earlier versions, would mix the sides: remove them
+    remove_lists(out, [*_MUSAN_CATEGORIES, "speech"])
     summary["uncategorised"] = len(uncategorised)
     summary["warnings"] = warnings
     return summary

@@ -12,9 +12,9 @@ simulated set has no ``rir_list``, its ``Room*/*.wav`` files are listed instead,
 (``smallroom-Room001-00001``, room ``smallroom-Room001``). The real set needs its ``rir_list``:
 that folder also holds isotropic *noise* recordings that must not be taken for RIRs.
 
-Output: ``OUT/rirs/wav.scp`` (category ``rirs`` of the augmentation-directory contract) and,
-with ``split_test``, ``OUT/train/rirs/wav.scp`` and ``OUT/test/rirs/wav.scp`` split by *room*,
-so the test rooms are never heard in training.
+Output: ``OUT/train/rirs/wav.scp``, ``OUT/val/rirs/wav.scp`` and ``OUT/test/rirs/wav.scp``
+(category ``rirs`` of the augmentation-directory contract), split by *room* (seeded), so the
+validation and test rooms are never heard in training.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gradw.data.corpora.musan import remove_lists, split_groups
+from gradw.data.corpora.musan import (
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
+    SPLITS,
+    remove_lists,
+    split_counts,
+    split_groups,
+)
 from gradw.data.dirs import write_augment_dir
 from gradw.data.lists import DataError, format_offenders
 
@@ -139,10 +146,11 @@ def prepare_rirs(
     out: str | os.PathLike[str],
     sets: Sequence[str] = ("smallroom", "mediumroom"),
     real: bool = False,
-    split_test: float = 0.0,
+    val: float = DEFAULT_VAL_FRACTION,
+    test: float = DEFAULT_TEST_FRACTION,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write RIRS_NOISES impulse responses as ``OUT/rirs/wav.scp``.
+    """Write RIRS_NOISES impulse responses as ``OUT/{train,val,test}/rirs/wav.scp``, split by room.
 
     Args:
         root: the ``RIRS_NOISES`` folder (or the folder that holds it).
@@ -151,26 +159,25 @@ def prepare_rirs(
         sets: simulated sets to include, among ``smallroom``, ``mediumroom``, ``largeroom``
             (default: the two that Kaldi's speaker-verification recipes use).
         real: also include ``real_rirs_isotropic_noises`` (read from its ``rir_list``).
-        split_test: when in (0, 1), also write ``OUT/train/rirs`` and ``OUT/test/rirs`` with this
-            fraction of the *rooms* (seeded) on the test side. When 0, split lists left by an
-            earlier run are removed.
-        seed: chooses the test rooms.
+        val, test: the fractions of the *rooms* (seeded) on the validation and test sides; the
+            rest trains. A room is never on two sides.
+        seed: chooses the sides.
 
     Returns:
         A summary: ``out``, ``rirs`` and ``rooms`` (totals), ``sets`` (set -> RIR count),
-        ``sources`` (set -> ``rir_list`` or ``glob``), with a split ``train`` / ``test`` as
+        ``sources`` (set -> ``rir_list`` or ``glob``), ``train`` / ``val`` / ``test`` as
         ``{"rirs", "rooms"}``, and ``warnings``.
 
     Raises:
         DataError: the root or a requested set is missing, a ``rir_list`` is malformed or names
-            missing files, a set holds no RIRs, ids repeat, or there are too few rooms to split.
-        ValueError: an unknown set name or ``split_test`` outside [0, 1).
+            missing files, a set holds no RIRs, ids repeat, or there are fewer than 3 rooms.
+        ValueError: an unknown set name, a fraction outside (0, 1), or fractions that leave
+            nothing to train on.
     """
     unknown = [s for s in sets if s not in RIR_SETS]
     if unknown:
         raise ValueError(f"unknown RIR set(s) {', '.join(unknown)}; choose among {', '.join(RIR_SETS)}")
-    if not 0.0 <= split_test < 1.0:
-        raise ValueError(f"split_test must be in [0, 1), got {split_test!r}")
+    split_counts(3, val, test)  # the fractions, checked before anything is read
     if not sets and not real:
         raise ValueError("nothing selected: give at least one simulated set or real=True")
     root = _resolve_root(Path(root).expanduser().absolute())
@@ -222,31 +229,22 @@ def prepare_rirs(
     if duplicates:
         raise DataError(f"{root}: RIR id(s) listed more than once: {format_offenders(duplicates)}")
 
-    split: tuple[dict[str, Path], dict[str, Path]] | None = None
-    if split_test > 0.0:
-        rooms = {rir.room for rir in everything.values()}
-        if len(rooms) < 2:
-            raise DataError(f"{root}: {len(rooms)} room(s) found; at least 2 are needed for a split")
-        _, test_rooms = split_groups(rooms, split_test, seed, salt="rirs")
-        split = (
-            {i: r.path for i, r in everything.items() if r.room not in test_rooms},
-            {i: r.path for i, r in everything.items() if r.room in test_rooms},
-        )
-
-    write_augment_dir(out, "rirs", {i: r.path for i, r in everything.items()})
+    rooms = {rir.room for rir in everything.values()}
+    if len(rooms) < 3:
+        raise DataError(f"{root}: {len(rooms)} room(s) found; at least 3 are needed for train, val and test")
+    chosen = split_groups(rooms, val, test, seed, salt="rirs")
     summary: dict[str, Any] = {
         "out": str(out),
         "rirs": len(everything),
-        "rooms": len({r.room for r in everything.values()}),
+        "rooms": len(rooms),
         "sets": {name: len(rirs) for name, rirs in per_set.items()},
         "sources": sources,
     }
-    if split is not None:
-        for side, wavs in zip(("train", "test"), split, strict=True):
-            write_augment_dir(out / side, "rirs", wavs)
-            summary[side] = {"rirs": len(wavs), "rooms": len({everything[i].room for i in wavs})}
-    else:
-        for side in ("train", "test"):
-            remove_lists(out / side, ["rirs"])
+    for split, side_rooms in zip(SPLITS, chosen, strict=True):
+        wavs = {i: r.path for i, r in everything.items() if r.room in side_rooms}
+        write_augment_dir(out / split, "rirs", wavs)
+        summary[split] = {"rirs": len(wavs), "rooms": len(side_rooms)}
+    # a list of every RIR, written by earlier versions, would mix the sides: remove it
+    remove_lists(out, ["rirs"])
     summary["warnings"] = warnings
     return summary
