@@ -172,6 +172,8 @@ class SpeakerTrainConfig:
     train: str = ""
     augment: str | None = None
     augment_prob: float = 0.6
+    # share of the augmented crops that are first reverberated with an RIR of the augment dir
+    reverb_prob: float = 0.0
     crop_seconds: float = 2.0
     speed_perturb: bool = True
     num_workers: int = 0

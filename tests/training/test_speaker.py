@@ -14,6 +14,7 @@ from gradw.checkpoint import load_checkpoint
 from gradw.config import SpeakerTrainConfig, TrainConfig, load_config
 from gradw.data.datasets import SpeakerCrops
 from gradw.data.dirs import SpeechDir
+from gradw.data.lists import DataError
 from gradw.models.loading import load_speaker_network
 from gradw.training.distributed import DistInfo
 from gradw.training.enhancer import TrainingError, prepare_speaker, train_enhancer
@@ -243,3 +244,22 @@ def test_stage2_uses_the_checkpoint_head_and_no_centroids(trained, toy_corpus: P
     speaker = prepare_speaker(other, SpeechDir.load(other.data.train), DistInfo())
     assert speaker.head.num_classes == 3
     assert len(list(cache.glob("centroids-*.pt"))) == 1
+
+
+def test_reverberation_reaches_the_speaker_training(toy_corpus: Path, tmp_path: Path):
+    """train_speaker.reverb_prob is passed on: with RIRs it trains; without any it is refused."""
+    import shutil
+
+    config = _config(toy_corpus, tmp_path / "rev", "reverb_prob=1.0", "augment_prob=1.0", "optim.steps=2")
+    assert train_speaker(config, quiet=True).is_file()
+    dry = tmp_path / "dry"
+    shutil.copytree(toy_corpus / "augment" / "train", dry)
+    shutil.rmtree(dry / "rirs")
+    config = _config(toy_corpus, tmp_path / "norirs", "reverb_prob=1.0", f"augment={dry}", "optim.steps=2")
+    with pytest.raises(DataError, match="reverb_prob > 0 needs a 'rirs' list"):
+        train_speaker(config, quiet=True)
+
+
+def test_the_paper_preset_reverberates_e_with_training_rooms_only():
+    config = load_config(SpeakerTrainConfig, "paper", section="train_speaker")
+    assert config.reverb_prob > 0 and Path(config.augment) == Path("data/augment/train")

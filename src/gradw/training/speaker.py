@@ -102,6 +102,7 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
         speed_perturb=speeds if config.speed_perturb else None,
         augment=augment,
         augment_prob=config.augment_prob,
+        reverb_prob=config.reverb_prob,
         seed=config.seed,
     )
     speakers = speech.speakers
