@@ -9,14 +9,21 @@ import soundfile as sf
 import torch
 
 from gradw.checkpoint import save_checkpoint
+from gradw.data.dirs import AugmentDir
 from gradw.models.unet import MaskUNet
+from gradw.training.loop import augment_fingerprints
 
 
 def make_enhancer_checkpoint(
-    path: Path, seed: int = 0, init_bias: float | None = None, tap: str | None = "layer4"
+    path: Path,
+    seed: int = 0,
+    init_bias: float | None = None,
+    tap: str | None = "layer4",
+    trained_on: Path | None = None,
 ) -> Path:
     """A small G (random weights, width 4) saved as ``gradw train`` would, trained against
-    resnet-tiny on the log-mel front-end."""
+    resnet-tiny on the log-mel front-end (and on the augmentation directory ``trained_on``, whose
+    fingerprints it then records)."""
     torch.manual_seed(seed)
     g = MaskUNet(n_mels=80, base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1), init_bias=init_bias)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,7 +34,15 @@ def make_enhancer_checkpoint(
         step=0,
         config={},
         model_config=g.config,
-        extra={"speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": tap}, "frontend": "logmel"},
+        extra={
+            "speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": tap},
+            "frontend": "logmel",
+            **(
+                {}
+                if trained_on is None
+                else {"augment_fingerprints": augment_fingerprints(AugmentDir.load(trained_on))}
+            ),
+        },
     )
     return path
 

@@ -23,7 +23,7 @@ from gradw.audio.io import read_audio
 from gradw.cli import main
 from gradw.config import EvaluationConfig
 from gradw.data.conditions import Condition
-from gradw.data.dirs import SpeechDir
+from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.data.lists import DataError
 from gradw.data.manifest import Manifest
 from gradw.data.trials import Trial, load_trials, select_trials
@@ -530,3 +530,39 @@ def test_trial_lists_need_both_classes(toy_corpus: Path, tmp_path: Path):
     path.write_text("spk009-00 spk009-01 target\nspk009-00 spk009-02 target\n")
     with pytest.raises(DataError, match="targets_only: needs both target and non-target"):
         load_trials(test, str(path))
+
+
+def test_test_noise_seen_in_training_is_reported_and_recorded(toy_corpus: Path, tmp_path: Path) -> None:
+    ckpt = make_enhancer_checkpoint(tmp_path / "g.pt", seed=5, trained_on=toy_corpus / "augment" / "train")
+    # evaluated on its own training noise: every recording is flagged, in a warning and results.json
+    leaky = _config(toy_corpus, tmp_path / "leaky", ckpt, augment=str(toy_corpus / "augment" / "train"))
+    with pytest.warns(UserWarning, match="system gradw was trained on .* of the recordings"):
+        evaluate(leaky, quiet=True)
+    seen = json.loads((tmp_path / "leaky" / "results.json").read_text())["checks"]["augment_overlap"]
+    expected = AugmentDir.load(toy_corpus / "augment" / "train").fingerprints().size
+    assert seen == {"gradw": expected} and expected > 0
+    # on the test pools (disjoint recordings): nothing shared, and it is recorded as checked
+    clean = _config(toy_corpus, tmp_path / "clean", ckpt)
+    evaluate(clean, quiet=True)
+    assert json.loads((tmp_path / "clean" / "results.json").read_text())["checks"] == {
+        "augment_overlap": {"gradw": 0}
+    }
+
+
+def test_fingerprints_follow_content_not_paths(toy_corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(toy_corpus / "augment" / "train", moved)  # wav.scp holds absolute paths: rewrite
+    for scp in moved.glob("*/wav.scp"):
+        lines = [line.split(maxsplit=1) for line in scp.read_text().splitlines()]
+        copies = []
+        for key, path in lines:
+            target = scp.parent / Path(path).name
+            shutil.copy(path, target)
+            copies.append(f"{key} {target}")
+        scp.write_text("\n".join(copies) + "\n")
+    original = AugmentDir.load(toy_corpus / "augment" / "train").fingerprints()
+    assert np.array_equal(AugmentDir.load(moved).fingerprints(), original)
+    other = AugmentDir.load(toy_corpus / "augment" / "test").fingerprints()
+    assert np.intersect1d(original, other).size == 0

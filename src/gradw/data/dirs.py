@@ -19,10 +19,13 @@ offending keys or line numbers; every writer is atomic.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from gradw.data.lists import DataError, _check_key, format_offenders, read_map, write_map
 from gradw.data.trials import Trial, read_trials, write_trials
@@ -388,6 +391,30 @@ class AugmentDir:
             return self.categories[_CATEGORY_ALIASES.get(category, category)][key]
         except KeyError:
             raise DataError(f"{self.root}: no {category!r} entry {key!r}") from None
+
+    def fingerprints(self, head_bytes: int = 8192) -> np.ndarray:
+        """(K,) sorted unique uint64 fingerprints of the audio files, one per distinct recording.
+
+        A fingerprint hashes the category, the file's size and its first ``head_bytes`` bytes: it
+        follows the content, not the path, so a moved corpus keeps its fingerprints and two
+        different files that share a name do not collide. Training records those of its
+        augmentation in its checkpoints; the evaluation compares them with its test noise.
+
+        Raises:
+            DataError: a file cannot be read (names it).
+        """
+        values = set()
+        for category, entries in self.categories.items():
+            for path in entries.values():
+                try:
+                    with open(path, "rb") as handle:
+                        head = handle.read(head_bytes)
+                    size = path.stat().st_size
+                except OSError as exc:
+                    raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+                digest = hashlib.sha1(f"{category}|{size}|".encode() + head).digest()
+                values.add(int.from_bytes(digest[:8], "little"))
+        return np.array(sorted(values), dtype=np.uint64)
 
     @classmethod
     def load(cls, root: str | os.PathLike[str], check_audio: bool = False) -> AugmentDir:

@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -44,7 +45,14 @@ from gradw.evaluation.bootstrap import paired_bootstrap_diff, summarise
 from gradw.evaluation.report.document import write_report
 from gradw.evaluation.results import Row, write_results
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
-from gradw.evaluation.systems import System, embed_many, file_digest, load_system, parse_systems
+from gradw.evaluation.systems import (
+    System,
+    augment_overlap,
+    embed_many,
+    file_digest,
+    load_system,
+    parse_systems,
+)
 from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
 from gradw.models.speaker import SpeakerNetwork
 
@@ -262,6 +270,7 @@ def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
     scorer = load_scorer(config, device)
     scorer_id = scorer_identity(config.scorer, config.scorer_checkpoint, config.scorer_tap, config.seed)
     systems = [load_system(spec, scorer, scorer_id, device) for spec in specs]
+    overlap = _check_augment_overlap(systems, augment, quiet or rank != 0)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -306,11 +315,29 @@ def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
 
     rows = _score(config, systems, conditions, trials, test, store, keys)
     elapsed = time.time() - started
-    write_results(out, config, rows, elapsed)
+    write_results(out, config, rows, elapsed, checks={"augment_overlap": overlap})
 
 
     write_report(out, config, rows)
     return rows
+
+
+def _check_augment_overlap(systems: list[System], augment: AugmentDir | None, quiet: bool) -> dict[str, int]:
+    """Compare the test noise with each system's training noise; a shared recording is reported
+    loudly (stderr and a warning) and recorded in results.json, since it flatters the system."""
+    if augment is None or not any(s.train_augment is not None for s in systems):
+        return {}
+    overlap = augment_overlap(systems, augment.fingerprints())
+    for name, count in overlap.items():
+        if count:
+            message = (
+                f"system {name} was trained on {count} of the recordings in {augment.root}: its results on "
+                "those conditions are not a test on unseen noise (prepare disjoint train/val/test splits)"
+            )
+            warnings.warn(message, stacklevel=2)
+            if not quiet:
+                print(f"gradw: warning: {message}", file=sys.stderr)
+    return overlap
 
 
 def _partial(key: str, rank: int, world: int) -> str:

@@ -27,13 +27,21 @@ class Row:
     metrics: dict[str, float]
 
 
-def write_results(out: Path, config: EvaluationConfig, rows: Iterable[Row], elapsed: float) -> None:
-    """``results.json`` (config, rows, timing) and ``results.csv`` (a row per system x condition)."""
+def write_results(
+    out: Path,
+    config: EvaluationConfig,
+    rows: Iterable[Row],
+    elapsed: float,
+    checks: dict[str, Any] | None = None,
+) -> None:
+    """``results.json`` (config, rows, timing, the checks made on the inputs) and ``results.csv``
+    (a row per system x condition)."""
     rows = list(rows)
     payload = {
         "config": asdict(config),
         "command": "gradw " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "elapsed_seconds": round(elapsed, 1),
+        "checks": checks or {},
         "rows": [asdict(r) for r in rows],
     }
     tmp = out / ".results.json.tmp"

@@ -122,6 +122,8 @@ class System:
     enhancer: Any = None  # MaskUNet for "mask" systems
     waveform: Any = None  # a WaveformEnhancer (peer) or a gradw Enhancer for resynthesis
     info: dict[str, Any] = field(default_factory=dict)
+    # (K,) uint64 fingerprints of the noise the system was trained on, when its checkpoint has them
+    train_augment: np.ndarray | None = None
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
         """(N,) float32 16 kHz waveform -> (D,) L2-normalised embedding."""
@@ -230,7 +232,15 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
     identity = f"mask:{file_digest(spec.checkpoint)}|fuse={spec.fuse}|{scorer_id}"
     info = {"checkpoint": str(spec.checkpoint), "step": bundle.step, "trained_against": bundle.speaker}
     if bundle.frontend == frontend_name(scorer.frontend):
-        return System(spec, scorer, device, identity, enhancer=bundle.enhancer.to(device).eval(), info=info)
+        return System(
+            spec,
+            scorer,
+            device,
+            identity,
+            enhancer=bundle.enhancer.to(device).eval(),
+            info=info,
+            train_augment=bundle.augment_fingerprints,
+        )
     # the scorer's mel grid is not G's: resynthesise the enhanced waveform, then score it
     from gradw.enhance.enhancer import Enhancer
 
@@ -240,7 +250,13 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
         )
     info["resynthesised"] = True
     return System(
-        spec, scorer, device, identity, waveform=Enhancer.from_checkpoint(spec.checkpoint), info=info
+        spec,
+        scorer,
+        device,
+        identity,
+        waveform=Enhancer.from_checkpoint(spec.checkpoint),
+        info=info,
+        train_augment=bundle.augment_fingerprints,
     )
 
 
@@ -269,4 +285,15 @@ def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
         identity=f"adapted:{file_digest(spec.checkpoint)}",
         enhancer=None if enhancer is None else enhancer.to(device),
         info=info,
+        train_augment=adapted["augment_fingerprints"],
     )
+
+
+def augment_overlap(systems: Iterable[System], test_fingerprints: np.ndarray) -> dict[str, int]:
+    """For every system whose checkpoint records its training noise: how many of the evaluation's
+    noise, music, babble and room recordings it was trained on (0 is the only honest answer)."""
+    return {
+        system.spec.name: int(np.intersect1d(system.train_augment, test_fingerprints).size)
+        for system in systems
+        if system.train_augment is not None
+    }

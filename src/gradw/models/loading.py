@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -109,6 +110,14 @@ class EnhancerBundle:
     frontend: str  # the registry name of E's front-end: the mel grid the mask lives on
     config: dict[str, Any]
     step: int
+    # (K,) uint64 content fingerprints of the training augmentation (None in older checkpoints)
+    augment_fingerprints: np.ndarray | None = None
+
+
+def stored_fingerprints(extra: dict[str, Any]) -> np.ndarray | None:
+    """The training augmentation's fingerprints a checkpoint's ``extra`` holds, as uint64."""
+    stored = extra.get("augment_fingerprints")
+    return None if stored is None else np.asarray(stored.cpu().numpy(), dtype=np.int64).view(np.uint64)
 
 
 def load_enhancer(path: str | Path) -> EnhancerBundle:
@@ -124,6 +133,7 @@ def load_enhancer(path: str | Path) -> EnhancerBundle:
         frontend=extra.get("frontend", "kaldi-fbank"),
         config=state["config"],
         step=state["step"],
+        augment_fingerprints=stored_fingerprints(extra),
     )
 
 
@@ -206,5 +216,6 @@ def load_adapted(
         "adapter": spec.to_dict(),
         "enhancer": None if not stored else {k: v for k, v in stored.items() if k not in ("model",)},
         "val": extra.get("val"),
+        "augment_fingerprints": stored_fingerprints(extra),
     }
     return student, enhancer, info

@@ -69,6 +69,7 @@ from gradw.training.enhancer import _make_dataset
 from gradw.training.loop import (
     RunLogger,
     TrainingError,
+    augment_fingerprints,
     open_run,
     seed_everything,
     set_learning_rate,
@@ -507,6 +508,7 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
         "frontend": frontend_name(teacher.frontend),
         "train_speakers": len(speech.spk2utt),
         "enhancer": enhancer_record,
+        "augment_fingerprints": augment_fingerprints(augment),
     }
     logger = RunLogger(
         out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="adapt E"

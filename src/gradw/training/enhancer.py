@@ -42,6 +42,7 @@ from gradw.training.distributed import (
 from gradw.training.loop import (
     RunLogger,
     TrainingError,
+    augment_fingerprints,
     open_run,
     seed_everything,
     set_learning_rate,
@@ -304,6 +305,8 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
         },
         "frontend": frontend_name(speaker.frontend),
         "train_speakers": len(speech.spk2utt),
+        # what the evaluation checks its test noise against (content fingerprints, not paths)
+        "augment_fingerprints": augment_fingerprints(augment),
     }
     logger = RunLogger(
         out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="train G"

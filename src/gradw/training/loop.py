@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from gradw.checkpoint import load_checkpoint, set_rng_state
 from gradw.config import save_config
+from gradw.data.dirs import AugmentDir
 from gradw.errors import GradwError
 from gradw.training.distributed import DistInfo, convert_batchnorm, shard
 
@@ -235,3 +236,9 @@ def set_learning_rate(
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
+
+
+def augment_fingerprints(augment: AugmentDir) -> torch.Tensor:
+    """The training augmentation's content fingerprints as a checkpoint can hold them: (K,) int64
+    (the uint64 values of :meth:`~gradw.data.dirs.AugmentDir.fingerprints`, bit for bit)."""
+    return torch.from_numpy(augment.fingerprints().view(np.int64).copy())
