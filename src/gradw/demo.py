@@ -33,6 +33,7 @@ from gradw.config import (
     to_dict,
 )
 from gradw.data.lists import atomic_write_text
+from gradw.runlock import RunLock
 from gradw.training.loop import TrainingError
 
 
@@ -56,8 +57,15 @@ def run_demo(
 ) -> Path:
     """Run every stage; returns the report path. ``overrides`` (``KEY=VALUE``) apply to the demo
     section, e.g. ``n_boot=200`` or ``peers=[]``."""
-    started = time.time()
     data_cfg, demo = _demo_config(preset, overrides)
+    with RunLock(demo.out, "demo"):
+        return _run_demo(preset, data_cfg, demo, quiet, processes)
+
+
+def _run_demo(
+    preset: str, data_cfg: dict[str, Any], demo: DemoConfig, quiet: bool, processes: int | None
+) -> Path:
+    started = time.time()
     root = Path(data_cfg["root"])
     out = Path(demo.out)
 

@@ -21,6 +21,7 @@ work.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -55,6 +56,7 @@ from gradw.evaluation.systems import (
 )
 from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
 from gradw.models.speaker import SpeakerNetwork
+from gradw.runlock import RunLock
 
 # ---------------------------------------------------------------------------------------------
 # inputs
@@ -230,7 +232,17 @@ def _ranks() -> tuple[int, int]:
 
 
 def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
-    """Run the benchmark; writes ``OUT/results.{json,csv}``, ``OUT/scores/`` and ``OUT/report.md``."""
+    """Run the benchmark; writes ``OUT/results.{json,csv}``, ``OUT/scores/`` and ``OUT/report.md``.
+
+    OUT is locked while the evaluation runs (:class:`~gradw.runlock.RunLock`): a second
+    evaluation into it is refused.
+    """
+    rank, _world = _ranks()
+    with RunLock(config.out, "evaluation") if rank == 0 else contextlib.nullcontext():
+        return _evaluate(config, quiet)
+
+
+def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     rank, world = _ranks()

@@ -71,6 +71,7 @@ from gradw.training.loop import (
     TrainingError,
     augment_fingerprints,
     open_run,
+    run_lock,
     seed_everything,
     set_learning_rate,
     set_threads,
@@ -439,7 +440,8 @@ def train_adapter(config: AdaptConfig, resume: bool = False, quiet: bool = False
                 "several processes need every trained weight to reach the loss: "
                 "set loss.embedding_weight or loss.consistency_weight > 0"
             )
-        return _train(config, resume, quiet, info)
+        with run_lock(config.out_dir, info):
+            return _train(config, resume, quiet, info)
     finally:
         cleanup_distributed()
 

@@ -44,6 +44,7 @@ from gradw.training.loop import (
     TrainingError,
     augment_fingerprints,
     open_run,
+    run_lock,
     seed_everything,
     set_learning_rate,
     set_threads,
@@ -259,7 +260,8 @@ def train_enhancer(config: TrainConfig, resume: bool = False, quiet: bool = Fals
     check_loss_config(config)
     info = setup_distributed()
     try:
-        return _train(config, resume, quiet, info)
+        with run_lock(config.out_dir, info):
+            return _train(config, resume, quiet, info)
     finally:
         cleanup_distributed()
 

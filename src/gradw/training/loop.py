@@ -3,6 +3,7 @@ examples, logging (progress bar, JSONL, TensorBoard) and checkpoint rotation."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -20,6 +21,7 @@ from gradw.checkpoint import load_checkpoint, set_rng_state
 from gradw.config import save_config
 from gradw.data.dirs import AugmentDir
 from gradw.errors import GradwError
+from gradw.runlock import RunLock
 from gradw.training.distributed import DistInfo, convert_batchnorm, shard
 
 
@@ -167,9 +169,17 @@ def truncate_metrics(out_dir: Path, after_step: int) -> None:
     tmp.replace(path)
 
 
+def run_lock(out_dir: str | Path, info: DistInfo) -> contextlib.AbstractContextManager:
+    """The run folder's lock (:class:`~gradw.runlock.RunLock`), held by the main process only."""
+    if not str(out_dir).strip():
+        raise TrainingError("out_dir is empty: name the run folder (out_dir=exp/NAME)")
+    return RunLock(out_dir, "training") if info.is_main else contextlib.nullcontext()
+
+
 def open_run(out_dir: str | Path, config: object, resume: bool, info: DistInfo) -> Path:
     """Create the run folder and save the resolved config; refuse to overwrite a finished or
-    started run unless resuming. Returns the path of ``last.pt``."""
+    started run unless resuming, and a resume with nothing to resume. Returns the path of
+    ``last.pt``."""
     out = Path(out_dir)
     last = out / "last.pt"
     if info.is_main:
@@ -178,6 +188,8 @@ def open_run(out_dir: str | Path, config: object, resume: bool, info: DistInfo) 
             raise TrainingError(
                 f"{out} already holds a run; pass --resume to continue it or choose another out_dir"
             )
+        if resume and not last.is_file():
+            raise TrainingError(f"{out}: nothing to resume (no last.pt); run without --resume to start")
         save_config(config, out / "config.yaml")
     return last
 

@@ -31,6 +31,7 @@ from gradw.training.loop import (
     RunLogger,
     TrainingError,
     open_run,
+    run_lock,
     seed_everything,
     set_learning_rate,
     set_threads,
@@ -81,7 +82,8 @@ def train_speaker(config: SpeakerTrainConfig, resume: bool = False, quiet: bool 
     """Train E; returns the final checkpoint (``OUT/last.pt``)."""
     info = setup_distributed()
     try:
-        return _train(config, resume, quiet, info)
+        with run_lock(config.out_dir, info):
+            return _train(config, resume, quiet, info)
     finally:
         cleanup_distributed()
 

@@ -26,7 +26,6 @@ seed. Install the system packages with ``scripts/install-system-deps.sh tiny|ful
 MBROLA voices are non-free: never redistribute them or the audio generated from them.
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -71,6 +70,7 @@ from gradw.data.corpora.synthvox.voices import (
 from gradw.data.dirs import write_augment_dir, write_speech_dir
 from gradw.data.lists import atomic_write_text, read_map, write_map
 from gradw.data.trials import make_trials, write_trials
+from gradw.runlock import RunLock
 
 # ---------------------------------------------------------------------------------------------
 # execution
@@ -329,45 +329,45 @@ def build_synthvox(
         plan = _make_plan(out, preset, seed)
     except TextError as exc:
         raise SynthvoxError(str(exc)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    espeak_path = ""
-    if any(s.engine == "mbrola" for split in SPLITS for s in plan.speakers[split]):
-        try:
-            espeak_path = str(make_espeak_data(out / ".work" / "espeak"))
-        except (SynthError, OSError) as exc:
-            raise SynthvoxError(f"cannot prepare espeak-ng data: {exc}") from exc
-    all_jobs = _make_jobs(plan, espeak_path)
-    todo = [j for j in all_jobs if _existing_files(j.paths) < len(j.paths)]
-    n_files = sum(len(j.paths) for j in all_jobs)
-    skipped = n_files - sum(len(j.paths) - _existing_files(j.paths) for j in todo)
-    failed = _execute(todo, min(n_jobs, max(1, len(todo))), quiet)
-    stats = _write_lists(out, preset, seed, plan)
-    manifest = _manifest(preset, seed, plan, stats, failed)
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    with RunLock(out, "corpus build"):
+        espeak_path = ""
+        if any(s.engine == "mbrola" for split in SPLITS for s in plan.speakers[split]):
+            try:
+                espeak_path = str(make_espeak_data(out / ".work" / "espeak"))
+            except (SynthError, OSError) as exc:
+                raise SynthvoxError(f"cannot prepare espeak-ng data: {exc}") from exc
+        all_jobs = _make_jobs(plan, espeak_path)
+        todo = [j for j in all_jobs if _existing_files(j.paths) < len(j.paths)]
+        n_files = sum(len(j.paths) for j in all_jobs)
+        skipped = n_files - sum(len(j.paths) - _existing_files(j.paths) for j in todo)
+        failed = _execute(todo, min(n_jobs, max(1, len(todo))), quiet)
+        stats = _write_lists(out, preset, seed, plan)
+        manifest = _manifest(preset, seed, plan, stats, failed)
+        atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
-    used = sorted(
-        {s.package for split in SPLITS for s in plan.speakers[split]}
-        | {src for side in SIDES for cat in plan.aug_sources[side].values() for src in cat}
-    )
-    summary: dict[str, Any] = {
-        "out": str(out),
-        "preset": preset.name,
-        "seed": seed,
-        "speakers": {s: stats[s]["speakers"] for s in SPLITS},
-        "real_speakers": {s: stats[s]["real_speakers"] for s in SPLITS},
-        "utterances": {s: stats[s]["utterances"] for s in SPLITS},
-        "seconds": {s: stats[s]["seconds"] for s in SPLITS},
-        "trials": {
-            "val": stats["val"]["trials"],
-            "test": stats["test"]["trials"],
-            "test_real": stats["test"]["trials_real"],
-        },
-        "augment": {side: {c: v["files"] for c, v in stats[f"augment_{side}"].items()} for side in SIDES},
-        "sources_used": used,
-        "sources_missing": {k: len(v) for k, v in sorted(plan.missing.items())},
-        "files_made": n_files - skipped - len(failed),
-        "files_skipped": skipped,
-        "failed": len(failed),
-        "elapsed_s": round(time.monotonic() - start, 1),
-    }
-    return summary
+        used = sorted(
+            {s.package for split in SPLITS for s in plan.speakers[split]}
+            | {src for side in SIDES for cat in plan.aug_sources[side].values() for src in cat}
+        )
+        summary: dict[str, Any] = {
+            "out": str(out),
+            "preset": preset.name,
+            "seed": seed,
+            "speakers": {s: stats[s]["speakers"] for s in SPLITS},
+            "real_speakers": {s: stats[s]["real_speakers"] for s in SPLITS},
+            "utterances": {s: stats[s]["utterances"] for s in SPLITS},
+            "seconds": {s: stats[s]["seconds"] for s in SPLITS},
+            "trials": {
+                "val": stats["val"]["trials"],
+                "test": stats["test"]["trials"],
+                "test_real": stats["test"]["trials_real"],
+            },
+            "augment": {side: {c: v["files"] for c, v in stats[f"augment_{side}"].items()} for side in SIDES},
+            "sources_used": used,
+            "sources_missing": {k: len(v) for k, v in sorted(plan.missing.items())},
+            "files_made": n_files - skipped - len(failed),
+            "files_skipped": skipped,
+            "failed": len(failed),
+            "elapsed_s": round(time.monotonic() - start, 1),
+        }
+        return summary

@@ -1,0 +1,141 @@
+"""One run per folder: a lock file that a training, an evaluation, a corpus build or a demo holds
+while it writes into its folder.
+
+The lock is ``FOLDER/.gradw.lock``, created atomically (``O_CREAT | O_EXCL``) and holding the
+owner's pid, host, start time and command line. A second run into the same folder is refused with
+a line naming the first. A lock left by a process that no longer runs on this host (killed with
+``kill -9``, a power cut) is taken over with a message; a lock from another host cannot be checked
+and is refused, naming the file to remove once that run is known to be gone. The lock is removed
+when the run ends, whether it succeeded or failed; a folder the lock created and that is empty then
+is removed as well, so a run refused before its first write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from gradw.errors import GradwError
+
+LOCK_NAME = ".gradw.lock"
+
+
+class RunLockError(GradwError, RuntimeError):
+    """Another run holds the folder (or its lock cannot be read or written); names the owner."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """The lock of one run folder, as a context manager.
+
+    Args:
+        folder: the run folder (created, with its parents, when missing).
+        what: what the run is (``training``, ``evaluation``...), for the messages.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], what: str) -> None:
+        self.folder = Path(folder)
+        self.what = what
+        self.path = self.folder / LOCK_NAME
+        self._created_folder = False
+        self._held = False
+
+    def _owner(self) -> dict:
+        try:
+            owner = json.loads(self.path.read_text())
+            return owner if isinstance(owner, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> RunLock:
+        """Take the lock, or raise :class:`RunLockError` naming the run that holds it."""
+        if not self.folder.exists():
+            try:
+                self.folder.mkdir(parents=True)
+                self._created_folder = True
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                reason = exc.strerror or exc
+                raise RunLockError(f"{self.folder}: cannot create the folder ({reason})") from None
+        elif not self.folder.is_dir():
+            raise RunLockError(f"{self.folder}: exists and is not a folder")
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "what": self.what,
+            "command": " ".join(sys.argv),
+        }
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            except OSError as exc:
+                raise RunLockError(f"{self.path}: cannot create the lock ({exc.strerror or exc})") from None
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(record) + "\n")
+            self._held = True
+            return self
+        raise RunLockError(f"{self.path}: another run took the lock at the same moment; try again")
+
+    def _take_over_if_stale(self) -> None:
+        owner = self._owner()
+        pid, host = owner.get("pid"), owner.get("host")
+        here = socket.gethostname()
+        if isinstance(pid, int) and host == here and not _alive(pid):
+            print(
+                f"gradw: taking over {self.path}: its {owner.get('what', 'run')} (pid {pid}, started "
+                f"{owner.get('started', '?')}) is no longer running",
+                file=sys.stderr,
+            )
+            self.path.unlink(missing_ok=True)
+            return
+        if not owner:
+            raise RunLockError(
+                f"{self.folder} is locked by {self.path}, which cannot be read; remove it if no run uses "
+                "the folder"
+            )
+        where = "" if host == here else f" on host {host}"
+        hint = "" if host == here else f"; remove {self.path} if that run is gone"
+        raise RunLockError(
+            f"{self.folder} is in use by another {owner.get('what', 'run')}: pid {pid}{where}, "
+            f"started {owner.get('started', '?')}{hint}"
+        )
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it (and the folder, if the lock made it and it
+        is empty)."""
+        if not self._held:
+            return
+        if self._owner().get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self._held = False
+        if self._created_folder:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()  # only when empty
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
