@@ -205,7 +205,7 @@ def test_an_interrupted_evaluation_resumes_from_the_cache(full_run):
     _assert_rows_match(_rows(out), full_run["rows"])  # bootstrap intervals included
 
 
-def test_adding_a_system_computes_only_its_embeddings(full_run):
+def test_adding_a_system_computes_only_its_embeddings(full_run, capsys: pytest.CaptureFixture[str]):
     root = full_run["root"]
     cache = root / "cache-copy"  # the other tests keep the full run's own cache as they found it
     shutil.copytree(full_run["out"] / "cache", cache)
@@ -226,10 +226,19 @@ def test_adding_a_system_computes_only_its_embeddings(full_run):
         n_boot=50,
         cache_dir=str(cache),
     )
-    evaluate(config, quiet=True)
+    evaluate(config, quiet=False)
     after = _cache_state(cache)
     assert {n: after[n] for n in before} == before
     assert len(set(after) - set(before)) == len(CONDITIONS)
+    # off a terminal, a plain line per system says what was computed and what came from the cache
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[evaluate]")]
+    assert lines[0].startswith(
+        f"[evaluate] system 1/2 noisy: 0 utterance-conditions embedded ({len(CONDITIONS)} conditions cached)"
+    )
+    assert lines[1].startswith(
+        f"[evaluate] system 2/2 third: {6 * len(CONDITIONS)} utterance-conditions embedded (0 "
+    )
+    assert all(", left " in line for line in lines)
     rows = _rows(root / "more")
     assert [r for r in rows if r["system"] == "noisy"] == [
         r for r in full_run["rows"] if r["system"] == "noisy"

@@ -77,7 +77,7 @@ def test_an_existing_run_is_not_overwritten(toy_corpus: Path, tmp_path: Path):
 
 
 def _train_args(
-    corpus: Path, out: Path, *extra: str, resume: bool = False, launcher: tuple = ()
+    corpus: Path, out: Path, *extra: str, resume: bool = False, launcher: tuple = (), quiet: bool = True
 ) -> list[str]:
     """``gradw train`` on the tiny preset for the toy corpus, run by ``launcher`` (default: python)."""
     resume_flag = ["--resume"] if resume else []
@@ -88,21 +88,31 @@ def _train_args(
         "train",
         "--config",
         "tiny",
-        "--quiet",
+        *(["--quiet"] if quiet else []),
         *resume_flag,
         *_overrides(corpus, out, *extra),
     ]
 
 
-def _train_cli(corpus: Path, out: Path, *extra: str, resume: bool = False) -> None:
-    args = _train_args(corpus, out, *extra, resume=resume)
+def _train_cli(
+    corpus: Path, out: Path, *extra: str, resume: bool = False, quiet: bool = True
+) -> subprocess.CompletedProcess:
+    args = _train_args(corpus, out, *extra, resume=resume, quiet=quiet)
     result = subprocess.run(args, capture_output=True, text=True, cwd=out.parent, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(toy_corpus: Path, tmp_path: Path):
     # a resumed run is a new process, so each leg runs as one (numerics are then bit-exact)
-    _train_cli(toy_corpus, tmp_path / "full", "optim.steps=6", "checkpoint_every=3")
+    full = _train_cli(
+        toy_corpus, tmp_path / "full", "optim.steps=6", "checkpoint_every=3", "log_every=3", quiet=False
+    )
+    # redirected output: a plain progress line per logged step, and the checkpoint to use named
+    progress = [line for line in full.stderr.splitlines() if line.startswith("[train G] step ")]
+    assert [line.split()[3] for line in progress] == ["3/6", "6/6"], full.stderr
+    assert all(" loss " in line and ", left " in line for line in progress)
+    assert full.stdout.strip() == f"enhancer checkpoint: {tmp_path / 'full' / 'last.pt'}"
     _train_cli(toy_corpus, tmp_path / "split", "optim.steps=3", "checkpoint_every=3")
     _train_cli(toy_corpus, tmp_path / "split", "optim.steps=6", "checkpoint_every=3", resume=True)
     a = load_checkpoint(tmp_path / "full" / "last.pt")

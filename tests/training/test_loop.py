@@ -1,8 +1,10 @@
 """Example order, learning-rate schedule, metrics log."""
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import torch
 
 from gradw.training.distributed import DistInfo, shard
 from gradw.training.loop import (
@@ -66,3 +68,24 @@ def test_metrics_log_and_truncation(tmp_path):
     assert read_metrics(tmp_path, "train")[1]["loss"] == 0.5
     truncate_metrics(tmp_path, 2)
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
+
+
+def test_off_a_terminal_each_logged_step_prints_one_plain_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    logger = RunLogger(
+        tmp_path, total_steps=10, start_step=0, info=info, tensorboard=False, description="train G"
+    )
+    logger.log(5, {"grad_diff_std": 1.0, "loss": 0.25, "lr": 1e-3})
+    logger.log(5, {"eer": 12.5, "min_dcf": 0.5}, kind="val")
+    logger.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[train G] step 5/10 (50%) loss 0.25 ")  # the loss comes first
+    assert "s/step, elapsed " in lines[0] and ", left " in lines[0]
+    assert lines[1].startswith("[train G] step 5/10 (50%) validation: eer 12.5 min_dcf 0.5 |")
+    assert [r["kind"] for r in read_metrics(tmp_path)] == ["train", "val"]  # the records are unchanged
+    quiet = RunLogger(tmp_path / "q", total_steps=10, start_step=0, info=info, quiet=True, tensorboard=False)
+    quiet.log(1, {"loss": 1.0})
+    assert capsys.readouterr().err == ""

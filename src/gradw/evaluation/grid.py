@@ -311,11 +311,25 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     show = not quiet and sys.stderr.isatty() and rank == 0
     total = sum(len(t) for t in todo.values()) * len(mine)
     bar = tqdm(total=total, desc="embeddings", unit="utt-cond", disable=not show, dynamic_ncols=True)
-    for system in systems:
+    plain = not quiet and not sys.stderr.isatty() and rank == 0  # batch jobs: a line per system
+    done = 0
+    for number, system in enumerate(systems, start=1):
         if todo[system.spec.name]:
             names = {c.name: keys[system.spec.name, c.name] for c in todo[system.spec.name]}
             _embed_system(
                 config, system, todo[system.spec.name], names, mine, test, manifest, loader, store, bar
+            )
+        done += len(todo[system.spec.name]) * len(mine)
+        if plain:
+            elapsed = time.time() - started
+            left = elapsed / done * (total - done) if done else 0.0
+            print(
+                f"[evaluate] system {number}/{len(systems)} {system.spec.name}: "
+                f"{len(todo[system.spec.name]) * len(mine)} utterance-conditions embedded "
+                f"({len(conditions) - len(todo[system.spec.name])} conditions cached) | "
+                f"elapsed {elapsed / 60:.1f} min, left {left / 60:.1f} min",
+                file=sys.stderr,
+                flush=True,
             )
     bar.close()
     if world > 1:

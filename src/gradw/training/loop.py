@@ -86,8 +86,24 @@ class StepSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
         return max(0, self.end_step - self.start_step)
 
 
+#: the values a progress line or bar shows first, when a run logs them
+_HEADLINE = ("loss", "eer", "min_dcf", "feature_l1", "embedding_distance", "mask_mean")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
 class RunLogger:
-    """Progress bar, JSONL metrics (``metrics.jsonl``) and TensorBoard, on the main rank only."""
+    """Progress, JSONL metrics (``metrics.jsonl``) and TensorBoard, on the main rank only.
+
+    On a terminal, a progress bar shows the loss and the latest validation EER. Off a terminal (a
+    batch job, output redirected to a file) each logged step and each validation prints one plain
+    line instead: ``[train G] step 120/600 (20%) loss 0.1234 ... | 1.2 s/step, elapsed 2m24s, left
+    9m36s``. ``quiet`` silences both.
+    """
 
     def __init__(
         self,
@@ -105,6 +121,11 @@ class RunLogger:
         self.writer = None
         self.bar = None
         self.start_time = time.time()
+        self.total_steps = total_steps
+        self.start_step = start_step
+        self.description = description
+        self.plain = False
+        self.last_val: dict[str, float] = {}
         if not self.enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,13 +136,33 @@ class RunLogger:
                 self.writer = SummaryWriter(str(out_dir / "tensorboard"))
             except ImportError:
                 self.writer = None
-        show = not quiet and sys.stderr.isatty()
+        on_terminal = sys.stderr.isatty()
+        self.plain = not quiet and not on_terminal
         self.bar = tqdm(
-            total=total_steps, initial=start_step, desc=description, disable=not show, dynamic_ncols=True
+            total=total_steps,
+            initial=start_step,
+            desc=description,
+            disable=quiet or not on_terminal,
+            dynamic_ncols=True,
         )
 
+    @staticmethod
+    def _headline(values: dict[str, float], limit: int = 4) -> dict[str, float]:
+        keys = [k for k in _HEADLINE if k in values] + [k for k in values if k not in _HEADLINE]
+        return {k: values[k] for k in keys[:limit]}
+
+    def _timing(self, step: int) -> str:
+        elapsed = time.time() - self.start_time
+        done = step - self.start_step
+        if done <= 0:
+            return f"elapsed {_duration(elapsed)}"
+        per_step = elapsed / done
+        left = per_step * (self.total_steps - step)
+        return f"{per_step:.2f} s/step, elapsed {_duration(elapsed)}, left {_duration(left)}"
+
     def log(self, step: int, values: dict[str, float], kind: str = "train") -> None:
-        """Record ``values`` at ``step`` (JSONL always; TensorBoard when available)."""
+        """Record ``values`` at ``step`` (JSONL always; TensorBoard when available; a plain line off
+        a terminal)."""
         if not self.enabled:
             return
         record: dict[str, Any] = {"kind": kind, "step": step, "time": round(time.time() - self.start_time, 3)}
@@ -131,8 +172,24 @@ class RunLogger:
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(f"{kind}/{key}", value, step)
-        if self.bar is not None and kind == "train":
-            self.bar.set_postfix({k: f"{values[k]:.4g}" for k in list(values)[:3]})
+        if kind == "val":
+            self.last_val = dict(values)
+        shown = self._headline(values)
+        if self.bar is not None and not self.bar.disable:
+            postfix = {k: f"{v:.4g}" for k, v in self._headline(values, 2 if kind == "train" else 1).items()}
+            if kind == "train" and "eer" in self.last_val:
+                postfix["val_eer"] = f"{self.last_val['eer']:.2f}"
+            self.bar.set_postfix(postfix)
+        if self.plain:
+            share = 100 * step / self.total_steps if self.total_steps else 100.0
+            what = "validation: " if kind == "val" else ""
+            numbers = " ".join(f"{k} {v:.4g}" for k, v in shown.items())
+            print(
+                f"[{self.description}] step {step}/{self.total_steps} ({share:.0f}%) {what}{numbers} | "
+                f"{self._timing(step)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
