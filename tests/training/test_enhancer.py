@@ -33,6 +33,7 @@ def _overrides(corpus: Path, out: Path, *extra: str) -> list[str]:
         f"data.val={corpus / 'val'}",
         f"data.val_augment={corpus / 'augment' / 'test'}",
         "speaker.name=resnet-tiny",
+        "speaker.checkpoint=random",
         "speaker.tap=layer4",
         "speaker.centroid_crop_seconds=1.0",
         "data.crop_seconds=0.5",

@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from gradw.audio.frontends import frontend_name
 from gradw.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from gradw.config import AdaptConfig, ConfigError, to_dict
+from gradw.config import RANDOM_WEIGHTS, AdaptConfig, ConfigError, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.losses.deep_feature import weighted_l1_per_item
 from gradw.losses.objective import NonFiniteLossError, ObjectiveResult
@@ -342,9 +342,9 @@ def check_adapt_config(config: AdaptConfig) -> None:
             f"speaker.name: unknown speaker network {config.speaker.name!r} "
             f"(choose from {', '.join(SPEAKER_NETWORKS)})"
         )
-    if config.speaker.name in RESNET_PRESETS and not config.speaker.checkpoint:
+    if config.speaker.name in RESNET_PRESETS and config.speaker.checkpoint in (None, "", RANDOM_WEIGHTS):
         raise ConfigError(
-            f"speaker.checkpoint: {config.speaker.name} without a checkpoint is randomly initialised; "
+            f"speaker.checkpoint: {config.speaker.name} without a checkpoint has no weights of its own; "
             "an adapted network is stored relative to its base network, so give the base's checkpoint"
         )
     if config.enhancer_checkpoint is not None and not Path(config.enhancer_checkpoint).is_file():
