@@ -194,6 +194,7 @@ def test_training_on_fewer_speakers_and_with_the_keep_penalty(toy_corpus: Path, 
     [
         (("loss.conflict=project",), r"loss.conflict=project .* needs loss.embedding_weight > 0"),
         (("loss.conflict=pcgrad", "loss.embedding_weight=1"), r"loss.conflict: unknown mode 'pcgrad'"),
+        (("speaker.checkpoint=null",), r"speaker.checkpoint: resnet-tiny has no weights of its own"),
     ],
 )
 def test_conflict_options_are_checked_before_any_work(toy_corpus: Path, tmp_path: Path, extra, message):
