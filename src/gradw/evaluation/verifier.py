@@ -137,8 +137,9 @@ class SpeakerVerifier:
 
     Raises:
         gradw.checkpoint.CheckpointError: an unreadable checkpoint, or a ResNet without weights.
-        VerificationError: ``speaker`` contradicts the checkpoint, or E would be rebuilt from a
-            record of random weights (which cannot be drawn again).
+        VerificationError: (a ValueError) ``speaker`` contradicts the checkpoint, G's mel grid is
+            not E's, or E would be rebuilt from a record of random weights (which cannot be drawn
+            again).
     """
 
     def __init__(
@@ -195,7 +196,7 @@ class SpeakerVerifier:
             mine = frontend_name(self.speaker.frontend)
             theirs = frontend_name(enhancer.frontend)
             if mine != theirs or self.speaker.frontend.n_mels != enhancer.frontend.n_mels:
-                raise ValueError(
+                raise VerificationError(
                     f"the enhancer's mask lives on the {theirs!r} mel grid, but the speaker network "
                     f"uses {mine!r}: they must match"
                 )
