@@ -404,11 +404,12 @@ def preset_models(preset: str, overrides: Sequence[str] = (), seed: int = 0) -> 
     """Build E (without a head) and G for ``preset`` (``key=value`` overrides of its train section)."""
     from gradw.audio.frontends import frontend_name
     from gradw.config import TrainConfig, load_config
-    from gradw.models.loading import load_speaker_network
+    from gradw.models.loading import RANDOM_WEIGHTS, load_speaker_network
     from gradw.training.enhancer import build_enhancer
 
     config = load_config(TrainConfig, preset, list(overrides), section="train")
-    checkpoint = config.speaker.checkpoint if config.speaker.name == "campplus" else None
+    # the time of E does not depend on its weights: a ResNet is asked for random ones by name
+    checkpoint = config.speaker.checkpoint if config.speaker.name == "campplus" else RANDOM_WEIGHTS
     speaker = load_speaker_network(config.speaker.name, checkpoint=checkpoint, tap=config.speaker.tap)
     torch.manual_seed(seed)
     enhancer = build_enhancer(config, speaker.frontend.n_mels)

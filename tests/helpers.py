@@ -21,9 +21,9 @@ def make_enhancer_checkpoint(
     tap: str | None = "layer4",
     trained_on: Path | None = None,
 ) -> Path:
-    """A small G (random weights, width 4) saved as ``gradw train`` would, trained against
-    resnet-tiny on the log-mel front-end (and on the augmentation directory ``trained_on``, whose
-    fingerprints it then records)."""
+    """A small G (random weights, width 4) saved as ``gradw train`` would, trained against a
+    randomly initialised resnet-tiny (``checkpoint="random"``) on the log-mel front-end (and on the
+    augmentation directory ``trained_on``, whose fingerprints it then records)."""
     torch.manual_seed(seed)
     g = MaskUNet(n_mels=80, base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1), init_bias=init_bias)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,7 @@ def make_enhancer_checkpoint(
         config={},
         model_config=g.config,
         extra={
-            "speaker": {"name": "resnet-tiny", "checkpoint": None, "tap": tap},
+            "speaker": {"name": "resnet-tiny", "checkpoint": "random", "tap": tap},
             "frontend": "logmel",
             **(
                 {}
@@ -62,4 +62,47 @@ def write_float_wav(path: Path, wav: np.ndarray) -> Path:
     """Write (N,) float samples as a 32-bit float WAV at 16 kHz (parents created); returns path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, wav, 16000, subtype="FLOAT")
+    return path
+
+
+def make_speaker_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised resnet-tiny (no head) saved as ``gradw train-speaker`` would."""
+    from gradw.models.loading import RESNET_PRESETS, build_resnet
+
+    torch.manual_seed(seed)
+    config = {**RESNET_PRESETS["resnet-tiny"], "num_classes": None}
+    model = build_resnet(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, kind="speaker", model=model, step=0, config={}, model_config=config)
+    return path
+
+
+def make_adapted_checkpoint(path: Path, base: Path, enhancer: Path | None = None, seed: int = 0) -> Path:
+    """A checkpoint as ``gradw adapt`` writes it: resnet-tiny from ``base`` (a speaker checkpoint)
+    with layer4 fully adapted (its weights perturbed from a seed), behind the G of ``enhancer``."""
+    from gradw.models.adapters import base_digest, inject_adapters, trainable_parameters
+    from gradw.models.loading import load_speaker_network
+    from gradw.training.adapt import StudentModule, load_frozen_enhancer
+
+    student = load_speaker_network("resnet-tiny", checkpoint=base, tap="layer4")
+    digest = base_digest(student)
+    record = None if enhancer is None else load_frozen_enhancer(enhancer, student)[1]
+    spec = inject_adapters(student, ["layer4"], rank=0)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in trainable_parameters(student):
+            p.add_(0.2 * torch.randn(p.shape, generator=generator))
+    save_checkpoint(
+        path,
+        kind="adapted",
+        model=StudentModule(student),
+        step=1,
+        config={},
+        model_config={
+            "speaker": {"name": "resnet-tiny", "checkpoint": str(base), "tap": "layer4"},
+            "base_digest": digest,
+            "adapter": spec.to_dict(),
+        },
+        extra={"frontend": "logmel", "train_speakers": 0, "enhancer": record},
+    )
     return path

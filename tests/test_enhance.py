@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
@@ -409,6 +410,65 @@ def test_clashing_outputs_are_refused_before_anything_is_written(tmp_path: Path,
     sf.write(tmp_path / "d1" / "enhanced" / "same.wav", np.zeros(4000), SR)
     jobs, missing = collect_inputs([tmp_path / "d1"], tmp_path / "d1" / "enhanced")
     assert jobs == [(tmp_path / "d1" / "same.wav", tmp_path / "d1" / "enhanced" / "same.wav")] and not missing
+
+
+def test_one_input_file_and_an_audio_output_write_that_file(tmp_path: Path, capsys) -> None:
+    ckpt = make_checkpoint(tmp_path / "g.pt")
+    rng = np.random.default_rng(3)
+    noisy = (0.1 * rng.standard_normal((44100, 2))).astype(np.float32)
+    sf.write(tmp_path / "x.flac", noisy, 44100)  # 1 s, stereo, 44.1 kHz
+    enhancer = Enhancer.from_checkpoint(ckpt)
+    expected = enhancer.enhance(noisy, 44100)
+
+    out = tmp_path / "out.wav"
+    assert run_cli([str(tmp_path / "x.flac"), "-o", str(out), "--checkpoint", str(ckpt)]) == 0
+    assert out.is_file() and out.read_bytes()[:4] == b"RIFF"  # a file, not a folder out.wav/
+    assert f"into {out}" in capsys.readouterr().out
+    got, rate = sf.read(out, dtype="float32")
+    assert rate == SR and got.shape == expected.shape == (SR,)
+    np.testing.assert_allclose(got, expected, atol=2 / 32768)  # 16-bit PCM
+    # FLAC by its suffix, parents created; no suffix: a folder, as for several inputs
+    nested = tmp_path / "new" / "dir" / "out.FLAC"
+    assert run_cli([str(tmp_path / "x.flac"), "-o", str(nested), "--checkpoint", str(ckpt)]) == 0
+    assert nested.read_bytes()[:4] == b"fLaC" and sf.info(nested).samplerate == SR
+    assert run_cli([str(tmp_path / "x.flac"), "-o", str(tmp_path / "folder"), "--checkpoint", str(ckpt)]) == 0
+    assert (tmp_path / "folder" / "x.wav").is_file()
+    # an existing folder keeps being a folder, whatever its name
+    (tmp_path / "old.wav").mkdir()
+    old = tmp_path / "old.wav"
+    assert run_cli([str(tmp_path / "x.flac"), "-o", str(old), "--checkpoint", str(ckpt)]) == 0
+    assert (tmp_path / "old.wav" / "x.wav").is_file()
+    jobs = collect_inputs([tmp_path / "x.flac"], tmp_path / "o.wav")
+    assert jobs == ([(tmp_path / "x.flac", tmp_path / "o.wav")], [])
+    assert collect_inputs([tmp_path / "nope.wav"], tmp_path / "o.wav") == (
+        [],
+        [(tmp_path / "nope.wav", "no such file or directory")],
+    )
+
+
+def test_a_file_output_that_is_an_input_or_takes_several_inputs_is_refused(tmp_path: Path, capsys) -> None:
+    ckpt = make_checkpoint(tmp_path / "g.pt")
+    sf.write(tmp_path / "x.wav", 0.1 * np.random.default_rng(4).standard_normal(8000), SR)
+    sf.write(tmp_path / "y.wav", np.zeros(8000), SR)
+    (tmp_path / "link.wav").symlink_to(tmp_path / "x.wav")
+    before = (tmp_path / "x.wav").read_bytes()
+    cases = [
+        ([tmp_path / "x.wav"], tmp_path / "x.wav", "would overwrite the input file"),
+        ([tmp_path / "x.wav"], tmp_path / "sub" / ".." / "x.wav", "would overwrite the input file"),
+        ([tmp_path / "x.wav"], tmp_path / "link.wav", "would overwrite the input file"),
+        ([tmp_path / "x.wav", tmp_path / "y.wav"], tmp_path / "out.wav", "but 2 inputs are given"),
+        ([tmp_path], tmp_path / "out.wav", "is a folder: give an output folder"),
+        ([tmp_path / "x.wav"], tmp_path / "out.mp3", r"cannot write \.mp3 files; use one of \.wav, \.flac"),
+    ]
+    for inputs, output, message in cases:
+        code = run_cli([*map(str, inputs), "-o", str(output), "--checkpoint", str(ckpt)])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("gradw: error: ")
+        assert re.search(message, err), err
+        with pytest.raises(EnhanceError, match=message):
+            collect_inputs(inputs, output)
+    assert (tmp_path / "x.wav").read_bytes() == before and (tmp_path / "link.wav").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.pt", "link.wav", "x.wav", "y.wav"]
 
 
 def test_blocks_are_the_whole_output_in_order_and_chunks_start_on_g_grid() -> None:

@@ -87,14 +87,15 @@ def _train_args(corpus: Path, run: Path) -> list[str]:
         "train", "--config", "tiny", f"out_dir={run}", f"cache_dir={run.parent / 'cache'}",
         f"data.train={corpus / 'train'}", f"data.augment={corpus / 'augment' / 'train'}",
         f"data.val={corpus / 'val'}", f"data.val_augment={corpus / 'augment' / 'test'}",
-        "speaker.name=resnet-tiny", "speaker.tap=layer4", "tensorboard=false",
+        "speaker.name=resnet-tiny", "speaker.checkpoint=random", "speaker.tap=layer4", "tensorboard=false",
     ]  # fmt: skip
 
 
 def _evaluate_args(corpus: Path, out: Path) -> list[str]:
     return [
         "evaluate", "--test", str(corpus / "test"), "--augment", str(corpus / "augment" / "test"),
-        "--scorer", "resnet-tiny", "--snrs", "0", "--categories", "noise", "--out", str(out),
+        "--scorer", "resnet-tiny", "--scorer-checkpoint", "random", "--snrs", "0", "--categories", "noise",
+        "--out", str(out),
     ]  # fmt: skip
 
 

@@ -26,6 +26,9 @@ from gradw.errors import GradwError
 
 # presets: ./configs (the user's own) first, then the presets shipped inside the package
 PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+#: the value of a speaker network's checkpoint key (``speaker.checkpoint``, ``scorer_checkpoint``)
+#: that asks for randomly initialised weights: a ResNet without a checkpoint is refused otherwise
+RANDOM_WEIGHTS = "random"
 
 
 class ConfigError(GradwError, ValueError):
@@ -70,7 +73,7 @@ class SpeakerConfig:
     """The fixed speaker network E."""
 
     name: str = "campplus"
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # required by a ResNet; "random" (RANDOM_WEIGHTS) for random weights
     tap: str | None = None
     centroid_crop_seconds: float = 6.0
 
@@ -254,7 +257,7 @@ class EvaluationConfig:
     clean: bool = True
     rooms: bool = False
     scorer: str = "campplus"
-    scorer_checkpoint: str | None = None
+    scorer_checkpoint: str | None = None  # required by a ResNet; "random" for random weights
     scorer_tap: str | None = None
     trials: str = "trials"
     max_trials: int | None = None

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
 from gradw.data.lists import DataError, format_offenders, read_map, write_map
-from gradw.data.trials import Trial, read_trials, write_trials
+from gradw.data.trials import Trial, read_pairs, read_trials, write_trials
 
 
 def _wav(path: Path, seconds: float = 0.1) -> Path:
@@ -251,3 +251,22 @@ def test_augment_dir_errors(tmp_path: Path) -> None:
         AugmentDir.load(root)
     with pytest.raises(DataError, match="unknown augmentation category"):
         write_augment_dir(root, "reverb", {"r": "r.wav"})
+
+
+def test_pairs_to_verify_take_unlabelled_lines_and_both_label_orders(tmp_path: Path) -> None:
+    path = tmp_path / "pairs"
+    path.write_text("a.wav b.flac\n\n1 id1/a.wav id1/b.wav\nx.wav y.wav nontarget\n0 x y\n")
+    assert read_pairs(path) == [
+        ("a.wav", "b.flac", None),
+        ("id1/a.wav", "id1/b.wav", True),
+        ("x.wav", "y.wav", False),
+        ("x", "y", False),
+    ]
+    path.write_text("a b\na\na b c d\n")
+    with pytest.raises(DataError, match=r"pairs: line\(s\) 2, 3 are none of 'enroll test'"):
+        read_pairs(path)
+    path.write_text("\n")
+    with pytest.raises(DataError, match="no pair to verify"):
+        read_pairs(path)
+    with pytest.raises(DataError, match="file not found"):
+        read_pairs(tmp_path / "nowhere")

@@ -110,6 +110,8 @@ def full_run(toy_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
         "clean,0,-5",
         "--scorer",
         "resnet-tiny",
+        "--scorer-checkpoint",
+        "random",
         "--n-boot",
         "50",
         "--threads",
@@ -165,7 +167,7 @@ def test_score_files_hold_every_trial_and_give_the_row_eer(full_run):
 def test_noisy_clean_scores_are_cosines_of_the_scorer_embeddings(full_run):
     """Recomputed outside the benchmark: a random scorer is drawn from the evaluation seed (0)."""
     torch.manual_seed(0)
-    scorer = load_speaker_network("resnet-tiny").freeze()
+    scorer = load_speaker_network("resnet-tiny", checkpoint="random").freeze()
     test = full_run["test"]
     embeddings = {}
     with torch.no_grad():
@@ -183,6 +185,9 @@ def test_report_and_plots_are_written(full_run):
     for name in ["noisy", "gradw", "equalw", *PEERS]:
         assert name in report
     assert "plots/eer_vs_snr.png" in report
+    # random weights were asked for by name: the report says so, and names no checkpoint
+    assert "**Scorer E:** `resnet-tiny` with **random weights** (initialised from seed 0" in report
+    assert "checkpoint `random`" not in report
     plots = sorted((out / "plots").glob("*.png"))
     assert out / "plots" / "eer_vs_snr.png" in plots and any(p.name.startswith("det_snr_") for p in plots)
     for plot in plots:
@@ -222,6 +227,7 @@ def test_adding_a_system_computes_only_its_embeddings(full_run, capsys: pytest.C
         categories=["noise", "music", "babble"],
         snrs=[0.0, -5.0],
         scorer="resnet-tiny",
+        scorer_checkpoint="random",
         trials=str(root / "trials.txt"),
         n_boot=50,
         cache_dir=str(cache),
@@ -286,6 +292,11 @@ def _garbage(tmp_path: Path) -> str:
             r"pools: .*missing.* music",
         ),
         (lambda t, c: ["--scorer", "resnet99"], r"unknown scorer 'resnet99'"),
+        (
+            lambda t, c: ["--scorer", "resnet34", "--scorer-checkpoint", None],
+            r"scorer resnet34 has no weights of its own: give --scorer-checkpoint PATH .*"
+            r"or --scorer-checkpoint random",
+        ),
         (lambda t, c: ["--categories", "noise,nosie"], r"unknown condition categories \['nosie'\]"),
         (lambda t, c: ["--max-trials", "1"], r"max_trials must be at least 2"),
     ],
@@ -297,6 +308,7 @@ def _garbage(tmp_path: Path) -> str:
         "missing-augment",
         "augment-without-music",
         "scorer",
+        "scorer-without-weights",
         "category",
         "max-trials",
     ],
@@ -311,6 +323,7 @@ def test_bad_inputs_fail_in_one_line_before_any_work(
         "--snrs": "clean,0",
         "--categories": "noise",
         "--scorer": "resnet-tiny",
+        "--scorer-checkpoint": "random",
         "--out": str(tmp_path / "out"),
     }
     changes = change(tmp_path, toy_corpus)
@@ -337,6 +350,7 @@ def _config(toy_corpus: Path, out: Path, ckpt: Path, **kw) -> EvaluationConfig:
         "categories": ["noise", "babble"],
         "snrs": [0.0],
         "scorer": "resnet-tiny",
+        "scorer_checkpoint": "random",
         "n_boot": 50,
     }
     return EvaluationConfig(**{**defaults, **kw})
@@ -381,6 +395,8 @@ def test_two_processes_give_the_rows_of_one(cheap, toy_corpus: Path):
         "clean,0",
         "--scorer",
         "resnet-tiny",
+        "--scorer-checkpoint",
+        "random",
         "--n-boot",
         "50",
         "--threads",
@@ -459,7 +475,7 @@ def test_clean_enrolment_changes_only_the_enrolment_side(cheap, toy_corpus: Path
     got = {(r.system, r.condition): r for r in rows}
     assert got.keys() == base.keys()
     base_dir, enroll_dir = Path(cheap["config"].out) / "scores", root / "enroll" / "scores"
-    scorer = load_speaker_network("resnet-tiny")  # identities only; its weights are not used
+    scorer = load_speaker_network("resnet-tiny", checkpoint="random")  # identities only, not its weights
     for system in ("noisy", "gradw"):
         # the clean condition: both sides clean either way
         assert (enroll_dir / system / "clean.txt").read_text() == (
@@ -467,7 +483,7 @@ def test_clean_enrolment_changes_only_the_enrolment_side(cheap, toy_corpus: Path
         ).read_text()
         assert got[system, "clean"].metrics == base[system, "clean"]["metrics"]
         spec = "noisy" if system == "noisy" else f"gradw:{ckpt}"
-        scorer_id = scorer_identity("resnet-tiny", None, None, seed=0)
+        scorer_id = scorer_identity("resnet-tiny", "random", None, seed=0)
         identity = load_system(parse_system(spec), scorer, scorer_id, torch.device("cpu")).identity
         clean = _embeddings(config, spec, "clean", identity)
         for condition in ("noise_0", "babble_0"):
@@ -524,6 +540,7 @@ def test_max_trials_keeps_both_classes_and_is_deterministic(toy_corpus: Path, tm
         categories=[],
         snrs=[],
         scorer="resnet-tiny",
+        scorer_checkpoint="random",
         max_trials=30,
         n_boot=20,
     )

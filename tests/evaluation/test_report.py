@@ -13,7 +13,13 @@ from gradw.cli.report import register as register_report
 from gradw.config import EvaluationConfig
 from gradw.data.lists import DataError
 from gradw.evaluation.report.document import write_report
-from gradw.evaluation.report.plots import default_det_snrs
+from gradw.evaluation.report.plots import (
+    FigureError,
+    default_det_snrs,
+    figure_format,
+    new_figure,
+    save_figure,
+)
 from gradw.evaluation.report.tables import (
     condition_groups,
     equalw_system,
@@ -339,3 +345,26 @@ def test_report_command(
     args = parser.parse_args(["report", str(out), "--det-snrs", "zero"])
     with pytest.raises(DataError, match="--det-snrs"):
         args.func(args)
+
+
+@pytest.mark.parametrize(
+    ("name", "magic"),
+    [("f.png", (PNG_MAGIC,)), ("f.PDF", (b"%PDF",)), ("f.svg", (b"<?xml", b"<svg"))],
+)
+def test_a_figure_is_written_in_the_format_its_suffix_names(tmp_path: Path, name: str, magic: tuple) -> None:
+    pytest.importorskip("matplotlib")
+    fig = new_figure(2.0, 1.5)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "sub" / name)
+    assert path == tmp_path / "sub" / name and path.read_bytes().startswith(magic)
+    assert sorted(p.name for p in path.parent.iterdir()) == [name]  # no temporary file left
+    assert figure_format(path) == name.rsplit(".", 1)[1].lower()
+
+
+@pytest.mark.parametrize("name", ["f.jpg", "f", "f.png.bak"])
+def test_a_figure_suffix_that_names_no_format_is_refused(tmp_path: Path, name: str) -> None:
+    pytest.importorskip("matplotlib")
+    with pytest.raises(FigureError, match=r"a figure is written as \.png, \.pdf, \.svg") as info:
+        save_figure(new_figure(2.0, 1.5), tmp_path / name)
+    assert "\n" not in str(info.value) and str(tmp_path / name) in str(info.value)
+    assert list(tmp_path.iterdir()) == []

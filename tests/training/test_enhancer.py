@@ -33,6 +33,7 @@ def _overrides(corpus: Path, out: Path, *extra: str) -> list[str]:
         f"data.val={corpus / 'val'}",
         f"data.val_augment={corpus / 'augment' / 'test'}",
         "speaker.name=resnet-tiny",
+        "speaker.checkpoint=random",
         "speaker.tap=layer4",
         "speaker.centroid_crop_seconds=1.0",
         "data.crop_seconds=0.5",
@@ -203,6 +204,7 @@ def test_training_on_fewer_speakers_and_with_the_keep_penalty(toy_corpus: Path, 
     [
         (("loss.conflict=project",), r"loss.conflict=project .* needs loss.embedding_weight > 0"),
         (("loss.conflict=pcgrad", "loss.embedding_weight=1"), r"loss.conflict: unknown mode 'pcgrad'"),
+        (("speaker.checkpoint=null",), r"speaker.checkpoint: resnet-tiny has no weights of its own"),
     ],
 )
 def test_conflict_options_are_checked_before_any_work(toy_corpus: Path, tmp_path: Path, extra, message):

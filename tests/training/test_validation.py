@@ -24,7 +24,7 @@ def speaker(toy_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
     """resnet-tiny drawn from seed 0 (as ``gradw evaluate --scorer resnet-tiny --seed 0`` draws it),
     with a centroid head over the training speakers, frozen: E as stage 2 prepares it."""
     torch.manual_seed(0)
-    net = load_speaker_network("resnet-tiny")
+    net = load_speaker_network("resnet-tiny", checkpoint="random")
     cache = tmp_path_factory.mktemp("centroids")
     attach_centroid_head(net, SpeechDir.load(toy_corpus / "train"), 1.0, cache, DistInfo(), "resnet-tiny")
     assert net.head is not None and net.head.num_classes == 6
@@ -97,6 +97,7 @@ def test_baseline_matches_the_benchmark_on_the_same_conditions(validator: Valida
         snrs=[0.0],
         clean=False,
         scorer="resnet-tiny",
+        scorer_checkpoint="random",
         n_boot=10,
     )
     rows = evaluate(config, quiet=True)

@@ -12,7 +12,7 @@ import torch
 from gradw.enhance.chunks import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 from gradw.enhance.dsp import gain_floor
 from gradw.enhance.enhancer import Enhancer
-from gradw.enhance.files import enhance_files
+from gradw.enhance.files import enhance_files, names_a_file
 
 # ---------------------------------------------------------------------------------------------
 # command line
@@ -35,7 +35,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     except ValueError as exc:  # EnhanceError, CheckpointError and option errors
         print(f"gradw: error: {exc}", file=sys.stderr)
         return 2
-    if not args.quiet:
+    to_file = names_a_file(args.output)  # one input file onto the output file
+    if not args.quiet and to_file and report.written:
+        print(f"enhanced {args.inputs[0]} into {report.written[0]}")
+    elif not args.quiet and not to_file:
         print(f"enhanced {len(report.written)} file(s) into {args.output}")
     if report.failed:
         print(f"gradw: error: {len(report.failed)} input(s) could not be enhanced:", file=sys.stderr)
@@ -61,13 +64,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="enhance audio files with a trained enhancer (16 kHz WAV out)",
         description=(
             "Enhance audio files or directories (recursive) with a trained mask U-Net. Any format, "
-            "rate and channel count is read; 16 kHz 16-bit WAV files are written to OUTDIR, "
-            "mirroring each input directory's tree. Inputs that cannot be read are listed at the "
-            "end and the exit status is 1."
+            "rate and channel count is read; 16 kHz 16-bit WAV files are written to OUT, "
+            "mirroring each input directory's tree. With one input file, an OUT ending in .wav or "
+            ".flac is the output file itself. Inputs that cannot be read are listed at the "
+            "end and the exit status is 1; an output that would overwrite an input is refused."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or directories")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output directory, or the output file (.wav, .flac) of a single input file",
+    )
     parser.add_argument("--checkpoint", required=True, help="enhancer checkpoint (gradw train)")
     parser.add_argument(
         "--min-gain-db",

@@ -21,8 +21,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from gradw.data.dirs import AugmentDir, SpeechDir
     from gradw.data.lists import DataError
     from gradw.data.manifest import Manifest, build_manifest
+    from gradw.evaluation.report.plots import figure_format
     from gradw.models.loading import load_enhancer, load_speaker_network
 
+    figure_format(args.output)  # png, pdf or svg, from the suffix: checked before any work
     torch.manual_seed(args.seed)
     checkpoints = parse_checkpoint_args(args.checkpoint)
     test = SpeechDir.load(args.test)
@@ -96,7 +98,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    print(f"figure: {result['png']}")
+    print(f"figure: {result['figure']}")
     for name, value in result["logits"].items():
         print(f"logit {name}: {value:.3f}  cos to clean: {result['cosine_to_clean'][name]:.3f}")
     for name, stats in result["systems"].items():
@@ -138,7 +140,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="an enhancer checkpoint (repeat to compare, e.g. gradw=... equalw=...)",
     )
-    parser.add_argument("-o", "--output", required=True, help="the PNG to write")
+    parser.add_argument(
+        "-o", "--output", required=True, help="the figure to write: .png, .pdf or .svg (by its suffix)"
+    )
     parser.add_argument(
         "--scorer",
         default=None,

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "rewrite OUT/report.md and OUT/plots/ from an evaluation's results"),
     "inspect": ("inspect", "plot where Grad-W and Equal-W put their weight on one utterance"),
     "enhance": ("enhance", "enhance audio files with a trained enhancer (16 kHz WAV out)"),
+    "verify": ("verify", "score pairs of audio files (same speaker?), optionally through a trained G"),
     "export": ("export", "export trained models (ONNX)"),
 }
 

@@ -2,7 +2,8 @@
 
 A trial names an enrolment utterance, a test utterance and whether both come from one speaker.
 Lists are Kaldi order (``enroll test target|nontarget``) or VoxCeleb order (``1|0 enroll test``);
-both are read, either is written. Two generators make balanced lists from ``spk2utt``:
+both are read, either is written (:func:`read_pairs` also reads unlabelled ``enroll test`` lines,
+as ``gradw verify --trials`` takes them). Two generators make balanced lists from ``spk2utt``:
 :func:`make_trials` enumerates pairs (small corpora: every utterance pair can be listed), and
 :func:`make_balanced_trials` samples them without listing all (VoxCeleb-sized lists).
 """
@@ -57,6 +58,41 @@ def read_trials(path: str | os.PathLike[str]) -> list[Trial]:
             "'enroll test target|nontarget'"
         )
     return trials
+
+
+def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str, bool | None]]:
+    """Read a list of pairs to verify: ``enroll test`` lines, or labelled trials in either order
+    (``1|0 enroll test`` or ``enroll test target|nontarget``), mixed freely; the order is detected
+    per line as :func:`read_trials` does (a three-field line starting with 0 or 1 is VoxCeleb's).
+
+    Returns:
+        ``(enroll, test, target)`` per line, in file order; ``target`` is None on unlabelled lines.
+
+    Raises:
+        DataError: the file is missing, holds no pair, or a line is in none of the three forms
+            (names the line numbers).
+    """
+    path = Path(path)
+    pairs: list[tuple[str, str, bool | None]] = []
+    bad: list[int] = []
+    for number, line in _read_lines(path):
+        parts = line.split()
+        if len(parts) == 2:
+            pairs.append((parts[0], parts[1], None))
+        elif len(parts) == 3 and parts[0] in ("0", "1"):
+            pairs.append((parts[1], parts[2], parts[0] == "1"))
+        elif len(parts) == 3 and parts[2] in ("target", "nontarget"):
+            pairs.append((parts[0], parts[1], parts[2] == "target"))
+        else:
+            bad.append(number)
+    if bad:
+        raise DataError(
+            f"{path}: line(s) {format_offenders(bad)} are none of 'enroll test', '1|0 enroll test' "
+            "and 'enroll test target|nontarget'"
+        )
+    if not pairs:
+        raise DataError(f"{path}: no pair to verify (the file is empty)")
+    return pairs
 
 
 def write_trials(

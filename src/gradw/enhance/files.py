@@ -1,7 +1,8 @@
 """Folders in, folders out: any format libsndfile reads, any rate and
 channel count (downmixed and resampled like :func:`gradw.audio.io.read_audio`); outputs are
 16-bit 16 kHz WAV files mirroring the input tree, written atomically. Unreadable inputs are
-reported by name at the end and do not stop the others.
+reported by name at the end and do not stop the others. One input file with an output that names
+an audio file (``x.flac -> out.wav``) writes that file.
 """
 
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gradw.audio.io import WRITE_FORMATS
 from gradw.enhance.enhancer import EnhanceError, Enhancer
 
 #: Suffixes picked up when a directory is scanned (case-insensitive); files named explicitly are
@@ -66,6 +68,36 @@ def _scan(directory: Path) -> list[Path]:
     return sorted(found)
 
 
+def names_a_file(output: str | Path) -> bool:
+    """Whether an output path names an audio file rather than a folder: it has an audio suffix
+    (:data:`AUDIO_SUFFIXES`) and is not an existing directory."""
+    path = Path(output)
+    return path.suffix.lower() in AUDIO_SUFFIXES and not path.is_dir()
+
+
+def _single_file_job(
+    inputs: Sequence[str | Path], out: Path
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """One input file onto the output file ``out`` (see :func:`collect_inputs`)."""
+    paths = [Path(item) for item in inputs]
+    if len(paths) != 1 or paths[0].is_dir():
+        what = f"{len(paths)} inputs are given" if len(paths) != 1 else f"the input {paths[0]} is a folder"
+        raise EnhanceError(
+            f"the output {out} names an audio file, but {what}: give an output folder "
+            "(a file output takes exactly one input file)"
+        )
+    if out.suffix.lower() not in WRITE_FORMATS:
+        raise EnhanceError(
+            f"the output {out}: cannot write {out.suffix} files; use one of {', '.join(WRITE_FORMATS)}"
+        )
+    source = paths[0]
+    if not source.exists():
+        return [], [(source, "no such file or directory")]
+    if out.resolve() == source.resolve() or (out.exists() and out.samefile(source)):
+        raise EnhanceError(f"the output {out} would overwrite the input file; choose another output file")
+    return [(source, out)], []
+
+
 def collect_inputs(
     inputs: Sequence[str | Path], out_dir: str | Path
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
@@ -73,16 +105,21 @@ def collect_inputs(
 
     A file ``x/a.flac`` becomes ``OUT/a.wav``; a directory ``D`` is scanned recursively for audio
     files (:data:`AUDIO_SUFFIXES`; hidden entries skipped, and ``out_dir`` when it lies inside
-    ``D``) and ``D/sub/b.mp3`` becomes ``OUT/sub/b.wav``.
+    ``D``) and ``D/sub/b.mp3`` becomes ``OUT/sub/b.wav``. When ``out_dir`` names an audio file
+    (:func:`names_a_file`: ``out.wav`` or ``out.flac``, not an existing folder), it is the output
+    of the one input file.
 
     Returns:
         ``(jobs, missing)``: (input, output) pairs, and (path, reason) for inputs that do not
         exist.
 
     Raises:
-        EnhanceError: two inputs map onto the same output, or an output would overwrite an input.
+        EnhanceError: two inputs map onto the same output, an output would overwrite an input,
+            or a file output with several inputs, a folder input, or a suffix gradw does not write.
     """
     out = Path(out_dir)
+    if names_a_file(out):
+        return _single_file_job(inputs, out)
     out_resolved = out.resolve()
     jobs: list[tuple[Path, Path]] = []
     missing: list[tuple[Path, str]] = []
@@ -117,7 +154,8 @@ def collect_inputs(
 def enhance_files(
     enhancer: Enhancer, inputs: Sequence[str | Path], out_dir: str | Path, quiet: bool = False
 ) -> EnhanceReport:
-    """Enhance files and directories into ``out_dir`` (see :func:`collect_inputs`).
+    """Enhance files and directories into ``out_dir``, or one file into the file ``out_dir``
+    names (see :func:`collect_inputs`).
 
     Each output is written atomically; an input that cannot be read (or an output that cannot be
     written) is recorded in the report and the others go on.

@@ -54,7 +54,13 @@ from gradw.evaluation.systems import (
     load_system,
     parse_systems,
 )
-from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
+from gradw.models.loading import (
+    RANDOM_WEIGHTS,
+    RESNET_PRESETS,
+    SPEAKER_NETWORKS,
+    is_random_weights,
+    load_speaker_network,
+)
 from gradw.models.speaker import SpeakerNetwork
 from gradw.runlock import RunLock
 
@@ -64,7 +70,7 @@ from gradw.runlock import RunLock
 
 def scorer_identity(name: str, checkpoint: str | None, tap: str | None, seed: int = 0) -> str:
     """A content identity for the scorer network (a random one is a function of its seed)."""
-    if checkpoint:
+    if checkpoint and not is_random_weights(checkpoint):
         return f"{name}|{file_digest(Path(checkpoint))}|{tap}"
     if name == "campplus":
         from gradw.models.campplus import find_campplus_weights
@@ -76,17 +82,27 @@ def scorer_identity(name: str, checkpoint: str | None, tap: str | None, seed: in
 def load_scorer(config: EvaluationConfig, device: torch.device) -> SpeakerNetwork:
     """The scorer E, frozen, on ``device``.
 
-    A ResNet without a checkpoint (tests, smoke checks) is randomly initialised from ``config.seed``
-    alone, not from whatever the caller's global RNG holds, so that every process (and every
-    torchrun rank) builds the same network and cached embeddings stay valid.
+    A ResNet needs its checkpoint; with ``scorer_checkpoint="random"`` (asked for by name: tests,
+    smoke checks) it is randomly initialised from ``config.seed`` alone, not from whatever the
+    caller's global RNG holds, so that every process (and every torchrun rank) builds the same
+    network and cached embeddings stay valid.
+
+    Raises:
+        ConfigError: an unknown scorer, a ResNet without ``scorer_checkpoint``, or a bad tap.
     """
     from gradw.checkpoint import CheckpointError
 
     if config.scorer not in SPEAKER_NETWORKS:
         raise ConfigError(f"unknown scorer {config.scorer!r} (choose from {', '.join(SPEAKER_NETWORKS)})")
+    if config.scorer in RESNET_PRESETS and not config.scorer_checkpoint:
+        raise ConfigError(
+            f"scorer {config.scorer} has no weights of its own: give --scorer-checkpoint PATH (a gradw "
+            f"train-speaker checkpoint or a WeSpeaker state dict), or --scorer-checkpoint {RANDOM_WEIGHTS} "
+            "to evaluate randomly initialised weights on purpose"
+        )
     try:
         with torch.random.fork_rng(devices=[]):
-            if config.scorer in RESNET_PRESETS and not config.scorer_checkpoint:
+            if is_random_weights(config.scorer_checkpoint):
                 torch.manual_seed(config.seed)
             scorer = load_speaker_network(
                 config.scorer, checkpoint=config.scorer_checkpoint, tap=config.scorer_tap

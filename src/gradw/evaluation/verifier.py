@@ -1,4 +1,4 @@
-"""Speaker verification from waveforms: embed, score and decide, optionally through a trained G.
+"""Speaker verification from waveforms or files: embed, score and decide, optionally through a trained G.
 
 Two classes make gradw's public Python API (both importable as ``gradw.Enhancer`` and
 ``gradw.SpeakerVerifier``):
@@ -11,10 +11,16 @@ Two classes make gradw's public Python API (both importable as ``gradw.Enhancer`
   ``features = CMN(log(mel) + log(M + 1e-6))``. No waveform is resynthesised (that would add the
   STFT round trip and the mel -> linear approximation of :mod:`gradw.enhance.dsp`).
 
-A threshold for :meth:`SpeakerVerifier.verify` comes from an evaluation run: a score file
-(``enroll test score target|nontarget``) read by :meth:`SpeakerVerifier.load_threshold`, or
-scores and labels handed to :meth:`SpeakerVerifier.calibrate`, at the EER operating point or at
-a target false-acceptance rate.
+Embeddings come from one recording (``(N,)`` -> ``(D,)``), a batch (``(B, N)`` -> ``(B, D)``), a
+list of recordings of any lengths, or files (:meth:`SpeakerVerifier.embed_files`, each read at its
+own rate). A 2-D array is always a batch, never channels: multi-channel audio is downmixed by the
+caller, or passed as a path.
+
+A threshold for :meth:`SpeakerVerifier.verify` and :meth:`SpeakerVerifier.verify_files` comes
+from an evaluation run: a score file (``enroll test score target|nontarget``) read by
+:meth:`SpeakerVerifier.load_threshold`, or scores and labels handed to
+:meth:`SpeakerVerifier.calibrate`, at the EER operating point or at a target false-acceptance
+rate. ``gradw verify`` is the command-line side.
 
 Example (a tiny checkpoint stands in for a trained one in ``tests/evaluation/test_verifier.py``)::
 
@@ -31,13 +37,17 @@ Example (a tiny checkpoint stands in for a trained one in ``tests/evaluation/tes
 
     # verify a trial with E = CAM++ and the enhancer's mask applied on E's mel grid
     verifier = SpeakerVerifier(speaker="campplus", enhancer=enhancer)
-    enroll, rate_e = sf.read("enroll.wav", dtype="float32")
-    test, rate_t = sf.read("test.wav", dtype="float32")
-    embedding = verifier.embed(enroll, rate_e)  # (192,) float32
-    # the threshold at the EER of an evaluation run (gradw benchmark writes OUT/scores/SYSTEM/*.txt);
+    # the threshold at the EER of an evaluation run (gradw evaluate writes OUT/scores/SYSTEM/*.txt);
     # target="far", far=0.01 picks the lowest threshold with at most 1 % false acceptances instead
     threshold = verifier.load_threshold("runs/bench/scores/grad-w/babble_-5.txt")
-    same, score = verifier.verify(enroll, test, rate_e)  # (bool, cosine score)
+    # straight from the files, each read at its own rate and downmixed: (cosine score, decision)
+    score, same = verifier.verify_files("enroll.wav", "test.flac")
+    # or from waveforms, each with its own rate; a 2-D array is a batch, so downmix channels first
+    enroll, rate_e = sf.read("enroll.wav", dtype="float32")  # mono
+    test, rate_t = sf.read("test.flac", dtype="float32", always_2d=True)  # (N, C)
+    test = test.mean(axis=1)
+    embedding = verifier.embed(enroll, rate_e)  # (192,) float32
+    accepted, cosine = verifier.verify(enroll, test, rate_e, sample_rate_b=rate_t)  # (bool, score)
 """
 
 from __future__ import annotations
@@ -45,16 +55,21 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gradw.audio.io import prepare_waveform
+from gradw.audio.io import prepare_waveform, read_audio
 from gradw.enhance.enhancer import Enhancer
+from gradw.errors import GradwError
 
-__all__ = ["SpeakerVerifier", "threshold_at_far"]
+__all__ = ["MAX_CHANNELS", "SpeakerVerifier", "VerificationError", "threshold_at_far"]
+
+#: a 2-D array whose last axis is at most this long is taken for (N, C) channels and refused
+MAX_CHANNELS = 8
 
 _TARGETS = ("eer", "far")
 
@@ -79,29 +94,57 @@ def threshold_at_far(scores: Any, labels: Any, far: float) -> float:
     return float(thresholds[ok[0]])
 
 
+class VerificationError(GradwError, ValueError):
+    """Input that :class:`SpeakerVerifier` cannot embed as given (a shape that may hold channels, a
+    recording too short for E, a speaker network that contradicts the checkpoint); one line."""
+
+
+def _is_path(item: Any) -> bool:
+    return isinstance(item, str | os.PathLike)
+
+
+def _as_array(waveform: Any) -> np.ndarray:
+    if hasattr(waveform, "detach"):  # a torch tensor
+        waveform = waveform.detach().cpu().numpy()
+    return np.asarray(waveform)
+
+
 class SpeakerVerifier:
     """Speaker embeddings, cosine scores and accept/reject decisions, optionally enhanced.
 
     Args:
         speaker: a speaker-network name (``"campplus"``, ``"resnet34"``, ``"resnet-tiny"``; see
-            :func:`gradw.models.load_speaker_network`), a ``SpeakerNetwork`` instance, or None to
-            use the network the enhancer was trained against (as recorded in its checkpoint).
-        enhancer: None, an :class:`Enhancer`, or the path of an enhancer checkpoint. Its front-end
-            must be E's front-end (the mask lives on E's mel grid).
+            :func:`gradw.models.load_speaker_network`), a ``SpeakerNetwork`` instance, or None
+            (default): the network the enhancer's checkpoint records it was trained against, or
+            CAM++ when there is no enhancer.
+        enhancer: None, an :class:`Enhancer`, or the path of a checkpoint: of ``gradw train`` (G,
+            whose front-end must be E's: the mask lives on E's mel grid), or of ``gradw adapt``
+            (its adapted student replaces E, behind its G when it was adapted on G's output; then
+            ``speaker`` must be None or the student's base network, and ``checkpoint`` None).
         tap: E's tap (irrelevant to embeddings; kept for parity with training).
-        checkpoint: E's checkpoint when ``speaker`` is a name (e.g. a trained ResNet).
+        checkpoint: E's checkpoint when ``speaker`` is a name: required by a ResNet (e.g. a
+            trained ``resnet34``), or ``"random"`` to use randomly initialised weights on purpose.
         threshold: an initial decision threshold (see :meth:`calibrate`).
         device: where E (and G) run; default CPU.
 
     Attributes:
         speaker: the E in use (eval mode).
         enhancer: the Enhancer or None.
-        threshold: the decision threshold used by :meth:`verify` when none is passed.
+        adapted: the provenance of an adapted checkpoint (see
+            :func:`gradw.models.loading.load_adapted`), or None.
+        threshold: the decision threshold used by :meth:`verify` and :meth:`verify_files` when
+            none is passed.
+
+    Raises:
+        gradw.checkpoint.CheckpointError: an unreadable checkpoint, or a ResNet without weights.
+        VerificationError: (a ValueError) ``speaker`` contradicts the checkpoint, G's mel grid is
+            not E's, or E would be rebuilt from a record of random weights (which cannot be drawn
+            again).
     """
 
     def __init__(
         self,
-        speaker: Any = "campplus",
+        speaker: Any = None,
         enhancer: Enhancer | str | os.PathLike[str] | None = None,
         tap: str | None = None,
         *,
@@ -110,19 +153,31 @@ class SpeakerVerifier:
         device: str | torch.device = "cpu",
     ) -> None:
         from gradw.audio.frontends import frontend_name
-        from gradw.models.loading import load_speaker_network
+        from gradw.models.loading import checkpoint_kind, is_random_weights, load_speaker_network
         from gradw.models.speaker import SpeakerNetwork
 
         self.device = torch.device(device)
-        if isinstance(enhancer, str | os.PathLike):
-            enhancer = Enhancer.from_checkpoint(Path(enhancer), device=self.device)
+        self.adapted: dict[str, Any] | None = None
+        if _is_path(enhancer) and checkpoint_kind(Path(enhancer)) == "adapted":  # type: ignore[arg-type]
+            speaker, enhancer = self._load_adapted(Path(enhancer), speaker, checkpoint)  # type: ignore[arg-type]
+        elif _is_path(enhancer):
+            enhancer = Enhancer.from_checkpoint(Path(enhancer), device=self.device)  # type: ignore[arg-type]
+        if speaker is None and enhancer is None:
+            speaker = "campplus"
         if speaker is None:
-            if enhancer is None or not enhancer.speaker.get("name"):
-                raise ValueError(
-                    "speaker=None needs an enhancer whose checkpoint records its speaker network"
+            assert isinstance(enhancer, Enhancer)
+            if not enhancer.speaker.get("name"):
+                raise VerificationError(
+                    "speaker=None needs an enhancer whose checkpoint records its speaker network; "
+                    "pass speaker="
                 )
             record = enhancer.speaker
             speaker = record["name"]
+            if checkpoint is None and is_random_weights(record.get("checkpoint")):
+                raise VerificationError(
+                    f"the enhancer was trained against a randomly initialised {speaker}, which cannot "
+                    "be drawn again: give the speaker network's checkpoint (or 'random', on purpose)"
+                )
             checkpoint = checkpoint if checkpoint is not None else record.get("checkpoint")
             tap = tap if tap is not None else record.get("tap")
         if isinstance(speaker, SpeakerNetwork):
@@ -141,12 +196,37 @@ class SpeakerVerifier:
             mine = frontend_name(self.speaker.frontend)
             theirs = frontend_name(enhancer.frontend)
             if mine != theirs or self.speaker.frontend.n_mels != enhancer.frontend.n_mels:
-                raise ValueError(
+                raise VerificationError(
                     f"the enhancer's mask lives on the {theirs!r} mel grid, but the speaker network "
                     f"uses {mine!r}: they must match"
                 )
         self.enhancer = enhancer
         self.threshold: float | None = None if threshold is None else float(threshold)
+
+    def _load_adapted(self, path: Path, speaker: Any, checkpoint: Any) -> tuple[Any, Enhancer | None]:
+        """The student of a ``gradw adapt`` checkpoint (as E) and its G as an Enhancer (or None)."""
+        from gradw.audio.frontends import build_frontend, frontend_name
+        from gradw.models.loading import load_adapted
+
+        student, g, info = load_adapted(path)
+        base = info["speaker"]["name"]
+        if speaker is not None and not (isinstance(speaker, str) and speaker == base):
+            given = speaker if isinstance(speaker, str) else type(speaker).__name__
+            raise VerificationError(
+                f"{path} is an adapted checkpoint: its student of {base} replaces the speaker network, "
+                f"so speaker={given!r} cannot be used with it (pass speaker=None)"
+            )
+        if checkpoint is not None:
+            raise VerificationError(
+                f"{path} is an adapted checkpoint: it rebuilds its own base network, so checkpoint= "
+                "cannot be used with it"
+            )
+        self.adapted = info
+        if g is None:
+            return student, None
+        record = info["enhancer"] or {}
+        frontend = build_frontend(record.get("frontend") or frontend_name(student.frontend))
+        return student, Enhancer(g, frontend, device=self.device, speaker=info["speaker"])
 
     @property
     def sample_rate(self) -> int:
@@ -161,7 +241,7 @@ class SpeakerVerifier:
         wav = wav.to(self.device, torch.float32)
         short = network.frontend.min_samples - wav.shape[-1]
         if short > 0:
-            raise ValueError(
+            raise VerificationError(
                 f"the waveform has {wav.shape[-1]} samples at {self.sample_rate} Hz; "
                 f"{type(network).__name__} needs at least {network.frontend.min_samples}"
             )
@@ -174,51 +254,185 @@ class SpeakerVerifier:
 
         return network.embed_through(wav, mask_model)
 
+    def _mono(self, item: Any, sample_rate: int) -> np.ndarray:
+        """One recording -> (N,) float32 at E's rate: a path is read at its own rate (downmixed);
+        an array must be 1-D (a 2-D one could hold channels or a batch: never guessed)."""
+        if _is_path(item):
+            return read_audio(item, self.sample_rate)
+        arr = _as_array(item)
+        if arr.ndim != 1:
+            raise VerificationError(
+                f"expected one mono recording of shape (N,), got shape {arr.shape}: downmix "
+                "multi-channel audio first (e.g. wav.mean(axis=1)) or pass the file's path"
+            )
+        return prepare_waveform(arr, sample_rate, self.sample_rate)
+
     def embed(self, waveform: Any, sample_rate: int = 16000) -> np.ndarray:
-        """Speaker embedding of one recording.
+        """Speaker embeddings of one recording or of a batch.
 
         Args:
-            waveform: (N,), (N, C) or (C, N) numpy array or tensor at ``sample_rate``
-                (downmixed and resampled to 16 kHz).
-            sample_rate: its rate in Hz.
+            waveform: what to embed:
+
+                * a (N,) numpy array or tensor: one mono recording -> (D,);
+                * a (B, N) array or tensor: a batch of B mono recordings of one length -> (B, D),
+                  row b the embedding of ``waveform[b]`` alone. A 2-D array is never read as
+                  channels: a (N, C) array (its last axis at most 8, or shorter than its first)
+                  is refused with a ValueError, and a (C, N) multi-channel recording would be
+                  embedded channel by channel; downmix it (``wav.mean(axis=0)``) or pass its path;
+                * a list or tuple of (N_i,) arrays of any lengths (or paths) -> (B, D);
+                * a path (``str`` or ``os.PathLike``): read at the file's own rate and downmixed
+                  (:func:`gradw.audio.io.read_audio`) -> (D,); see also :meth:`embed_files`.
+            sample_rate: the rate in Hz of the arrays (resampled to 16 kHz); not used for paths.
 
         Returns:
-            (D,) float32 embedding (not normalised).
-        """
-        wav = torch.from_numpy(prepare_waveform(waveform, sample_rate, self.sample_rate))
-        return self.embed_tensor(wav[None])[0].cpu().numpy()
+            (D,) or (B, D) float32 embeddings (not normalised).
 
-    def score(self, a: Any, b: Any, sample_rate: int = 16000) -> float:
-        """Cosine similarity of the embeddings of two recordings (both at ``sample_rate``)."""
+        Raises:
+            VerificationError: (a ValueError) a 2-D array shaped like channels, a list item that
+                is not 1-D, an empty list, more than two dimensions, or a recording too short for E.
+            gradw.audio.io.AudioError: an unreadable file (named).
+        """
+        if _is_path(waveform):
+            wav = torch.from_numpy(self._mono(waveform, sample_rate))
+            return self.embed_tensor(wav[None])[0].cpu().numpy()
+        if isinstance(waveform, list | tuple):
+            if not waveform:
+                raise VerificationError("nothing to embed: the list is empty")
+            rows = [self._mono(item, sample_rate) for item in waveform]
+            return np.stack([self.embed_tensor(torch.from_numpy(r)[None])[0].cpu().numpy() for r in rows])
+        arr = _as_array(waveform)
+        if arr.ndim == 1:
+            return self.embed([arr], sample_rate)[0]
+        if arr.ndim != 2:
+            raise VerificationError(
+                f"expected a waveform (N,), a batch (B, N) or a list of waveforms, got shape {arr.shape}"
+            )
+        batch, length = arr.shape
+        if length <= MAX_CHANNELS or length < batch:
+            raise VerificationError(
+                f"a 2-D array is a batch (B, N) of mono recordings, but shape {arr.shape} looks like "
+                "(N, C) channels: downmix it (e.g. wav.mean(axis=1)), pass the file's path, or pass "
+                "a list of 1-D waveforms"
+            )
+        rows = [prepare_waveform(row, sample_rate, self.sample_rate) for row in arr]
+        return self.embed_tensor(torch.from_numpy(np.stack(rows))).cpu().numpy()
+
+    def embed_files(self, paths: Iterable[str | os.PathLike[str]]) -> np.ndarray:
+        """Embeddings of audio files, each read at its own rate and downmixed
+        (:func:`gradw.audio.io.read_audio`): any format libsndfile reads.
+
+        Returns:
+            (B, D) float32 embeddings, in the order of ``paths`` (a single path gives (1, D)).
+        """
+        items = [paths] if _is_path(paths) else list(paths)  # type: ignore[list-item]
+        if not all(_is_path(p) for p in items):
+            raise TypeError("embed_files takes paths; use embed() for waveforms")
+        return self.embed(items)
+
+    def _one_embedding(self, item: Any, sample_rate: int) -> np.ndarray:
+        if not _is_path(item) and _as_array(item).ndim != 1:
+            raise VerificationError(
+                f"a trial compares one recording with another: expected shape (N,) or a path, "
+                f"got shape {_as_array(item).shape} (downmix multi-channel audio first)"
+            )
+        return self.embed(item, sample_rate)
+
+    def score(self, a: Any, b: Any, sample_rate: int = 16000, *, sample_rate_b: int | None = None) -> float:
+        """Cosine similarity of the embeddings of two recordings.
+
+        Args:
+            a, b: (N,) mono waveforms (or paths, read at their own rates).
+            sample_rate: the rate of ``a``, and of ``b`` unless ``sample_rate_b`` is given.
+            sample_rate_b: the rate of ``b`` when it differs from ``a``'s.
+        """
         from gradw.evaluation.scoring import cosine_scores
 
-        ea = self.embed(a, sample_rate)
-        eb = self.embed(b, sample_rate)
+        ea = self._one_embedding(a, sample_rate)
+        eb = self._one_embedding(b, sample_rate if sample_rate_b is None else sample_rate_b)
         return float(cosine_scores(ea[None], eb[None])[0])
 
+    def _threshold(self, threshold: float | None) -> float | None:
+        return self.threshold if threshold is None else float(threshold)
+
     def verify(
-        self, a: Any, b: Any, sample_rate: int = 16000, threshold: float | None = None
+        self,
+        a: Any,
+        b: Any,
+        sample_rate: int = 16000,
+        threshold: float | None = None,
+        *,
+        sample_rate_b: int | None = None,
     ) -> tuple[bool, float]:
         """Decide whether two recordings come from the same speaker.
 
         Args:
-            a, b: waveforms at ``sample_rate``.
-            sample_rate: their rate in Hz.
+            a, b: (N,) mono waveforms (or paths, read at their own rates).
+            sample_rate: the rate of ``a``, and of ``b`` unless ``sample_rate_b`` is given.
             threshold: accept when ``score >= threshold``; default :attr:`threshold`.
+            sample_rate_b: the rate of ``b`` when it differs from ``a``'s.
 
         Returns:
-            ``(accepted, score)``.
+            ``(accepted, score)`` (for files, :meth:`verify_files` returns ``(score, decision)``
+            as SpeechBrain's ``verify_files`` does).
 
         Raises:
             ValueError: no threshold given and none calibrated.
         """
-        value = self.threshold if threshold is None else float(threshold)
+        value = self._threshold(threshold)
         if value is None:
             raise ValueError(
                 "no decision threshold: pass threshold=..., or call calibrate() or load_threshold() first"
             )
-        s = self.score(a, b, sample_rate)
+        s = self.score(a, b, sample_rate, sample_rate_b=sample_rate_b)
         return bool(s >= value), s
+
+    def verify_files(
+        self, a: str | os.PathLike[str], b: str | os.PathLike[str], threshold: float | None = None
+    ) -> tuple[float, bool | None]:
+        """Verify two audio files, each read at its own rate and downmixed (any format).
+
+        Args:
+            a, b: the enrolment and test files.
+            threshold: accept when ``score >= threshold``; default :attr:`threshold`.
+
+        Returns:
+            ``(score, decision)``: the cosine score, and whether the two are accepted as one
+            speaker (None when no threshold is known), in SpeechBrain's order.
+        """
+        (score, decision), = self.verify_pairs([(a, b)], threshold)
+        return score, decision
+
+    def verify_pairs(
+        self,
+        pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+        threshold: float | None = None,
+    ) -> Iterator[tuple[float, bool | None]]:
+        """:meth:`verify_files` over many pairs, each distinct file embedded once.
+
+        Every file's header is read before any embedding, so a missing or unreadable file stops
+        the run before any score (:class:`gradw.audio.io.AudioError`, naming it).
+
+        Yields:
+            ``(score, decision)`` per pair, in order (decision None when no threshold is known).
+        """
+        from gradw.audio.io import audio_info
+        from gradw.evaluation.scoring import cosine_scores
+
+        items = [(Path(a), Path(b)) for a, b in pairs]
+        for path in dict.fromkeys(p for pair in items for p in pair):
+            audio_info(path)
+        value = self._threshold(threshold)
+        cache: dict[Path, np.ndarray] = {}
+
+        def embedding(path: Path) -> np.ndarray:
+            key = path.resolve()
+            if key not in cache:
+                cache[key] = self.embed(path)
+            return cache[key]
+
+        for a, b in items:
+            score = float(cosine_scores(embedding(a)[None], embedding(b)[None])[0])
+            yield score, None if value is None else bool(score >= value)
 
     # -- thresholds --------------------------------------------------------------------------
     def calibrate(self, scores: Any, labels: Any, target: str = "eer", far: float = 0.01) -> float:

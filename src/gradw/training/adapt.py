@@ -26,6 +26,7 @@ the gradient difference of the paper reduces to the gradient at the student's ac
 :func:`gradw.losses.weights.activation_weights` as for G.
 """
 
+
 from __future__ import annotations
 
 import copy
@@ -37,15 +38,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from gradw.audio.frontends import frontend_name
 from gradw.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from gradw.config import AdaptConfig, ConfigError, to_dict
+from gradw.config import RANDOM_WEIGHTS, AdaptConfig, ConfigError, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
-from gradw.losses.deep_feature import weighted_l1_per_item
-from gradw.losses.objective import NonFiniteLossError, ObjectiveResult
-from gradw.losses.weights import activation_weights, check_weight_options, uniform_weights, weight_stats
+from gradw.losses.adaptation import TAP_SCHEMES, AdaptationObjective
+from gradw.losses.objective import NonFiniteLossError
+from gradw.losses.weights import check_weight_options
 from gradw.models.adapters import (
     ADAPTER_MODES,
     adapter_state_dict,
@@ -80,18 +80,7 @@ from gradw.training.loop import (
 )
 from gradw.training.validation import Validator
 
-TAP_SCHEMES: tuple[str, ...] = ("equal", "gradw-norm")
-"""Position weights of the tap term."""
-
-__all__ = [
-    "TAP_SCHEMES",
-    "AdaptationObjective",
-    "StudentModule",
-    "StudentValidator",
-    "check_adapt_config",
-    "label_free_weights",
-    "train_adapter",
-]
+__all__ = ["StudentModule", "StudentValidator", "check_adapt_config", "train_adapter"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,154 +117,6 @@ class StudentModule(nn.Module):
         """Load adapter weights saved by :meth:`state_dict` (always strict)."""
         load_adapter_state(self.student, state_dict)
         return None
-
-
-# ---------------------------------------------------------------------------------------------
-# the objective
-
-
-def label_free_weights(
-    teacher: SpeakerNetwork,
-    activation: Tensor,
-    reference: Tensor,
-    scheme: str = "equal",
-    temperature: float = 1.0,
-    clip: float | None = 3.0,
-) -> Tensor:
-    """Position weights P of the tap term, without labels.
-
-    Args:
-        teacher: the frozen E (its second half judges the activation).
-        activation: (B, C, F', T') the student's tap activation on the noisy input.
-        reference: (B, D) the teacher's embedding of the clean input.
-        scheme: ``equal`` (uniform) or ``gradw-norm`` (the standardised, clipped, soft-maxed
-            gradient of ``cos(teacher.from_tap(A), reference)`` with respect to A; see the module
-            docstring).
-        temperature / clip: as in :func:`gradw.losses.weights.activation_weights`.
-
-    Returns:
-        (B, 1, F', T') detached weights summing to 1 per utterance.
-    """
-    if scheme not in TAP_SCHEMES:
-        raise ValueError(f"unknown tap scheme {scheme!r}: expected one of {', '.join(TAP_SCHEMES)}")
-    if scheme == "equal":
-        return uniform_weights(activation)
-    with torch.enable_grad():
-        leaf = activation.detach().requires_grad_(True)
-        score = F.cosine_similarity(teacher.from_tap(leaf), reference.detach(), dim=-1, eps=1e-8)
-        (gradient,) = torch.autograd.grad(score.sum(), leaf)
-    return activation_weights(gradient, torch.zeros_like(gradient), scheme, temperature, clip)
-
-
-def _cosine_distance(a: Tensor, b: Tensor) -> Tensor:
-    """(B, D), (B, D) -> (B,) 1 - cos."""
-    return 1.0 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)
-
-
-class AdaptationObjective:
-    """The adaptation loss of one batch (see the module docstring).
-
-    ``stats`` holds ``loss``; ``embedding_distance`` (mean 1 - cos(student noisy, teacher
-    clean)); ``consistency_distance`` (mean 1 - cos(student clean, teacher clean), when the clean
-    pass ran); ``tap_l1`` (the weighted L1, when on); ``anchor_distance`` (sum of squared weight
-    changes, when on); ``weight_entropy`` ... (:func:`gradw.losses.weights.weight_stats`, for
-    ``gradw-norm``).
-
-    Args:
-        teacher: the frozen E.
-        embedding_weight / tap_weight / consistency_weight / anchor_weight: term weights >= 0.
-        scheme / temperature / clip: position weights of the tap term (:func:`label_free_weights`).
-        anchors: (parameter, initial value) pairs for the anchor term.
-    """
-
-    def __init__(
-        self,
-        teacher: SpeakerNetwork,
-        embedding_weight: float = 1.0,
-        tap_weight: float = 0.0,
-        consistency_weight: float = 1.0,
-        anchor_weight: float = 0.0,
-        scheme: str = "equal",
-        temperature: float = 1.0,
-        clip: float | None = 3.0,
-        anchors: list[tuple[Tensor, Tensor]] | None = None,
-    ) -> None:
-        self.teacher = teacher
-        self.embedding_weight = float(embedding_weight)
-        self.tap_weight = float(tap_weight)
-        self.consistency_weight = float(consistency_weight)
-        self.anchor_weight = float(anchor_weight)
-        self.scheme, self.temperature, self.clip = scheme, float(temperature), clip
-        self.anchors = anchors or []
-
-    @property
-    def needs_clean_pass(self) -> bool:
-        """Whether the student must also embed the clean input (the consistency term)."""
-        return self.consistency_weight > 0
-
-    def __call__(
-        self,
-        activation: Tensor,
-        embedding: Tensor,
-        ref_activation: Tensor,
-        ref_embedding: Tensor,
-    ) -> ObjectiveResult:
-        """Evaluate the loss.
-
-        Args:
-            activation: (B or 2B, C, F', T') the student's tap activations: the noisy inputs, then
-                (with the consistency term) the clean ones.
-            embedding: (B or 2B, D) the student's embeddings, in the same order.
-            ref_activation: (B, C, F', T') the teacher's tap activations of the clean inputs.
-            ref_embedding: (B, D) the teacher's embeddings of the clean inputs.
-
-        Returns:
-            An :class:`~gradw.losses.objective.ObjectiveResult` (``weights`` set for the tap term).
-
-        Raises:
-            NonFiniteLossError: naming the batch items whose loss is not finite.
-        """
-        batch = ref_embedding.shape[0]
-        expected = 2 * batch if self.needs_clean_pass else batch
-        if embedding.shape[0] != expected or activation.shape[0] != expected:
-            raise ValueError(
-                f"expected {expected} student items for {batch} references, got {embedding.shape[0]}"
-            )
-        stats: dict[str, float] = {}
-        terms: dict[str, Tensor] = {}
-        ref_embedding = ref_embedding.detach().to(embedding.dtype)
-        distance = _cosine_distance(embedding[:batch], ref_embedding)
-        per_item = self.embedding_weight * distance
-        stats["embedding_distance"] = distance.detach().mean().item()
-        weights: Tensor | None = None
-        if self.tap_weight > 0:
-            noisy_activation = activation[:batch]
-            weights = label_free_weights(
-                self.teacher, noisy_activation, ref_embedding, self.scheme, self.temperature, self.clip
-            )
-            tap = weighted_l1_per_item(
-                ref_activation.detach(), noisy_activation, weights.to(activation.dtype)
-            )
-            per_item = per_item + self.tap_weight * tap
-            stats["tap_l1"] = tap.detach().mean().item()
-            if self.scheme != "equal":
-                stats.update(weight_stats(weights))
-        if self.needs_clean_pass:
-            consistency = _cosine_distance(embedding[batch:], ref_embedding)
-            per_item = per_item + self.consistency_weight * consistency
-            stats["consistency_distance"] = consistency.detach().mean().item()
-        loss = per_item.mean()
-        if not bool(torch.isfinite(loss)):
-            raise NonFiniteLossError(torch.nonzero(~torch.isfinite(per_item.detach())).flatten().tolist())
-        terms["items"] = loss
-        if self.anchor_weight > 0 and self.anchors:
-            anchor = sum(((p - p0) ** 2).sum() for p, p0 in self.anchors)
-            assert isinstance(anchor, Tensor)
-            loss = loss + self.anchor_weight * anchor
-            terms["anchor"] = self.anchor_weight * anchor
-            stats["anchor_distance"] = anchor.detach().item()
-        stats["loss"] = loss.item()
-        return ObjectiveResult(loss=loss, stats=stats, weights=weights, terms=terms)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,9 +185,9 @@ def check_adapt_config(config: AdaptConfig) -> None:
             f"speaker.name: unknown speaker network {config.speaker.name!r} "
             f"(choose from {', '.join(SPEAKER_NETWORKS)})"
         )
-    if config.speaker.name in RESNET_PRESETS and not config.speaker.checkpoint:
+    if config.speaker.name in RESNET_PRESETS and config.speaker.checkpoint in (None, "", RANDOM_WEIGHTS):
         raise ConfigError(
-            f"speaker.checkpoint: {config.speaker.name} without a checkpoint is randomly initialised; "
+            f"speaker.checkpoint: {config.speaker.name} without a checkpoint has no weights of its own; "
             "an adapted network is stored relative to its base network, so give the base's checkpoint"
         )
     if config.enhancer_checkpoint is not None and not Path(config.enhancer_checkpoint).is_file():

@@ -23,11 +23,11 @@ from torch import Tensor, nn
 
 from gradw.audio.frontends import frontend_name
 from gradw.checkpoint import save_checkpoint
-from gradw.config import ConfigError, TrainConfig, to_dict
+from gradw.config import RANDOM_WEIGHTS, ConfigError, TrainConfig, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
 from gradw.losses.pcgrad import CONFLICT_MODES, combine_gradients
-from gradw.models.loading import load_speaker_network
+from gradw.models.loading import RESNET_PRESETS, load_speaker_network
 from gradw.models.speaker import CosineHead, SpeakerNetwork
 from gradw.models.unet import MaskUNet
 from gradw.training.distributed import (
@@ -238,7 +238,13 @@ def backward(
 
 
 def check_loss_config(config: TrainConfig) -> None:
-    """Refuse loss options that cannot work together, naming the key (before any work)."""
+    """Refuse loss options that cannot work together, and a ResNet E without weights, naming the
+    key (before any work)."""
+    if config.speaker.name in RESNET_PRESETS and not config.speaker.checkpoint:
+        raise ConfigError(
+            f"speaker.checkpoint: {config.speaker.name} has no weights of its own: give its checkpoint "
+            f"(gradw train-speaker), or speaker.checkpoint={RANDOM_WEIGHTS} for random weights on purpose"
+        )
     if config.loss.conflict not in CONFLICT_MODES:
         raise ConfigError(
             f"loss.conflict: unknown mode {config.loss.conflict!r} "

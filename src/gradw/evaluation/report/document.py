@@ -36,7 +36,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from gradw.config import EvaluationConfig
+from gradw.config import RANDOM_WEIGHTS, EvaluationConfig
 from gradw.evaluation.report.plots import _det_name, default_det_snrs, plot_det_curves, plot_metric_vs_snr
 from gradw.evaluation.report.tables import (
     BASELINE,
@@ -112,7 +112,10 @@ def _header(config: dict[str, Any], rows: Sequence[Row], meta: dict[str, Any]) -
     extra = f", a seeded sample of at most {config['max_trials']}" if config.get("max_trials") else ""
     lines.append(f"- **Trials:** {trials} per condition{extra}; **speakers:** {counts('n_speakers')}")
     scorer = f"`{config.get('scorer', '?')}`"
-    if config.get("scorer_checkpoint"):
+    if config.get("scorer_checkpoint") == RANDOM_WEIGHTS:
+        seed = config.get("seed", 0)
+        scorer += f" with **random weights** (initialised from seed {seed}, asked for by name)"
+    elif config.get("scorer_checkpoint"):
         scorer += f" (checkpoint `{config['scorer_checkpoint']}`)"
     if config.get("scorer_tap"):
         scorer += f", tap `{config['scorer_tap']}`"

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gradw.errors import GradwError
 from gradw.evaluation.report.tables import (
     METRICS,
     PLOTS_HINT,
@@ -45,6 +46,50 @@ def new_figure(width: float, height: float) -> Any:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+#: figure formats written by :func:`save_figure`, named by the file's suffix
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+class FigureError(GradwError, ValueError):
+    """A figure path whose suffix names no format gradw writes; names the path."""
+
+
+def figure_format(path: str | Path) -> str:
+    """The format a figure path's suffix names: ``png``, ``pdf`` or ``svg`` (case-insensitive).
+
+    Raises:
+        FigureError: no suffix, or another one (one line naming the path).
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FIGURE_FORMATS:
+        given = f"the suffix .{suffix}" if suffix else "no suffix"
+        raise FigureError(
+            f"{path}: a figure is written as {', '.join('.' + f for f in FIGURE_FORMATS)}, "
+            f"and this path has {given}"
+        )
+    return suffix
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Save a figure in the format its suffix names (:func:`figure_format`: PNG, PDF or SVG),
+    atomically (a temporary name in the same folder, then a rename). ``dpi`` sets the PNG's
+    resolution and that of raster images inside a PDF or SVG.
+
+    Raises:
+        FigureError: a suffix that names no format gradw writes (nothing is written).
+    """
+    path = Path(path)
+    fmt = figure_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def save_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:
