@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import make_enhancer_checkpoint
 
 from gradw.audio.frontends import KaldiFbank, LogMel
 from gradw.checkpoint import save_checkpoint
@@ -165,3 +167,17 @@ def test_a_failed_check_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="differ"):
         export_onnx(ckpt, tmp_path / "m.onnx", what="enhancer", tolerance=0.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.pt"]
+
+
+def test_an_export_never_overwrites_its_checkpoint_and_writes_onnx_only(tmp_path: Path) -> None:
+    ckpt = make_enhancer_checkpoint(tmp_path / "run" / "best.pt")
+    before = ckpt.read_bytes()
+    for output, what, culprit in (
+        (ckpt, "enhancer", ckpt),  # the checkpoint itself
+        (tmp_path / "run" / ".." / "run" / "best.pt", "speaker", tmp_path / "run" / ".." / "run" / "best.pt"),
+        (tmp_path / "model.pt", "both", tmp_path / "model.pt"),  # not an ONNX file name
+    ):
+        with pytest.raises(ExportError, match=re.escape(str(culprit))):
+            export_onnx(ckpt, output, what=what)
+    assert ckpt.read_bytes() == before and not (tmp_path / "model.pt").exists()
+    assert not list(tmp_path.glob("*.onnx"))

@@ -121,6 +121,23 @@ def speaker_path(output: str | Path) -> Path:
     return out.with_name(f"{out.stem}.speaker{out.suffix or '.onnx'}")
 
 
+def check_outputs(checkpoint: str | Path, output: str | Path, what: str) -> list[Path]:
+    """The files an export writes, checked before any work: each ends in ``.onnx`` and none is the
+    checkpoint it reads (an export never overwrites its input).
+
+    Raises:
+        ExportError: naming the offending path.
+    """
+    files = [Path(output)] + ([speaker_path(output)] if what == "both" else [])
+    source = Path(checkpoint).resolve()
+    for path in files:
+        if path.suffix.lower() != ".onnx":
+            raise ExportError(f"{path}: an ONNX model is written to a file ending in .onnx")
+        if path.resolve() == source:
+            raise ExportError(f"{path} is the checkpoint being exported: choose another output")
+    return files
+
+
 def _import_onnx() -> tuple[Any, Any]:
     try:
         import onnx
@@ -293,6 +310,7 @@ def export_onnx(
 
     if what not in EXPORT_TARGETS:
         raise ValueError(f"what must be one of {', '.join(EXPORT_TARGETS)}, got {what!r}")
+    check_outputs(checkpoint, output, what)
     bundle = load_enhancer(checkpoint)
     frontend = build_frontend(bundle.frontend)
     n_mels = frontend.n_mels
