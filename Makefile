@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?= demo
 TORCH_VERSION ?= 2.13.0
-PYTEST_ARGS ?=
+# the tests run on every core (each test uses one thread); PYTEST_ARGS="-n 0" runs them in one process
+PYTEST_ARGS ?= -n auto
 
 .PHONY: demo test lint system-deps system-deps-tiny venv clean-venv
 
