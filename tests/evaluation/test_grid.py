@@ -298,7 +298,7 @@ def _garbage(tmp_path: Path) -> str:
             r"or --scorer-checkpoint random",
         ),
         (lambda t, c: ["--categories", "noise,nosie"], r"unknown condition categories \['nosie'\]"),
-        (lambda t, c: ["--max-trials", "1"], r"max_trials must be at least 2"),
+        (lambda t, c: ["--max-trials", "1"], r"evaluate.max_trials: must be an integer >= 2"),
     ],
     ids=[
         "trials",

@@ -276,7 +276,7 @@ def test_an_adapter_never_meets_another_base_network(toy_corpus: Path, tmp_path:
         (("adapter.layers=[layer9]",), r"adapter.layers: .*pattern 'layer9' matches no"),
         (("loss.embedding_weight=0",), r"nothing pulls the student"),
         (("loss.scheme=gradw",), r"loss.scheme: unknown tap scheme 'gradw'"),
-        (("loss.consistency_weight=-1",), r"loss.consistency_weight must be a finite number >= 0"),
+        (("loss.consistency_weight=-1",), r"loss.consistency_weight: must be a number >= 0, got -1.0"),
         (("speaker.checkpoint=null",), r"speaker.checkpoint: resnet-tiny without a checkpoint"),
         (("speaker.checkpoint=random",), r"speaker.checkpoint: resnet-tiny without a checkpoint"),
         (("enhancer_checkpoint=nowhere.pt",), r"enhancer_checkpoint: file not found: nowhere.pt"),
