@@ -147,3 +147,12 @@ def test_the_cli_reports_a_range_error_in_one_line_and_writes_nothing(tmp_path: 
     assert result.returncode == 2
     assert result.stderr == "gradw: error: optim.lr: must be a number > 0, got -1.0\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overrides_keep_the_order_of_every_mapping() -> None:
+    from gradw.config import apply_overrides
+
+    data = {"variants": {"gradw": [], "equalw": ["loss.scheme=equal"], "alpha": []}, "n_boot": 5}
+    merged = apply_overrides(data, ["n_boot=7"])
+    assert list(merged["variants"]) == ["gradw", "equalw", "alpha"] and merged["n_boot"] == 7
+    assert data["n_boot"] == 5  # the input is not changed

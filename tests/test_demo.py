@@ -43,6 +43,8 @@ def test_tiny_demo_trains_evaluates_and_reports(
     assert sorted((r["system"], r["condition"]) for r in results["rows"]) == sorted(
         (s, c) for s in systems for c in conditions
     )
+    # the variants run, and are reported, in the order the preset lists them
+    assert list(dict.fromkeys(r["system"] for r in results["rows"])) == systems
     for row in results["rows"]:
         assert 0.0 <= row["metrics"]["eer"] <= 100.0  # percent
         enroll, test, scores, labels = read_scores(

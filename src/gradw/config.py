@@ -13,6 +13,7 @@ the key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -549,7 +550,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of nested mapping ``data`` with dotted overrides applied."""
-    merged = yaml.safe_load(yaml.safe_dump(data))
+    merged = copy.deepcopy(data)  # keeps the order of every mapping (the demo's variants run in it)
     for text in overrides:
         path, value = parse_override(text)
         node = merged
