@@ -22,7 +22,12 @@ from pathlib import Path
 from gradw.config import EvaluationConfig, TrainConfig, load_config
 from gradw.data.dirs import SpeechDir
 from gradw.evaluation.grid import evaluate as run_evaluation
-from gradw.evaluation.report.tables import format_diff_table, format_metric_table, format_summary_table
+from gradw.evaluation.report.tables import (
+    format_diff_table,
+    format_metric_table,
+    format_summary_table,
+    mean_eer_at_low_snr,
+)
 from gradw.evaluation.results import read_results
 from gradw.losses.weights import GRADIENT_SCHEMES
 from gradw.training.enhancer import train_enhancer
@@ -209,19 +214,10 @@ def curves(out: Path, names: list[str], path: Path) -> Path | None:
     return path
 
 
-def low_snr_means(rows: list, categories: tuple[str, ...]) -> dict[str, float]:
-    """system -> mean EER (%) over the conditions at or below 0 dB of ``categories``."""
-    out: dict[str, list[float]] = {}
-    for r in rows:
-        if r.category in categories and r.snr_db is not None and r.snr_db <= 0 and not r.reverb:
-            out.setdefault(r.system, []).append(r.metrics["eer"])
-    return {system: sum(v) / len(v) for system, v in out.items()}
-
-
 def variant_means(rows: list, categories: tuple[str, ...] = ALL_NOISY) -> dict[str, dict[int, float]]:
     """variant (``+fuse`` kept) -> {seed: mean EER (%) over the conditions <= 0 dB of ``categories``}."""
     groups: dict[str, dict[int, float]] = {}
-    for system, mean in low_snr_means(rows, categories).items():
+    for system, mean in mean_eer_at_low_snr(rows, categories).items():
         base, fused = system.removesuffix("+fuse"), system.endswith("+fuse")
         name, seed = split_seed(base)
         if name in VARIANTS:
@@ -257,7 +253,7 @@ def choose(groups: dict[str, dict[int, float]], min_seeds: int = MIN_SEEDS) -> s
 
 def choice_section(rows: list, names: list[str]) -> list[str]:
     """Variants ranked by their mean validation EER over seeds, and the chosen recipe."""
-    means = low_snr_means(rows, ALL_NOISY)
+    means = mean_eer_at_low_snr(rows, ALL_NOISY)
     groups = variant_means(rows)
     if not groups or "noisy" not in means:
         return []
@@ -301,7 +297,7 @@ def seed_success_line(rows: list, variant: str) -> list[str]:
     """The first criterion (noise and music <= 0 dB vs noisy) for every seed of ``variant`` run
     on these rows, and their mean: one seed's verdict is not the recipe's."""
     nm = variant_means(rows, ("noise", "music")).get(variant, {})
-    noisy = low_snr_means(rows, ("noise", "music")).get("noisy")
+    noisy = mean_eer_at_low_snr(rows, ("noise", "music")).get("noisy")
     if len(nm) < 2 or noisy is None:
         return []
     rel = {seed: 100 * (m / noisy - 1) for seed, m in sorted(nm.items())}
@@ -323,8 +319,8 @@ def success_section(rows: list, system: str) -> list[str]:
         r for r in rows if r.system == system and r.category in ("noise", "music") and r.snr_db is not None
     ]
     low = [r for r in low if r.snr_db <= 0]
-    noisy_nm = low_snr_means(rows, ("noise", "music"))
-    noisy_b = low_snr_means(rows, ("babble",))
+    noisy_nm = mean_eer_at_low_snr(rows, ("noise", "music"))
+    noisy_b = mean_eer_at_low_snr(rows, ("babble",))
     rel = 100 * (noisy_nm[system] / noisy_nm["noisy"] - 1)
     better = sum(1 for r in low if r.metrics.get("eer_diff_high", 0.0) < 0)
     babble = [r for r in rows if r.system == system and r.category == "babble"]
@@ -381,7 +377,7 @@ def score_section(eval_dir: Path, rows: list, conditions: tuple[str, ...]) -> li
 
 def seeds_section(rows: list) -> list[str]:
     """Mean over seeds of each variant run with several (``name``, ``name-s1``, ...)."""
-    means = low_snr_means(rows, ALL_NOISY)
+    means = mean_eer_at_low_snr(rows, ALL_NOISY)
     several = {k: v for k, v in variant_means(rows).items() if len(v) > 1}
     if not several:
         return []
@@ -437,8 +433,8 @@ def scale_section(rows: list, root: Path, out: Path) -> list[str]:
     predicts at the paper's number of speakers."""
     all_means = variant_means(rows)
     nm_means = variant_means(rows, ("noise", "music"))
-    noisy_all = low_snr_means(rows, ALL_NOISY).get("noisy")
-    noisy_nm = low_snr_means(rows, ("noise", "music")).get("noisy")
+    noisy_all = mean_eer_at_low_snr(rows, ALL_NOISY).get("noisy")
+    noisy_nm = mean_eer_at_low_snr(rows, ("noise", "music")).get("noisy")
     lines: list[str] = []
     for axis, (variants, quantity) in SCALE_AXES.items():
         present = [v for v in variants if v in all_means]

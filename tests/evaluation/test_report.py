@@ -368,3 +368,25 @@ def test_a_figure_suffix_that_names_no_format_is_refused(tmp_path: Path, name: s
         save_figure(new_figure(2.0, 1.5), tmp_path / name)
     assert "\n" not in str(info.value) and str(tmp_path / name) in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mean_eer_at_low_snr_keeps_dry_conditions_at_or_below_the_snr() -> None:
+    from gradw.evaluation.report.tables import mean_eer_at_low_snr
+    from gradw.evaluation.results import Row
+
+    def row(system: str, category: str, snr: float | None, eer: float, reverb: bool = False) -> Row:
+        name = category if snr is None else f"{category}_{snr:g}" + ("_rev" if reverb else "")
+        return Row(system, name, category, snr, reverb, {"eer": eer})
+
+    rows = [
+        row("a", "clean", None, 1.0),
+        row("a", "noise", 5.0, 100.0),  # above 0 dB: out
+        row("a", "noise", 0.0, 10.0),
+        row("a", "noise", -5.0, 20.0),
+        row("a", "music", -5.0, 30.0),
+        row("a", "noise", -5.0, 90.0, reverb=True),  # reverberant: out
+        row("b", "babble", 0.0, 40.0),
+    ]
+    assert mean_eer_at_low_snr(rows) == {"a": 20.0, "b": 40.0}
+    assert mean_eer_at_low_snr(rows, ("noise",)) == {"a": 15.0}
+    assert mean_eer_at_low_snr(rows, ("noise",), max_snr=5.0) == {"a": pytest.approx(130 / 3)}

@@ -288,6 +288,20 @@ def format_relative_table(
     return format_table(["system", *(c.label for c in conditions)], body)
 
 
+def mean_eer_at_low_snr(
+    rows: Sequence[Row], categories: Sequence[str] | None = None, max_snr: float = 0.0
+) -> dict[str, float]:
+    """system -> mean EER (%) over its dry (non-reverberant) conditions at SNR <= ``max_snr`` dB,
+    of ``categories`` only when given: the summary figure the experiments rank recipes by."""
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        if row.snr_db is None or row.snr_db > max_snr or row.reverb:
+            continue
+        if categories is None or row.category in categories:
+            values.setdefault(row.system, []).append(row.metrics["eer"])
+    return {system: float(np.mean(v)) for system, v in values.items()}
+
+
 def _low_snr_means(
     rows: Sequence[Row], max_snr: float
 ) -> tuple[list[str], list[tuple[str, list[str]]], dict[tuple[str, str], float]]:
