@@ -71,10 +71,11 @@ _SPEC_ATTRIBUTE = "adapter_spec"
 class LoRALayer(nn.Module):
     """A frozen Conv1d / Conv2d / Linear plus a trainable low-rank update of its weight.
 
-    ``y = base(x) + (alpha / r) * B(A(x))``, where ``A`` is a layer of the base's kind with ``r``
-    output channels (same kernel, stride, padding, dilation; no bias) and ``B`` a 1x1 map from
-    ``r`` to the base's output channels. This equals the base layer with weight
-    ``W + (alpha / r) * (B @ A).view_as(W)`` (:meth:`merged_weight`).
+    ``y = layer(x; W + (alpha / r) * (B @ A).view_as(W))``: the base layer (its bias, stride,
+    padding, dilation) run with the updated weight (:meth:`merged_weight`), the same as
+    ``base(x) + (alpha / r) * B(A(x))`` with A an r-channel layer of the base's kind and B a 1x1
+    map. The one-layer form costs a small matrix product per call and no extra convolution; on
+    CAM++ on the CPU it trains faster than the two-branch form (``benchmarks/adapter_step.py``).
 
     Args:
         base: the layer to adapt (groups = 1 for convolutions); its parameters are frozen.
@@ -127,15 +128,10 @@ class LoRALayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         base = self.base
-        y = base(x)
+        weight = self.merged_weight()
         if isinstance(base, nn.Linear):
-            low = F.linear(x, self.lora_A)
-            return y + self.scale * F.linear(low, self.lora_B)
-        a = self.lora_A.view(self.rank, *base.weight.shape[1:])
-        low = base._conv_forward(x, a, None)  # the base's stride, padding (mode), dilation
-        b = self.lora_B.view(*self.lora_B.shape, *([1] * (base.weight.dim() - 2)))
-        conv = F.conv1d if isinstance(base, nn.Conv1d) else F.conv2d
-        return y + self.scale * conv(low, b)
+            return F.linear(x, weight, base.bias)
+        return base._conv_forward(x, weight, base.bias)  # the base's stride, padding (mode), dilation
 
     def merged(self) -> nn.Module:
         """A plain copy of the base layer carrying the merged weight (frozen)."""

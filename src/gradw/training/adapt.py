@@ -80,7 +80,7 @@ from gradw.training.loop import (
 )
 from gradw.training.validation import Validator
 
-__all__ = ["StudentModule", "StudentValidator", "check_adapt_config", "train_adapter"]
+__all__ = ["StudentModule", "StudentValidator", "check_adapt_config", "load_frozen_enhancer", "train_adapter"]
 
 
 # ---------------------------------------------------------------------------------------------
