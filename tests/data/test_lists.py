@@ -270,3 +270,23 @@ def test_pairs_to_verify_take_unlabelled_lines_and_both_label_orders(tmp_path: P
         read_pairs(path)
     with pytest.raises(DataError, match="file not found"):
         read_pairs(tmp_path / "nowhere")
+
+
+def test_a_byte_order_mark_is_dropped(tmp_path: Path) -> None:
+    from gradw.data.lists import read_map
+
+    path = tmp_path / "utt2spk"
+    path.write_bytes("\ufeffu1 s1\nu2 s2\n".encode())
+    assert read_map(path) == {"u1": "s1", "u2": "s2"}  # not an utterance named "\ufeffu1"
+
+
+def test_contradictory_trials_are_refused_and_repeated_ones_named(tmp_path: Path) -> None:
+    from gradw.data.trials import read_trials
+
+    path = tmp_path / "trials"
+    path.write_text("a b target\nb a nontarget\nc d nontarget\n")
+    with pytest.raises(DataError, match=r"1 pair\(s\) listed both as target and as non-target: a b"):
+        read_trials(path)
+    path.write_text("1 a b\n1 a b\n0 c d\n")
+    with pytest.warns(UserWarning, match=r"1 pair\(s\) listed more than once.*a b"):
+        assert len(read_trials(path)) == 3

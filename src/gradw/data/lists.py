@@ -61,9 +61,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:
-    """Return ``(line_number, stripped_line)`` for the non-blank lines of a text file."""
+    """Return ``(line_number, stripped_line)`` for the non-blank lines of a text file (UTF-8; a
+    byte-order mark at the start, as some editors write, is dropped)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,32 @@ def read_trials(path: str | os.PathLike[str]) -> list[Trial]:
             f"{path}: line(s) {format_offenders(bad)} are neither '1|0 enroll test' nor "
             "'enroll test target|nontarget'"
         )
+    _check_consistent(path, trials)
     return trials
+
+
+def _check_consistent(path: Path, trials: Sequence[Trial]) -> None:
+    """Refuse a pair listed both as target and as non-target; warn about a pair listed twice (it
+    would count twice in the EER)."""
+    seen: dict[tuple[str, str], bool] = {}
+    contradictory: list[str] = []
+    repeated: list[str] = []
+    for trial in trials:
+        pair = (min(trial.enroll, trial.test), max(trial.enroll, trial.test))
+        if pair in seen:
+            (contradictory if seen[pair] != trial.target else repeated).append(" ".join(pair))
+        seen[pair] = trial.target
+    if contradictory:
+        raise DataError(
+            f"{path}: {len(contradictory)} pair(s) listed both as target and as non-target: "
+            f"{format_offenders(contradictory)}"
+        )
+    if repeated:
+        warnings.warn(
+            f"{path}: {len(repeated)} pair(s) listed more than once (each copy counts in the EER): "
+            f"{format_offenders(repeated)}",
+            stacklevel=3,
+        )
 
 
 def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str, bool | None]]:
