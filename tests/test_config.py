@@ -156,3 +156,17 @@ def test_overrides_keep_the_order_of_every_mapping() -> None:
     merged = apply_overrides(data, ["n_boot=7"])
     assert list(merged["variants"]) == ["gradw", "equalw", "alpha"] and merged["n_boot"] == 7
     assert data["n_boot"] == 5  # the input is not changed
+
+
+def test_every_range_rule_names_a_real_section_and_field() -> None:
+    """A rule under a misspelt class or field name would check nothing: none may exist."""
+    import dataclasses
+
+    import gradw.config
+    from gradw.config_ranges import RULES
+
+    for section, fields in RULES.items():
+        cls = getattr(gradw.config, section)
+        assert dataclasses.is_dataclass(cls), section
+        assert set(fields) <= {f.name for f in dataclasses.fields(cls)}, section
+    assert set(RULES) >= {cls.__name__ for cls in gradw.config.SECTIONS.values()}

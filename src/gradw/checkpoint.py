@@ -10,6 +10,7 @@ A checkpoint is a plain dict of tensors and JSON-able values::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import random
@@ -148,3 +149,12 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     if kind is not None and state.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {state.get('kind')} model, expected a {kind} model")
     return state
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 (16 hex digits) of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from gradw.audio.io import read_audio
+from gradw.checkpoint import file_digest
 from gradw.config import ConfigError, EvaluationConfig
 from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions, render
 from gradw.data.dirs import AugmentDir, SpeechDir
@@ -46,14 +47,7 @@ from gradw.evaluation.bootstrap import paired_bootstrap_diff, summarise
 from gradw.evaluation.report.document import write_report
 from gradw.evaluation.results import Row, write_results
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
-from gradw.evaluation.systems import (
-    System,
-    augment_overlap,
-    embed_many,
-    file_digest,
-    load_system,
-    parse_systems,
-)
+from gradw.evaluation.systems import System, augment_overlap, embed_many, load_system, parse_systems
 from gradw.models.loading import (
     RANDOM_WEIGHTS,
     RESNET_PRESETS,

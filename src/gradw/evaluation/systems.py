@@ -17,7 +17,6 @@ A system spec is a string:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from gradw.checkpoint import CheckpointError
+from gradw.checkpoint import CheckpointError, file_digest
 from gradw.errors import GradwError
 from gradw.models.loading import checkpoint_kind, load_adapted
 from gradw.models.speaker import SpeakerNetwork
@@ -102,15 +101,6 @@ def parse_systems(texts: str | list[str]) -> list[SystemSpec]:
     return specs
 
 
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 (16 hex digits) of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 @dataclass
 class System:
     """A loaded system: ``embed(wav)`` gives the embedding the scorer E sees."""
@@ -143,9 +133,10 @@ class System:
         if self.waveform is not None:  # waveform enhancers run one recording at a time
             wavs = np.stack([np.asarray(self.waveform.enhance(w), dtype=np.float32) for w in wavs])
         x = torch.from_numpy(np.ascontiguousarray(wavs)).to(self.device)
-        emb = self.scorer.embed_through(x, self.enhancer)
-        if self.enhancer is not None and self.spec.fuse:
-            noisy = self.scorer.embed_through(x)
+        mel = self.scorer.mel_power(x)
+        emb = self.scorer(self.scorer.features_through(mel, self.enhancer))
+        if self.enhancer is not None and self.spec.fuse:  # the same mel power, without G
+            noisy = self.scorer(self.scorer.features(mel))
             emb = F.normalize(emb, dim=-1) + F.normalize(noisy, dim=-1)
         return F.normalize(emb, dim=-1).cpu().numpy().astype(np.float32)
 

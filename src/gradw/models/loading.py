@@ -160,15 +160,19 @@ def stored_fingerprints(extra: dict[str, Any]) -> np.ndarray | None:
     return None if stored is None else np.asarray(stored.cpu().numpy(), dtype=np.int64).view(np.uint64)
 
 
+def build_enhancer(model_config: dict[str, Any], weights: dict[str, Any]) -> MaskUNet:
+    """G from its constructor arguments and weights (eval mode)."""
+    enhancer = MaskUNet.from_config(model_config)
+    enhancer.load_state_dict(weights)
+    return enhancer.eval()
+
+
 def load_enhancer(path: str | Path) -> EnhancerBundle:
     """G from a checkpoint of ``gradw train`` (eval mode)."""
     state = load_checkpoint(path, kind="enhancer")
-    enhancer = MaskUNet.from_config(state["model_config"])
-    enhancer.load_state_dict(state["model"])
-    enhancer.eval()
     extra = state["extra"]
     return EnhancerBundle(
-        enhancer=enhancer,
+        enhancer=build_enhancer(state["model_config"], state["model"]),
         speaker=extra.get("speaker", {}),
         frontend=extra.get("frontend", "kaldi-fbank"),
         config=state["config"],
@@ -237,19 +241,12 @@ def load_adapted(
         load_adapter_state(student, state["model"])
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    student = merge_adapters(student) if merge else student
-    student.eval()
-    for p in student.parameters():
-        p.requires_grad_(False)
+    student = (merge_adapters(student) if merge else student).eval().requires_grad_(False)
     extra = state.get("extra", {})
     enhancer = None
     stored = extra.get("enhancer")
     if stored:
-        enhancer = MaskUNet.from_config(stored["model_config"])
-        enhancer.load_state_dict(stored["model"])
-        enhancer.eval()
-        for p in enhancer.parameters():
-            p.requires_grad_(False)
+        enhancer = build_enhancer(stored["model_config"], stored["model"]).requires_grad_(False)
     info = {
         "step": int(state["step"]),
         "speaker": speaker,

@@ -110,18 +110,24 @@ class SpeakerNetwork(nn.Module):
         """(B, N) waveform [and (B, F, T) mask] -> (B, D) embedding."""
         return self(self.features(self.mel_power(wav), mask))
 
-    def embed_through(self, wav: Tensor, mask_model: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-        """(B, N) waveform -> (B, D) embedding, through G when one is given.
+    def features_through(
+        self, mel_power: Tensor, mask_model: Callable[[Tensor], Tensor] | None = None
+    ) -> Tensor:
+        """(B, F, T) mel power -> (B, F, T) features, masked by G when one is given.
 
         G (``mask_model``: noisy features (B, F, T) -> mask (B, F, T) in (0, 1]) sees the noisy
         normalised features, and its mask multiplies the mel power before the log and the mean
         normalisation, ``features = CMN(log(mel) + log(M + eps))``: the paper's
         ``E(t, f) = M(t, f) X(t, f)``, exactly as in training. No waveform is resynthesised.
         """
-        mel = self.mel_power(wav)
+        features = self.features(mel_power)
         if mask_model is None:
-            return self(self.features(mel))
-        return self(self.features(mel, mask_model(self.features(mel))))
+            return features
+        return self.features(mel_power, mask_model(features))
+
+    def embed_through(self, wav: Tensor, mask_model: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """(B, N) waveform -> (B, D) embedding, through G when one is given (:meth:`features_through`)."""
+        return self(self.features_through(self.mel_power(wav), mask_model))
 
     def logits(self, embedding: Tensor) -> Tensor:
         """(B, D) -> (B, K) scaled-cosine logits; needs a head."""

@@ -9,28 +9,17 @@ fine-tuning, :mod:`gradw.models.adapters`) and taught to embed noisy speech wher
     [G, frozen, when given: masks M = G(features) for the student's inputs]
     student:  A_s, e_s on the noisy (or G-masked) features, and e_c on the clean (or G-masked
               clean) features, in one batch
-    loss = w_emb  * mean_b (1 - cos(e_s, e_ref))
-         + w_tap  * mean_b sum_{c,f,t} P |A_ref - A_s|          (P: equal or label-free gradw-norm)
-         + w_cons * mean_b (1 - cos(e_c, e_ref))                 (0 at step 0)
-         + w_anc  * sum ||theta - theta_0||^2                    (the trained weights)
+    loss = the objective of :mod:`gradw.losses.adaptation` (embedding, tap, consistency, anchor)
     Adam step on the student's trainable weights only
 
 BatchNorm layers of the student stay in eval mode: they normalise with E's running statistics,
 which adaptation never updates.
-
-Label-free ``gradw-norm`` tap weights: Grad-W's true-speaker logit needs labels; here the score
-is the cosine between the teacher's embedding of an activation and the teacher's clean embedding
-``e_ref``. Its gradient at the clean activation is zero (the cosine is at its maximum there), so
-the gradient difference of the paper reduces to the gradient at the student's activation,
-``D = sum_c d cos(E.from_tap(A_s), e_ref) / d A_s``, standardised, clipped and soft-maxed by
-:func:`gradw.losses.weights.activation_weights` as for G.
 """
 
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -40,8 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from gradw.audio.frontends import frontend_name
-from gradw.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from gradw.config import RANDOM_WEIGHTS, AdaptConfig, ConfigError, to_dict
+from gradw.checkpoint import CheckpointError, file_digest, save_checkpoint
+from gradw.config import RANDOM_WEIGHTS, AdaptConfig, ConfigError, check_config, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.losses.adaptation import TAP_SCHEMES, AdaptationObjective
 from gradw.losses.objective import NonFiniteLossError
@@ -54,7 +43,7 @@ from gradw.models.adapters import (
     load_adapter_state,
     trainable_parameters,
 )
-from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
+from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_enhancer, load_speaker_network
 from gradw.models.speaker import SpeakerNetwork
 from gradw.models.unet import MaskUNet
 from gradw.training.distributed import (
@@ -149,7 +138,9 @@ class StudentValidator(Validator):
 
 
 def check_adapt_config(config: AdaptConfig) -> None:
-    """Refuse an adaptation config that cannot work, naming the key (before any work)."""
+    """Refuse an adaptation config that cannot work, naming the key (before any work): every
+    value's range (:func:`gradw.config.check_config`), then what the values must do together."""
+    check_config(config)
     adapter, loss = config.adapter, config.loss
     if adapter.mode not in ADAPTER_MODES:
         raise ConfigError(
@@ -159,14 +150,8 @@ def check_adapt_config(config: AdaptConfig) -> None:
         raise ConfigError(
             f"adapter.rank must be >= 1 for LoRA, got {adapter.rank} (adapter.mode=full trains the layers)"
         )
-    if adapter.mode == "lora" and not adapter.alpha > 0:
-        raise ConfigError(f"adapter.alpha must be > 0, got {adapter.alpha}")
     if not adapter.layers:
         raise ConfigError("adapter.layers: give at least one pattern (all: the whole network)")
-    for key in ("embedding_weight", "tap_weight", "consistency_weight", "anchor_weight"):
-        value = getattr(loss, key)
-        if not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"loss.{key} must be a finite number >= 0, got {value!r}")
     if not (loss.embedding_weight > 0 or loss.tap_weight > 0):
         raise ConfigError(
             "nothing pulls the student towards the clean teacher: "
@@ -194,14 +179,6 @@ def check_adapt_config(config: AdaptConfig) -> None:
         raise ConfigError(f"enhancer_checkpoint: file not found: {config.enhancer_checkpoint}")
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def load_frozen_enhancer(path: str | Path, teacher: SpeakerNetwork) -> tuple[MaskUNet, dict[str, Any]]:
     """G from a ``gradw train`` checkpoint, frozen, and what an adapted checkpoint keeps of it
     (weights, constructor arguments, provenance). G's mask must live on the teacher's mel grid.
@@ -212,29 +189,23 @@ def load_frozen_enhancer(path: str | Path, teacher: SpeakerNetwork) -> tuple[Mas
     """
     path = Path(path)
     try:
-        state = load_checkpoint(path, kind="enhancer")
+        bundle = load_enhancer(path)
     except CheckpointError as exc:
         raise ConfigError(f"enhancer_checkpoint: {str(exc).splitlines()[0]}") from None
-    extra = state.get("extra", {})
-    frontend = extra.get("frontend", "kaldi-fbank")
-    if frontend != frontend_name(teacher.frontend):
+    if bundle.frontend != frontend_name(teacher.frontend):
         raise ConfigError(
-            f"enhancer_checkpoint: G's mask lives on the {frontend} grid but the speaker network "
+            f"enhancer_checkpoint: G's mask lives on the {bundle.frontend} grid but the speaker network "
             f"uses {frontend_name(teacher.frontend)}"
         )
-    enhancer = MaskUNet.from_config(state["model_config"])
-    enhancer.load_state_dict(state["model"])
-    enhancer.eval()
-    for p in enhancer.parameters():
-        p.requires_grad_(False)
+    enhancer = bundle.enhancer.requires_grad_(False)
     record = {
         "model": {k: v.detach().cpu() for k, v in enhancer.state_dict().items()},
-        "model_config": state["model_config"],
-        "speaker": extra.get("speaker", {}),
-        "frontend": frontend,
-        "step": int(state["step"]),
+        "model_config": enhancer.config,
+        "speaker": bundle.speaker,
+        "frontend": bundle.frontend,
+        "step": int(bundle.step),
         "checkpoint": str(path),
-        "digest": _file_digest(path),
+        "digest": file_digest(path),
     }
     return enhancer, record
 
@@ -356,7 +327,7 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     logger = RunLogger(
         out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="adapt E"
     )
-    validator = _make_validator(config, teacher, info)
+    validator = StudentValidator.from_config(config, teacher, info.device)
     params = trainable_parameters(student)
     best = math.inf
     step = start_step
@@ -369,9 +340,9 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
                 clean_mel = teacher.mel_power(clean)
                 noisy_mel = teacher.mel_power(noisy)
                 reference = teacher.run(teacher.features(clean_mel))
-                inputs = [_student_features(teacher, enhancer, noisy_mel)]
+                inputs = [teacher.features_through(noisy_mel, enhancer)]  # the student's input
                 if objective.needs_clean_pass:
-                    inputs.append(_student_features(teacher, enhancer, clean_mel))
+                    inputs.append(teacher.features_through(clean_mel, enhancer))
                 features = torch.cat(inputs)
             activation, embedding = model(features)
             try:
@@ -419,27 +390,3 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
             json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best})
         )
     return last
-
-
-def _student_features(teacher: SpeakerNetwork, enhancer: nn.Module | None, mel: Tensor) -> Tensor:
-    """(B, F, T) mel power -> the (B, F, T) features the student sees (G-masked when G is given;
-    the front-end has no weights, so the teacher's is the student's)."""
-    if enhancer is None:
-        return teacher.features(mel)
-    return teacher.features(mel, enhancer(teacher.features(mel)))
-
-
-def _make_validator(config: AdaptConfig, teacher: SpeakerNetwork, info: DistInfo) -> StudentValidator | None:
-    """A callable (student, G) -> {"eer": mean EER over the validation conditions, ...}, or None."""
-    if config.validation.every <= 0 or not config.data.val:
-        return None
-    return StudentValidator(
-        teacher,
-        test_dir=config.data.val,
-        augment_dir=config.data.val_augment or config.data.augment,
-        categories=config.validation.categories,
-        snrs=config.validation.snrs,
-        max_trials=config.validation.max_trials,
-        seed=config.seed,
-        device=info.device,
-    )

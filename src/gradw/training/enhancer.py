@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from gradw.audio.frontends import frontend_name
 from gradw.checkpoint import save_checkpoint
-from gradw.config import RANDOM_WEIGHTS, ConfigError, TrainConfig, to_dict
+from gradw.config import RANDOM_WEIGHTS, ConfigError, TrainConfig, check_config, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
 from gradw.losses.pcgrad import CONFLICT_MODES, combine_gradients
@@ -51,6 +51,7 @@ from gradw.training.loop import (
     start_training,
     step_loader,
 )
+from gradw.training.validation import Validator
 
 # ---------------------------------------------------------------------------------------------
 # the fixed speaker network and its head
@@ -238,8 +239,10 @@ def backward(
 
 
 def check_loss_config(config: TrainConfig) -> None:
-    """Refuse loss options that cannot work together, and a ResNet E without weights, naming the
-    key (before any work)."""
+    """Refuse a config that cannot work, naming the key (before any work): every value's range
+    (:func:`gradw.config.check_config`), loss options that cannot work together, and a ResNet E
+    without weights."""
+    check_config(config)
     if config.speaker.name in RESNET_PRESETS and not config.speaker.checkpoint:
         raise ConfigError(
             f"speaker.checkpoint: {config.speaker.name} has no weights of its own: give its checkpoint "
@@ -319,7 +322,7 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     logger = RunLogger(
         out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="train G"
     )
-    validator = _make_validator(config, speaker, info)
+    validator = Validator.from_config(config, speaker, info.device)
     best = math.inf
     step = start_step
     try:
@@ -373,21 +376,3 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
             json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best})
         )
     return last
-
-
-def _make_validator(config: TrainConfig, speaker: SpeakerNetwork, info: DistInfo):
-    """A callable G -> {"eer": mean EER over the validation conditions, ...}, or None."""
-    if config.validation.every <= 0 or not config.data.val:
-        return None
-    from gradw.training.validation import Validator
-
-    return Validator(
-        speaker,
-        test_dir=config.data.val,
-        augment_dir=config.data.val_augment or config.data.augment,
-        categories=config.validation.categories,
-        snrs=config.validation.snrs,
-        max_trials=config.validation.max_trials,
-        seed=config.seed,
-        device=info.device,
-    )

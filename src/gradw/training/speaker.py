@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from gradw.checkpoint import save_checkpoint
-from gradw.config import SpeakerTrainConfig, to_dict
+from gradw.config import SpeakerTrainConfig, check_config, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.models.loading import build_resnet
 from gradw.training.distributed import (
@@ -80,6 +80,7 @@ def class_names(speakers: list[str], speeds: tuple[float, ...]) -> list[str]:
 
 def train_speaker(config: SpeakerTrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     """Train E; returns the final checkpoint (``OUT/last.pt``)."""
+    check_config(config)
     info = setup_distributed()
     try:
         with run_lock(config.out_dir, info):

@@ -7,6 +7,8 @@ The noisy baseline (no G) is computed once, so the log shows both.
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 import numpy as np
 import torch
 
@@ -51,6 +53,23 @@ class Validator:
         }
         self.speaker, self.device = speaker, device
         self.baseline = self._eers(None)
+
+    @classmethod
+    def from_config(cls, config: Any, speaker: SpeakerNetwork, device: torch.device) -> Self | None:
+        """The validator a training config asks for (its ``validation`` and ``data`` sections), or
+        None when validation is off or there are no validation speakers."""
+        if config.validation.every <= 0 or not config.data.val:
+            return None
+        return cls(
+            speaker,
+            test_dir=config.data.val,
+            augment_dir=config.data.val_augment or config.data.augment,
+            categories=config.validation.categories,
+            snrs=config.validation.snrs,
+            max_trials=config.validation.max_trials,
+            seed=config.seed,
+            device=device,
+        )
 
     def _eers(self, enhancer: torch.nn.Module | None) -> dict[str, float]:
         spec = SystemSpec("validation", "noisy" if enhancer is None else "mask")
