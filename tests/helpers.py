@@ -20,10 +20,13 @@ def make_enhancer_checkpoint(
     init_bias: float | None = None,
     tap: str | None = "layer4",
     trained_on: Path | None = None,
+    speaker_checkpoint: str = "random",
+    calibration: dict | None = None,
 ) -> Path:
     """A small G (random weights, width 4) saved as ``gradw train`` would, trained against a
-    randomly initialised resnet-tiny (``checkpoint="random"``) on the log-mel front-end (and on the
-    augmentation directory ``trained_on``, whose fingerprints it then records)."""
+    resnet-tiny (randomly initialised unless ``speaker_checkpoint`` names its weights) on the
+    log-mel front-end (and on the augmentation directory ``trained_on``, whose fingerprints it
+    then records; with ``calibration``, as a ``best.pt`` records it)."""
     torch.manual_seed(seed)
     g = MaskUNet(n_mels=80, base_width=4, blocks=(1, 1, 1, 1), up_layers=(1, 1, 1), init_bias=init_bias)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +38,8 @@ def make_enhancer_checkpoint(
         config={},
         model_config=g.config,
         extra={
-            "speaker": {"name": "resnet-tiny", "checkpoint": "random", "tap": tap},
+            "speaker": {"name": "resnet-tiny", "checkpoint": speaker_checkpoint, "tap": tap},
+            **({} if calibration is None else {"calibration": calibration}),
             "frontend": "logmel",
             **(
                 {}

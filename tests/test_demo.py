@@ -11,6 +11,8 @@ import torch
 from gradw.checkpoint import load_checkpoint
 from gradw.config import DemoConfig, apply_overrides, from_dict, load_yaml, preset_path
 from gradw.demo import run_demo
+from gradw.evaluation.calibration import Calibration
+from gradw.evaluation.report.document import threshold_sentence
 from gradw.evaluation.scoring import read_scores
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*speaker resamples lacked:RuntimeWarning")
@@ -51,6 +53,25 @@ def test_tiny_demo_trains_evaluates_and_reports(
             out / "eval" / "scores" / row["system"] / f"{row['condition']}.txt"
         )
         assert len(scores) == len(labels) == len(enroll) == len(test) > 0
+    # the selected checkpoints carry the calibration fitted on validation, which the evaluation
+    # applies (E is the one they were trained against): Cllr, the actual DCF, the threshold
+    for name in demo.variants:
+        best = load_checkpoint(out / name / "best.pt", kind="enhancer")
+        calibration = Calibration.from_dict(best["extra"]["calibration"])
+        assert calibration.scale > 0 and calibration.fitted_on.startswith("validation: 2 speakers")
+        assert calibration.extra["conditions"] == ["noise_0"]
+        recorded = results["calibration"][name]
+        assert recorded["threshold"] == pytest.approx(calibration.score_threshold())
+        rows = [r for r in results["rows"] if r["system"] == name]
+        assert all(r["metrics"]["min_cllr"] <= r["metrics"]["cllr"] + 1e-9 for r in rows)
+        assert all("act_dcf_0.01" in r["metrics"] for r in rows)
+    assert all("cllr" not in r["metrics"] for r in results["rows"] if r["system"] == "noisy")
+    text = report.read_text()
+    assert (
+        "## Calibration" in text
+        and threshold_sentence(next(iter(demo.variants)), results["calibration"][next(iter(demo.variants))])
+        in text
+    )
     # a second run reuses every finished stage and gives the same rows
     run_demo("tiny", quiet=True, overrides=overrides)
     again = json.loads((out / "eval" / "results.json").read_text())

@@ -13,7 +13,9 @@ import soxr
 from helpers import make_adapted_checkpoint, make_enhancer_checkpoint, make_speaker_checkpoint, toy_tone
 
 from gradw.cli.main import main
+from gradw.evaluation.calibration import Calibration
 from gradw.evaluation.verifier import SpeakerVerifier
+from gradw.models.loading import weights_identity
 
 SR = 16000
 
@@ -158,3 +160,18 @@ def test_errors_are_one_line_before_any_score(argv, message, setup, capsys) -> N
     assert code == 2 and out == [], err
     assert len(lines) == 1 and lines[0].startswith("gradw: error: ") and "Traceback" not in err
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_a_calibrated_checkpoint_prints_the_llr_and_decides_by_default(setup, capsys, tmp_path) -> None:
+    root = setup["root"]
+    scorer = weights_identity("resnet-tiny", str(setup["e"]))
+    record = Calibration(8.0, -2.0, fitted_on="validation: 2 speakers", extra={"scorer": scorer})
+    g = make_enhancer_checkpoint(
+        tmp_path / "g.pt", seed=1, speaker_checkpoint=str(setup["e"]), calibration=record.to_dict()
+    )
+    code, out, err = run([str(root / "a.flac"), str(root / "b.wav"), "--checkpoint", str(g)], capsys)
+    assert code == 0 and len(out) == 1
+    _enroll, _test, score, llr, decision = out[0].split()
+    assert float(llr) == pytest.approx(8.0 * float(score) - 2.0, abs=1e-3)
+    assert decision == ("accept" if float(score) >= 0.25 else "reject")
+    assert "threshold: 0.250000" in err and "fitted on validation: 2 speakers" in err

@@ -18,10 +18,11 @@ import gradw.evaluation.verifier
 from gradw.audio.frontends import FLOAT32_EPS, MASK_EPS, KaldiFbank, LogMel
 from gradw.checkpoint import CheckpointError, save_checkpoint
 from gradw.enhance.enhancer import Enhancer
+from gradw.evaluation.calibration import Calibration
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import write_scores
 from gradw.evaluation.verifier import SpeakerVerifier, VerificationError, threshold_at_far
-from gradw.models.loading import load_adapted, load_speaker_network
+from gradw.models.loading import load_adapted, load_speaker_network, weights_identity
 from gradw.models.unet import MaskUNet
 
 SR = 16000
@@ -42,6 +43,7 @@ def make_checkpoint(
     frontend: str = "kaldi-fbank",
     speaker: str = "campplus",
     speaker_checkpoint: str | None = None,
+    calibration: dict | None = None,
 ) -> Path:
     model = tiny_unet()
     save_checkpoint(
@@ -52,6 +54,7 @@ def make_checkpoint(
         extra={
             "speaker": {"name": speaker, "checkpoint": speaker_checkpoint, "tap": None},
             "frontend": frontend,
+            **({} if calibration is None else {"calibration": calibration}),
         },
         config={},
         step=0,
@@ -218,6 +221,46 @@ def test_frontend_mismatch_is_refused_and_speaker_none_uses_the_checkpoint_recor
     with pytest.raises(VerificationError, match="randomly initialised resnet-tiny, which cannot be drawn"):
         SpeakerVerifier(enhancer=random_ckpt)
     assert SpeakerVerifier(enhancer=random_ckpt, checkpoint="random").speaker.embedding_dim == 64
+
+
+def test_a_calibrated_checkpoint_gives_llrs_and_the_default_threshold(tmp_path: Path) -> None:
+    e_ckpt = make_speaker_checkpoint(tmp_path / "e.pt", seed=2)
+    other = make_speaker_checkpoint(tmp_path / "other.pt", seed=3)
+
+    def calibrated(name: str, fitted_with: str) -> Path:
+        record = Calibration(scale=10.0, offset=-3.0, fitted_on="validation", extra={"scorer": fitted_with})
+        return make_checkpoint(
+            tmp_path / name,
+            frontend="logmel",
+            speaker="resnet-tiny",
+            speaker_checkpoint=str(e_ckpt),
+            calibration=record.to_dict(),
+        )
+
+    g = calibrated("g.pt", weights_identity("resnet-tiny", str(e_ckpt)))
+    verifier = SpeakerVerifier(enhancer=g)
+    assert verifier.calibration is not None and verifier.threshold == pytest.approx(0.3)
+    assert verifier.llr(0.5) == pytest.approx(2.0)
+    assert verifier.llr(np.array([0.3, 0.4])) == pytest.approx([0.0, 1.0])
+    a, b = voice(1.0, 150, 1), voice(1.0, 150, 2)
+    score, decision = verifier.verify_files(*write_pair(tmp_path, a, b))
+    assert decision == (score >= 0.3)
+    # an explicit threshold wins over the calibrated one
+    assert SpeakerVerifier(enhancer=g, threshold=0.9).threshold == 0.9
+    # G scored by another E than the one it was calibrated with: no calibration, no default
+    for verifier in (
+        SpeakerVerifier("resnet-tiny", enhancer=g, checkpoint=other),
+        SpeakerVerifier(enhancer=calibrated("g2.pt", "resnet-tiny|random-0")),
+    ):
+        assert verifier.calibration is None and verifier.threshold is None
+        with pytest.raises(ValueError, match="no calibration"):
+            verifier.llr(0.5)
+
+
+def write_pair(root: Path, a: np.ndarray, b: np.ndarray) -> tuple[Path, Path]:
+    sf.write(root / "a.wav", a, SR)
+    sf.write(root / "b.wav", b, SR)
+    return root / "a.wav", root / "b.wav"
 
 
 @pytest.mark.parametrize("name", ["resnet34", "resnet-tiny"])

@@ -15,7 +15,9 @@ DESCRIPTION = (
     "(--trials) with one pair a line: 'enroll test', '1|0 enroll test' or 'enroll test "
     "target|nontarget' (a label is reported in the last column, never used). Each file is read at "
     "its own rate and downmixed (any format libsndfile reads). One line per pair on stdout: ENROLL "
-    "TEST SCORE, then accept|reject when a threshold is given, then the label when the list has them."
+    "TEST SCORE, then the calibrated LLR when the checkpoint carries a calibration (a best.pt "
+    "selected on validation), then accept|reject when a threshold is known (by default the score "
+    "where that LLR is 0), then the label when the list has them."
 )
 
 
@@ -74,15 +76,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
             device=args.device,
         )
         threshold = _threshold(verifier, args.threshold)
+        if threshold is None:
+            threshold = verifier.threshold  # the calibrated default, when the checkpoint has one
     except ValueError as exc:  # a front-end mismatch, a bad score file...: one line
         print(f"gradw: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
+    calibrated = verifier.calibration is not None
     if threshold is not None and not args.quiet:
-        print(f"threshold: {threshold:.6f} (accept when score >= threshold)", file=sys.stderr)
+        source = (
+            f" (calibrated: LLR >= 0; fitted on {verifier.calibration.fitted_on})"  # type: ignore[union-attr]
+            if calibrated and args.threshold is None
+            else ""
+        )
+        print(f"threshold: {threshold:.6f}, accept when score >= threshold{source}", file=sys.stderr)
     labelled = any(label is not None for _e, _t, label in pairs)
     scored = verifier.verify_pairs([(e, t) for e, t, _label in pairs], threshold)
     for (enroll, test, label), (score, decision) in zip(pairs, scored, strict=True):
         fields = [str(enroll), str(test), f"{score:.6f}"]
+        if calibrated:
+            fields.append(f"{verifier.llr(score):.4f}")
         if decision is not None:
             fields.append("accept" if decision else "reject")
         if labelled:

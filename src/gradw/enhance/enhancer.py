@@ -8,7 +8,6 @@ mapped back onto a linear STFT (:mod:`gradw.enhance.dsp`) and resynthesised, in 
 recordings (:mod:`gradw.enhance.chunks`).
 """
 
-
 from __future__ import annotations
 
 import math
@@ -82,6 +81,7 @@ class Enhancer:
         overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
         device: str | torch.device | None = None,
         speaker: dict[str, Any] | None = None,
+        calibration: dict[str, Any] | None = None,
     ) -> None:
         gain_floor(min_gain_db)  # validates
         if chunk_seconds is not None and not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
@@ -103,6 +103,8 @@ class Enhancer:
         self.chunk_seconds = chunk_seconds
         self.overlap_seconds = float(overlap_seconds)
         self.speaker = dict(speaker) if speaker else {}
+        # the score-to-LLR map the checkpoint was selected with (gradw.evaluation.calibration)
+        self.calibration = dict(calibration) if calibration else None
         self.hop = frontend.hop_length
         self.n_fft = int(frontend.n_fft)  # type: ignore[attr-defined]
         self.win_length = int(getattr(frontend, "win_length", getattr(frontend, "frame_length", self.n_fft)))
@@ -148,6 +150,7 @@ class Enhancer:
             overlap_seconds=overlap_seconds,
             device=device or "cpu",
             speaker=bundle.speaker,
+            calibration=bundle.calibration,
         )
 
     # -- helpers ---------------------------------------------------------------------------

@@ -7,7 +7,6 @@ resamples the same speakers for both systems, so it compares like with like. Eve
 from :mod:`gradw.evaluation.metrics`.
 """
 
-
 from __future__ import annotations
 
 import warnings
@@ -19,12 +18,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from gradw.evaluation.metrics import (
-    _check_cost,
-    _check_scores_labels,
     _dcf_from_rates,
     _eer_from_rates,
     _rates,
     _sort_trials,
+    check_cost,
+    check_scores_labels,
 )
 
 #: A user metric for the bootstrap: ``fn(scores, labels, weights) -> float``.
@@ -53,7 +52,7 @@ def _resolve_metric(metric: str | MetricFn, p_target: float, c_miss: float, c_fa
     if metric == "eer":
         return _MetricSpec(batched=lambda fpr, fnr: _eer_from_rates(fpr, fnr)[0], user=None)
     if metric == "min_dcf":
-        _check_cost(p_target, c_miss, c_fa)
+        check_cost(p_target, c_miss, c_fa)
         return _MetricSpec(
             batched=lambda fpr, fnr: _dcf_from_rates(fpr, fnr, p_target, c_miss, c_fa)[0], user=None
         )
@@ -241,7 +240,7 @@ def bootstrap_ci(
     Raises:
         ValueError: on invalid input, unknown metric or parameters.
     """
-    s, y = _check_scores_labels(scores, labels)
+    s, y = check_scores_labels(scores, labels)
     _check_alpha(alpha)
     spec = _resolve_metric(metric, p_target, c_miss, c_fa)
     e, t, n_spk = _speaker_indices(enroll_speakers, test_speakers, s.size)
@@ -291,8 +290,8 @@ def paired_bootstrap_diff(
     Raises:
         ValueError: on invalid input, unknown metric or parameters.
     """
-    sa, y = _check_scores_labels(scores_a, labels)
-    sb, _ = _check_scores_labels(scores_b, labels)
+    sa, y = check_scores_labels(scores_a, labels)
+    sb, _ = check_scores_labels(scores_b, labels)
     _check_alpha(alpha)
     spec = _resolve_metric(metric, p_target, c_miss, c_fa)
     e, t, n_spk = _speaker_indices(enroll_speakers, test_speakers, sa.size)
@@ -326,7 +325,7 @@ def summarise(
     Raises:
         ValueError: on invalid input, or when only one of the speaker sequences is given.
     """
-    s, y = _check_scores_labels(scores, labels)
+    s, y = check_scores_labels(scores, labels)
     st = _sort_trials(s, y)
     fpr, fnr = _rates(st, None)
     e_val, e_idx = _eer_from_rates(fpr, fnr)
@@ -335,7 +334,7 @@ def summarise(
         "eer_threshold": float(st.thresholds[e_idx[0]]),
     }
     for p in p_targets:
-        _check_cost(p, 1.0, 1.0)
+        check_cost(p, 1.0, 1.0)
         d_val, d_idx = _dcf_from_rates(fpr, fnr, p, 1.0, 1.0)
         out[f"min_dcf_{p:g}"] = float(d_val[0])
         out[f"min_dcf_{p:g}_threshold"] = float(st.thresholds[d_idx[0]])

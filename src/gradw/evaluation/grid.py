@@ -36,7 +36,6 @@ import torch
 from tqdm import tqdm
 
 from gradw.audio.io import read_audio
-from gradw.checkpoint import file_digest
 from gradw.config import ConfigError, EvaluationConfig
 from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions, render
 from gradw.data.dirs import AugmentDir, SpeechDir
@@ -44,6 +43,7 @@ from gradw.data.lists import DataError
 from gradw.data.manifest import Manifest, build_manifest
 from gradw.data.trials import Trial, load_trials, select_trials
 from gradw.evaluation.bootstrap import paired_bootstrap_diff, summarise
+from gradw.evaluation.calibration import calibration_metrics
 from gradw.evaluation.report.document import write_report
 from gradw.evaluation.results import Row, write_results
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
@@ -54,6 +54,7 @@ from gradw.models.loading import (
     SPEAKER_NETWORKS,
     is_random_weights,
     load_speaker_network,
+    weights_identity,
 )
 from gradw.models.speaker import SpeakerNetwork
 from gradw.runlock import RunLock
@@ -63,14 +64,8 @@ from gradw.runlock import RunLock
 
 
 def scorer_identity(name: str, checkpoint: str | None, tap: str | None, seed: int = 0) -> str:
-    """A content identity for the scorer network (a random one is a function of its seed)."""
-    if checkpoint and not is_random_weights(checkpoint):
-        return f"{name}|{file_digest(Path(checkpoint))}|{tap}"
-    if name == "campplus":
-        from gradw.models.campplus import find_campplus_weights
-
-        return f"campplus|{file_digest(find_campplus_weights())}|{tap}"
-    return f"{name}|random-{seed}|{tap}"
+    """A content identity for the scorer network and its tap: ``NAME|DIGEST|TAP``."""
+    return f"{weights_identity(name, checkpoint, seed)}|{tap}"
 
 
 def load_scorer(config: EvaluationConfig, device: torch.device) -> SpeakerNetwork:
@@ -351,8 +346,12 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
 
     rows = _score(config, systems, conditions, trials, test, store, keys)
     elapsed = time.time() - started
-    write_results(out, config, rows, elapsed, checks={"augment_overlap": overlap})
-
+    calibrations = {
+        s.spec.name: {**s.calibration.to_dict(), "threshold": s.calibration.score_threshold()}
+        for s in systems
+        if s.calibration is not None
+    }
+    write_results(out, config, rows, elapsed, checks={"augment_overlap": overlap}, calibration=calibrations)
 
     write_report(out, config, rows)
     return rows
@@ -458,6 +457,7 @@ def _score(
             scores_of[(system.spec.name, condition.name)] = scores
             write_scores(out / "scores" / system.spec.name / f"{condition.name}.txt", pairs, scores)
             metrics = summarise(scores, labels, enroll_spk, test_spk, n_boot=config.n_boot, seed=config.seed)
+            metrics.update(calibration_metrics(scores, labels, system.calibration))
             rows.append(
                 Row(
                     system.spec.name,

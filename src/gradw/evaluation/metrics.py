@@ -22,7 +22,6 @@ Metric parameters follow WeSpeaker / 3D-Speaker / SpeechBrain (``p_target=0.01``
 :func:`~gradw.evaluation.bootstrap.summarise` reports both.
 """
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,12 +34,15 @@ from numpy.typing import ArrayLike
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_scores_labels(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def check_scores_labels(
+    scores: ArrayLike, labels: ArrayLike, allow_inf: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert ``scores`` (N,) to float64 and ``labels`` (N,) to bool.
 
     Raises:
-        ValueError: empty input, wrong dimensionality, length mismatch, non-finite scores,
-            labels other than bool/0/1, or only one class present.
+        ValueError: empty input, wrong dimensionality, length mismatch, NaN scores (or infinite
+            ones unless ``allow_inf``: LLRs may be), labels other than bool/0/1, or only one
+            class present.
     """
     s = np.asarray(scores)
     y = np.asarray(labels)
@@ -53,7 +55,7 @@ def _check_scores_labels(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarr
     if not (np.issubdtype(s.dtype, np.number) or s.dtype == bool):
         raise ValueError(f"scores must be numeric, got dtype {s.dtype}")
     s = s.astype(np.float64, copy=False)
-    bad = ~np.isfinite(s)
+    bad = np.isnan(s) if allow_inf else ~np.isfinite(s)
     if bad.any():
         idx = np.flatnonzero(bad)
         raise ValueError(
@@ -93,7 +95,7 @@ def _check_weights(weights: ArrayLike | None, labels: np.ndarray) -> np.ndarray 
     return w
 
 
-def _check_cost(p_target: float, c_miss: float, c_fa: float) -> None:
+def check_cost(p_target: float, c_miss: float, c_fa: float) -> None:
     """Validate detection-cost parameters."""
     if not 0.0 < p_target < 1.0:
         raise ValueError(f"p_target must lie in (0, 1), got {p_target}")
@@ -208,7 +210,7 @@ def _single_rates(
     scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated (fpr, fnr, thresholds), each (K+1,), for one (optionally weighted) trial set."""
-    s, y = _check_scores_labels(scores, labels)
+    s, y = check_scores_labels(scores, labels)
     w = _check_weights(weights, y)
     st = _sort_trials(s, y)
     sw = None if w is None else w[st.order][None, :]
@@ -300,7 +302,7 @@ def min_dcf(
     Raises:
         ValueError: on invalid input or cost parameters.
     """
-    _check_cost(p_target, c_miss, c_fa)
+    check_cost(p_target, c_miss, c_fa)
     fpr, fnr, thr = _single_rates(scores, labels, weights)
     value, idx = _dcf_from_rates(fpr[None], fnr[None], p_target, c_miss, c_fa)
     return float(value[0]), float(thr[idx[0]])
@@ -326,7 +328,7 @@ def det_curve(
     """
     from scipy.stats import norm
 
-    s, y = _check_scores_labels(scores, labels)
+    s, y = check_scores_labels(scores, labels)
     fpr, fnr, _ = _single_rates(s, y, None)
     if eps is None:
         eps_fa = 0.5 / float((~y).sum())

@@ -33,15 +33,18 @@ def write_results(
     rows: Iterable[Row],
     elapsed: float,
     checks: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> None:
-    """``results.json`` (config, rows, timing, the checks made on the inputs) and ``results.csv``
-    (a row per system x condition)."""
+    """``results.json`` (config, rows, timing, the checks made on the inputs, the calibration of
+    each calibrated system with its default score threshold) and ``results.csv`` (a row per
+    system x condition)."""
     rows = list(rows)
     payload = {
         "config": asdict(config),
         "command": "gradw " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "elapsed_seconds": round(elapsed, 1),
         "checks": checks or {},
+        "calibration": calibration or {},
         "rows": [asdict(r) for r in rows],
     }
     tmp = out / ".results.json.tmp"

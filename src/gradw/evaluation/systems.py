@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from gradw.checkpoint import CheckpointError, file_digest
 from gradw.errors import GradwError
+from gradw.evaluation.calibration import Calibration
 from gradw.models.loading import checkpoint_kind, load_adapted
 from gradw.models.speaker import SpeakerNetwork
 
@@ -114,6 +115,8 @@ class System:
     info: dict[str, Any] = field(default_factory=dict)
     # (K,) uint64 fingerprints of the noise the system was trained on, when its checkpoint has them
     train_augment: np.ndarray | None = None
+    # the score-to-LLR map its checkpoint was selected with (validation), when it has one
+    calibration: Calibration | None = None
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
         """(N,) float32 16 kHz waveform -> (D,) L2-normalised embedding."""
@@ -231,6 +234,7 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
             enhancer=bundle.enhancer.to(device).eval(),
             info=info,
             train_augment=bundle.augment_fingerprints,
+            calibration=_calibration(bundle.calibration, scorer_id),
         )
     # the scorer's mel grid is not G's: resynthesise the enhanced waveform, then score it
     from gradw.enhance.enhancer import Enhancer
@@ -248,6 +252,7 @@ def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device
         waveform=Enhancer.from_checkpoint(spec.checkpoint),
         info=info,
         train_augment=bundle.augment_fingerprints,
+        calibration=_calibration(bundle.calibration, scorer_id),
     )
 
 
@@ -277,7 +282,20 @@ def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
         enhancer=None if enhancer is None else enhancer.to(device),
         info=info,
         train_augment=adapted["augment_fingerprints"],
+        calibration=None if adapted["calibration"] is None else Calibration.from_dict(adapted["calibration"]),
     )
+
+
+def _calibration(stored: dict[str, Any] | None, scorer_id: str) -> Calibration | None:
+    """A G checkpoint's calibration, when it was fitted with the evaluation's scorer: the same
+    network and weights (never for random weights, whose identity is only their seed)."""
+    if not stored:
+        return None
+    calibration = Calibration.from_dict(stored)
+    fitted_with = str(calibration.extra.get("scorer", ""))
+    if not fitted_with or "|random-" in fitted_with or not scorer_id.startswith(fitted_with + "|"):
+        return None
+    return calibration
 
 
 def augment_overlap(systems: Iterable[System], test_fingerprints: np.ndarray) -> dict[str, int]:

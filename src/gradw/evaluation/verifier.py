@@ -16,8 +16,11 @@ list of recordings of any lengths, or files (:meth:`SpeakerVerifier.embed_files`
 own rate). A 2-D array is always a batch, never channels: multi-channel audio is downmixed by the
 caller, or passed as a path.
 
-A threshold for :meth:`SpeakerVerifier.verify` and :meth:`SpeakerVerifier.verify_files` comes
-from an evaluation run: a score file (``enroll test score target|nontarget``) read by
+A checkpoint selected on validation (``best.pt`` of ``gradw train`` or ``gradw adapt``) carries a
+calibration (:mod:`gradw.evaluation.calibration`) fitted on the validation speakers and noise:
+:meth:`SpeakerVerifier.llr` turns scores into log-likelihood ratios, and the default decision
+threshold is the score where the LLR is 0 (equal priors and costs). Other thresholds come from an
+evaluation run: a score file (``enroll test score target|nontarget``) read by
 :meth:`SpeakerVerifier.load_threshold`, or scores and labels handed to
 :meth:`SpeakerVerifier.calibrate`, at the EER operating point or at a target false-acceptance
 rate. ``gradw verify`` is the command-line side.
@@ -65,6 +68,7 @@ import torch
 from gradw.audio.io import prepare_waveform, read_audio
 from gradw.enhance.enhancer import Enhancer
 from gradw.errors import GradwError
+from gradw.evaluation.calibration import Calibration
 
 __all__ = ["MAX_CHANNELS", "SpeakerVerifier", "VerificationError", "threshold_at_far"]
 
@@ -201,7 +205,40 @@ class SpeakerVerifier:
                     f"uses {mine!r}: they must match"
                 )
         self.enhancer = enhancer
+        self.calibration = self._find_calibration(speaker, checkpoint)
+        if threshold is None and self.calibration is not None:
+            threshold = self.calibration.score_threshold()
         self.threshold: float | None = None if threshold is None else float(threshold)
+
+    def _find_calibration(self, speaker: Any, checkpoint: Any) -> Calibration | None:
+        """The checkpoint's calibration, when this verifier scores as the network it was fitted
+        with: an adapted student always; G's only with the E it was trained against (same name
+        and weights; never random weights)."""
+        from gradw.models.loading import weights_identity
+
+        if self.adapted is not None:
+            stored = self.adapted.get("calibration")
+            return None if not stored else Calibration.from_dict(stored)
+        stored = getattr(self.enhancer, "calibration", None)
+        if not stored or not isinstance(speaker, str):
+            return None
+        calibration = Calibration.from_dict(stored)
+        fitted_with = str(calibration.extra.get("scorer", ""))
+        if not fitted_with or "|random-" in fitted_with:
+            return None
+        return calibration if weights_identity(speaker, checkpoint) == fitted_with else None
+
+    def llr(self, score: float | np.ndarray) -> float | np.ndarray:
+        """Calibrated log-likelihood ratio(s) of score(s) (see :attr:`calibration`).
+
+        Raises:
+            ValueError: this verifier has no calibration (a checkpoint without one, or G used
+                with another speaker network than the one it was calibrated with).
+        """
+        if self.calibration is None:
+            raise ValueError("no calibration: a best.pt selected on validation carries one")
+        values = self.calibration.llr(np.atleast_1d(np.asarray(score, dtype=np.float64)))
+        return float(values[0]) if np.ndim(score) == 0 else values
 
     def _load_adapted(self, path: Path, speaker: Any, checkpoint: Any) -> tuple[Any, Enhancer | None]:
         """The student of a ``gradw adapt`` checkpoint (as E) and its G as an Enhancer (or None)."""
@@ -399,7 +436,7 @@ class SpeakerVerifier:
             ``(score, decision)``: the cosine score, and whether the two are accepted as one
             speaker (None when no threshold is known), in SpeechBrain's order.
         """
-        (score, decision), = self.verify_pairs([(a, b)], threshold)
+        ((score, decision),) = self.verify_pairs([(a, b)], threshold)
         return score, decision
 
     def verify_pairs(

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from gradw.audio.frontends import build_frontend
-from gradw.checkpoint import FORMAT, CheckpointError, load_checkpoint, read_torch_file
+from gradw.checkpoint import FORMAT, CheckpointError, file_digest, load_checkpoint, read_torch_file
 from gradw.config import RANDOM_WEIGHTS
 from gradw.models.adapters import (
     AdapterSpec,
@@ -38,6 +38,7 @@ from gradw.models.adapters import (
     load_adapter_state,
     merge_adapters,
 )
+from gradw.models.campplus import find_campplus_weights, load_campplus
 from gradw.models.resnet import ResNetSpeaker, load_wespeaker_state_dict
 from gradw.models.speaker import SpeakerNetwork
 from gradw.models.unet import MaskUNet
@@ -97,8 +98,6 @@ def load_speaker_network(
         ValueError: unknown name, or a checkpoint of the wrong kind.
     """
     if name == "campplus":
-        from gradw.models.campplus import load_campplus
-
         if is_random_weights(checkpoint):
             raise CheckpointError(
                 "campplus: random weights are not offered; its pretrained weights ship with it"
@@ -152,6 +151,9 @@ class EnhancerBundle:
     step: int
     # (K,) uint64 content fingerprints of the training augmentation (None in older checkpoints)
     augment_fingerprints: np.ndarray | None = None
+    # the score-to-LLR map fitted on validation when this checkpoint was selected (best.pt), as
+    # gradw.evaluation.calibration.Calibration.to_dict() wrote it; None for last.pt
+    calibration: dict[str, Any] | None = None
 
 
 def stored_fingerprints(extra: dict[str, Any]) -> np.ndarray | None:
@@ -178,6 +180,7 @@ def load_enhancer(path: str | Path) -> EnhancerBundle:
         config=state["config"],
         step=state["step"],
         augment_fingerprints=stored_fingerprints(extra),
+        calibration=extra.get("calibration"),
     )
 
 
@@ -254,5 +257,16 @@ def load_adapted(
         "enhancer": None if not stored else {k: v for k, v in stored.items() if k not in ("model",)},
         "val": extra.get("val"),
         "augment_fingerprints": stored_fingerprints(extra),
+        "calibration": extra.get("calibration"),
     }
     return student, enhancer, info
+
+
+def weights_identity(name: str, checkpoint: str | None, seed: int = 0) -> str:
+    """A content identity for a speaker network's weights, ``NAME|DIGEST`` (a random one is
+    ``NAME|random-SEED``: a function of its seed)."""
+    if checkpoint and not is_random_weights(checkpoint):
+        return f"{name}|{file_digest(Path(checkpoint))}"
+    if name == "campplus":
+        return f"campplus|{file_digest(find_campplus_weights())}"
+    return f"{name}|random-{seed}"

@@ -16,7 +16,6 @@ BatchNorm layers of the student stay in eval mode: they normalise with E's runni
 which adaptation never updates.
 """
 
-
 from __future__ import annotations
 
 import copy
@@ -375,7 +374,7 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
                         optimizer,
                         done,
                         model_config,
-                        {**extra, "val": scores},
+                        {**extra, "val": scores, "calibration": validator.calibration().to_dict()},
                     )
             if info.is_main and (done % config.checkpoint_every == 0 or done == steps):
                 _save(last, config, model, optimizer, done, model_config, extra)

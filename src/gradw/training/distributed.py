@@ -8,6 +8,7 @@ same update as one process with batch B.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import TypeVar
@@ -55,9 +56,17 @@ def setup_distributed(device: str | None = None) -> DistInfo:
 
 
 def cleanup_distributed() -> None:
-    """Tear down the process group if one was set up."""
+    """Tear down the process group if one was set up.
+
+    DistributedDataParallel wrappers keep the process group alive through reference cycles; they
+    are collected first, so that the group and its communication threads end here, while the
+    interpreter is fully alive, and not during interpreter shutdown (where gloo's threads can
+    abort the process after a successful run).
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def barrier(info: DistInfo) -> None:

@@ -362,7 +362,8 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
                 logger.log(done, scores, kind="val")
                 if info.is_main and scores["eer"] < best:
                     best = scores["eer"]
-                    _save(out / "best.pt", config, enhancer, optimizer, done, {**extra, "val": scores})
+                    selected = {**extra, "val": scores, "calibration": validator.calibration().to_dict()}
+                    _save(out / "best.pt", config, enhancer, optimizer, done, selected)
             if info.is_main and (done % config.checkpoint_every == 0 or done == steps):
                 _save(last, config, enhancer, optimizer, done, extra)
             step = done

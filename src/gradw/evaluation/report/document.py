@@ -24,8 +24,6 @@ Every number comes from the rows and score files; nothing is typed by hand. matp
 why there are no plots.
 """
 
-
-
 from __future__ import annotations
 
 import json
@@ -47,6 +45,7 @@ from gradw.evaluation.report.tables import (
     _format_snr,
     condition_groups,
     equalw_system,
+    format_calibration_table,
     format_diff_table,
     format_metric_table,
     format_relative_table,
@@ -74,7 +73,7 @@ def _read_meta(out: Path) -> dict[str, Any]:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {k: payload[k] for k in ("command", "elapsed_seconds") if k in payload}
+    return {k: payload[k] for k in ("command", "elapsed_seconds", "calibration") if k in payload}
 
 
 def _describe_system(spec: str) -> str:
@@ -210,6 +209,7 @@ def write_report(
         if metric == "eer":
             lines += _difference_sections(rows, groups, systems, equalw)
 
+    lines += _calibration_section(rows, groups, systems, _read_meta(out).get("calibration", {}))
     lines += _plot_section(out, rows, det_snrs)
     lines += ["## Trials per condition", "", format_trials_table(rows)]  # ends with a newline
     return _write_text(out / "report.md", "\n".join(lines))
@@ -245,6 +245,38 @@ def _difference_sections(
         lines += _grouped_tables(
             rows, groups, lambda cs, r=ref, ss=shown: format_relative_table(rows, r, cs, ss)
         )
+    return lines
+
+
+def threshold_sentence(system: str, calibration: dict[str, Any]) -> str:
+    """One sentence: the default decision threshold of a calibrated system and what it was
+    fitted on (``calibration`` as results.json records it)."""
+    return (
+        f"`{system}` accepts a trial when its calibrated LLR is at least 0 (equal target and "
+        f"non-target priors and costs), i.e. a cosine score of at least "
+        f"{calibration['threshold']:.3f}; the calibration was fitted on {calibration['fitted_on']}."
+    )
+
+
+def _calibration_section(
+    rows: Sequence[Row], groups: Sequence[Group], systems: Sequence[str], calibrations: dict[str, Any]
+) -> list[str]:
+    """Cllr, min Cllr, actual and minimum DCF of the systems whose checkpoint carries a
+    calibration, and their default thresholds."""
+    if not any("cllr" in r.metrics for r in rows):
+        return []
+    lines = [
+        "## Calibration",
+        "",
+        "LLRs from the calibration each checkpoint was selected with (validation speakers and "
+        "validation noise, all validation conditions pooled). Cells: Cllr (min Cllr) in bits; "
+        "actual DCF (minDCF) at P_target = 0.01. Cllr - min Cllr is the cost of miscalibration "
+        "in that condition.",
+        "",
+    ]
+    lines += [threshold_sentence(s, calibrations[s]) for s in systems if s in calibrations]
+    lines += [""] if calibrations else []
+    lines += _grouped_tables(rows, groups, lambda cs: format_calibration_table(rows, cs, systems))
     return lines
 
 

@@ -3,8 +3,6 @@ evaluation (EER and minDCF with intervals, paired differences against ``noisy``,
 against ``noisy`` and Equal-W, trial counts, and the low-SNR summary).
 """
 
-
-
 from __future__ import annotations
 
 import math
@@ -24,6 +22,7 @@ METRICS: dict[str, tuple[str, int]] = {
     "eer": ("EER (%)", 2),
     "min_dcf_0.01": ("minDCF (P_target = 0.01)", 3),
     "min_dcf_0.05": ("minDCF (P_target = 0.05)", 3),
+    "min_cllr": ("min Cllr (bits; discrimination only, after the best monotonic calibration)", 3),
 }
 PLOTS_HINT = "install the plots extra: pip install 'gradw[plots]'"
 
@@ -229,6 +228,34 @@ def format_metric_table(
             cell = format_cell(m.get(metric), m.get(f"{metric}_ci_low"), m.get(f"{metric}_ci_high"), digits)
             line.append(_bold(cell) if s in best else cell)
     return format_table(["system", *(c.label for c in conditions)], body)
+
+
+def format_calibration_table(
+    rows: Sequence[Row],
+    conditions: Sequence[ConditionInfo] | None = None,
+    systems: Sequence[str] | None = None,
+) -> str:
+    """Calibrated systems x conditions: ``Cllr (min Cllr); actDCF (minDCF)`` at P_target = 0.01;
+    only systems whose rows carry ``cllr`` (their checkpoint had a calibration)."""
+    conditions = list(conditions) if conditions is not None else order_conditions(rows)
+    index = _index(rows)
+    systems = [
+        s
+        for s in (systems if systems is not None else order_systems(rows))
+        if any("cllr" in index.get((s, c.name), {}) for c in conditions)
+    ]
+    body = []
+    for s in systems:
+        line = [s]
+        for c in conditions:
+            m = index.get((s, c.name), {})
+            cllr = format_cell(m.get("cllr"), digits=3)
+            low = format_cell(m.get("min_cllr"), digits=3)
+            act = format_cell(m.get("act_dcf_0.01"), digits=3)
+            best = format_cell(m.get("min_dcf_0.01"), digits=3)
+            line.append(f"{cllr} ({low}); {act} ({best})")
+        body.append(line)
+    return format_table(["system", *(c.label for c in conditions)], body) if body else ""
 
 
 def format_diff_table(

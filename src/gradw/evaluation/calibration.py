@@ -1,0 +1,273 @@
+"""Calibration of verification scores into log-likelihood ratios, and the metrics that judge it.
+
+A cosine score says which trial is more likely a target than another, not how likely: the same
+score means different things in clean speech and in babble at -5 dB. Calibration maps scores to
+log-likelihood ratios, ``llr = scale * score + offset (+ quality · weights)``, by logistic
+regression on trials with known labels (the validation speakers mixed with validation noise; never
+the test trials), weighted so that targets and non-targets count as if the target prior were
+``prior`` (Brümmer's prior-weighted logistic regression, the objective whose value is Cllr).
+Optional quality measures per trial (e.g. the log duration of the shorter side, an estimated
+SNR) enter as extra linear terms, as in quality measure functions.
+
+With an LLR, the Bayes decision for a target prior ``p`` and costs ``c_miss``, ``c_fa`` is to accept
+when ``llr >= log(c_fa (1 - p) / (c_miss p))``: 0 for equal priors and costs. That gives a default
+decision threshold that does not have to be tuned per condition (how well it holds per condition
+is what Cllr and the actual DCF measure).
+
+Metrics (Brümmer and du Preez 2006; NIST SRE):
+    * ``cllr``: ``0.5 * (mean log2(1 + e^-llr) over targets + mean log2(1 + e^llr) over
+      non-targets)``, in bits; 0 is perfect, 1 is an uninformative system that says 0 always.
+    * ``min_cllr``: Cllr after the best monotonic recalibration of the scores (pool adjacent
+      violators on the test trials themselves): the discrimination part; ``cllr - min_cllr`` is
+      the calibration loss.
+    * ``act_dcf``: the normalised detection cost of the decisions ``llr >= threshold(p)``, to
+      compare with minDCF at the same ``p``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import optimize
+
+from gradw.evaluation.metrics import check_cost, check_scores_labels
+
+LN2 = math.log(2.0)
+
+
+def logit(p: float) -> float:
+    """log(p / (1 - p))."""
+    return math.log(p) - math.log1p(-p)
+
+
+def bayes_threshold(p_target: float = 0.5, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """The LLR above which accepting costs less on average: ``log(c_fa (1 - p) / (c_miss p))``."""
+    check_cost(p_target, c_miss, c_fa)
+    return math.log(c_fa) - math.log(c_miss) - logit(p_target)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """An affine map from scores (and quality measures) to log-likelihood ratios.
+
+    Attributes:
+        scale, offset: ``llr = scale * score + offset + quality @ quality_weights``.
+        prior: the target prior the fit was weighted for.
+        quality_names: names of the quality measures, in column order (empty: none).
+        quality_weights: one weight per quality measure.
+        fitted_on: what the fit saw, in words (speakers, trials, conditions).
+        n_target, n_nontarget: trial counts of the fit.
+    """
+
+    scale: float
+    offset: float
+    prior: float = 0.5
+    quality_names: tuple[str, ...] = ()
+    quality_weights: tuple[float, ...] = ()
+    fitted_on: str = ""
+    n_target: int = 0
+    n_nontarget: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def llr(self, scores: ArrayLike, quality: ArrayLike | None = None) -> np.ndarray:
+        """(N,) scores (and (N, K) quality measures when the fit used them) -> (N,) LLRs."""
+        s = np.asarray(scores, dtype=np.float64)
+        out = self.scale * s + self.offset
+        if self.quality_names:
+            if quality is None:
+                names = ", ".join(self.quality_names)
+                raise ValueError(f"this calibration needs the quality measures {names}")
+            q = np.asarray(quality, dtype=np.float64).reshape(s.shape[0], len(self.quality_names))
+            out = out + q @ np.asarray(self.quality_weights)
+        elif quality is not None:
+            raise ValueError("this calibration uses no quality measures")
+        return out
+
+    def score_threshold(self, p_target: float = 0.5, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+        """The score at which the LLR equals :func:`bayes_threshold` (no quality measures):
+        accepting ``score >= threshold`` is the Bayes decision for this prior and these costs."""
+        if self.quality_names:
+            raise ValueError("with quality measures the threshold depends on the trial: compare llr()")
+        if self.scale <= 0:
+            raise ValueError(f"a calibration with scale {self.scale} does not order the scores")
+        return (bayes_threshold(p_target, c_miss, c_fa) - self.offset) / self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (stored in checkpoints, which load with ``weights_only=True``)."""
+        out = asdict(self)
+        out["quality_names"] = list(self.quality_names)
+        out["quality_weights"] = list(self.quality_weights)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        """The inverse of :meth:`to_dict`."""
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known["quality_names"] = tuple(known.get("quality_names", ()))
+        known["quality_weights"] = tuple(float(w) for w in known.get("quality_weights", ()))
+        return cls(**known)
+
+
+def _weighted_logistic_loss(
+    theta: np.ndarray, x: np.ndarray, y: np.ndarray, weights: np.ndarray, shift: float
+) -> tuple[float, np.ndarray]:
+    """Prior-weighted cross-entropy (nats) of ``llr = x @ theta`` and its gradient."""
+    llr = x @ theta + shift
+    sign = np.where(y, -1.0, 1.0)  # targets pay log(1 + e^-llr), non-targets log(1 + e^llr)
+    z = sign * llr
+    loss = float(np.sum(weights * np.logaddexp(0.0, z)))
+    dz = weights * sign / (1.0 + np.exp(-z))  # d/dllr of log(1 + e^z) = sign * sigmoid(z)
+    return loss, x.T @ dz
+
+
+def fit_calibration(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    prior: float = 0.5,
+    quality: ArrayLike | None = None,
+    quality_names: tuple[str, ...] = (),
+    fitted_on: str = "",
+) -> Calibration:
+    """Fit :class:`Calibration` by prior-weighted logistic regression.
+
+    Args:
+        scores: (N,) scores of trials with known labels (validation trials, never test ones).
+        labels: (N,) 1 for target trials, 0 for non-target ones (both present).
+        prior: the target prior the objective weights for (targets weigh ``prior / N_target`` in
+            total, non-targets ``(1 - prior) / N_nontarget``).
+        quality: optional (N, K) quality measures, one row per trial.
+        quality_names: their names (K of them) when ``quality`` is given.
+        fitted_on: a description of the trials, kept with the result.
+    """
+    s, y = check_scores_labels(scores, labels)
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"prior must lie in (0, 1), got {prior}")
+    columns = [s]
+    if quality is not None:
+        q = np.asarray(quality, dtype=np.float64).reshape(s.shape[0], -1)
+        if len(quality_names) != q.shape[1]:
+            raise ValueError(f"{q.shape[1]} quality measures but {len(quality_names)} names")
+        columns += list(q.T)
+    elif quality_names:
+        raise ValueError("quality_names given without quality measures")
+    # standardise the inputs for a well-conditioned fit, then map the solution back
+    x = np.stack(columns, axis=1)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    xs = np.concatenate([(x - mean) / std, np.ones((x.shape[0], 1))], axis=1)
+    n_tar, n_non = int(y.sum()), int((~y).sum())
+    weights = np.where(y, prior / n_tar, (1.0 - prior) / n_non)
+    shift = logit(prior)  # the fit is of the posterior log-odds; the LLR removes the prior
+    start = np.zeros(xs.shape[1])
+    start[0] = 1.0
+    result = optimize.minimize(
+        _weighted_logistic_loss, start, args=(xs, y, weights, shift), jac=True, method="L-BFGS-B"
+    )
+    theta = result.x
+    slopes = theta[:-1] / std
+    offset = float(theta[-1] - np.sum(slopes * mean))
+    return Calibration(
+        scale=float(slopes[0]),
+        offset=offset,
+        prior=prior,
+        quality_names=tuple(quality_names),
+        quality_weights=tuple(float(w) for w in slopes[1:]),
+        fitted_on=fitted_on,
+        n_target=n_tar,
+        n_nontarget=n_non,
+    )
+
+
+def cllr(llrs: ArrayLike, labels: ArrayLike) -> float:
+    """Cllr in bits: 0.5 * (mean log2(1 + e^-llr) over targets + mean log2(1 + e^llr) over
+    non-targets). Infinite LLRs on the right side cost 0."""
+    s, y = check_scores_labels(llrs, labels, allow_inf=True)
+    tar = np.logaddexp(0.0, -s[y]).mean() / LN2
+    non = np.logaddexp(0.0, s[~y]).mean() / LN2
+    return float(0.5 * (tar + non))
+
+
+def pav(labels_by_score: np.ndarray) -> np.ndarray:
+    """Pool adjacent violators: the non-decreasing sequence closest (least squares) to a 0/1
+    sequence. (N,) labels in score order -> (N,) fitted values in [0, 1]."""
+    values: list[float] = []
+    counts: list[int] = []
+    for label in labels_by_score.astype(np.float64):
+        values.append(label)
+        counts.append(1)
+        while len(values) > 1 and values[-2] > values[-1]:
+            n = counts[-2] + counts[-1]
+            merged = (values[-2] * counts[-2] + values[-1] * counts[-1]) / n
+            values[-2:] = [merged]
+            counts[-2:] = [n]
+    return np.repeat(values, counts)
+
+
+def optimal_llrs(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
+    """(N,) the LLRs of the best monotonic (non-decreasing) map of the scores on these very
+    trials (PAV; tied scores share one value), as used for min Cllr."""
+    s, y = check_scores_labels(scores, labels)
+    # tied scores must get one value: order them non-targets first, so PAV pools them
+    order = np.lexsort((y, s))
+    posterior = np.empty(s.shape[0])
+    posterior[order] = pav(y[order])
+    _, first, inverse = np.unique(s[order], return_index=True, return_inverse=True)
+    tied_mean = np.bincount(inverse, weights=posterior[order]) / np.bincount(inverse)
+    posterior[order] = tied_mean[inverse]
+    n_tar, n_non = int(y.sum()), int((~y).sum())
+    with np.errstate(divide="ignore"):
+        log_odds = np.log(posterior) - np.log1p(-posterior)
+    return log_odds - math.log(n_tar / n_non)
+
+
+def min_cllr(scores: ArrayLike, labels: ArrayLike) -> float:
+    """Cllr of :func:`optimal_llrs`: what a perfectly calibrated version of the scores would
+    reach (bits)."""
+    return cllr(optimal_llrs(scores, labels), labels)
+
+
+def act_dcf(
+    llrs: ArrayLike, labels: ArrayLike, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0
+) -> float:
+    """Normalised detection cost of the Bayes decisions ``llr >= bayes_threshold(p_target)``."""
+    s, y = check_scores_labels(llrs, labels, allow_inf=True)
+    check_cost(p_target, c_miss, c_fa)
+    accept = s >= bayes_threshold(p_target, c_miss, c_fa)
+    p_miss = float(np.mean(~accept[y]))
+    p_fa = float(np.mean(accept[~y]))
+    norm = min(c_miss * p_target, c_fa * (1.0 - p_target))
+    return (c_miss * p_target * p_miss + c_fa * (1.0 - p_target) * p_fa) / norm
+
+
+def calibration_metrics(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    calibration: Calibration | None,
+    p_targets: tuple[float, ...] = (0.01, 0.05),
+) -> dict[str, float]:
+    """``min_cllr`` always; with a calibration also ``cllr`` and ``act_dcf_<p>`` per prior."""
+    out = {"min_cllr": min_cllr(scores, labels)}
+    if calibration is not None:
+        llrs = calibration.llr(scores)
+        out["cllr"] = cllr(llrs, labels)
+        out.update({f"act_dcf_{p:g}": act_dcf(llrs, labels, p) for p in p_targets})
+    return out
+
+
+__all__ = [
+    "Calibration",
+    "act_dcf",
+    "bayes_threshold",
+    "calibration_metrics",
+    "cllr",
+    "fit_calibration",
+    "logit",
+    "min_cllr",
+    "optimal_llrs",
+    "pav",
+]
