@@ -173,7 +173,7 @@ def evaluate(
         test=str(root / split),
         out=str(eval_dir),
         systems=specs,
-        augment=str(root / "augment" / "test"),
+        augment=str(root / "augment" / split),  # validation speakers with validation noise
         categories=CONDITIONS[1].split(","),
         snrs=[float(v) for v in snrs],
         clean="clean" in CONDITIONS[0].split(","),

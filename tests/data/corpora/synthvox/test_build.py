@@ -142,16 +142,18 @@ def test_speakers_have_distinct_pitch(tiny: tuple[Path, dict, float]) -> None:
 @needs_tiny_install
 def test_augment_pools_load_and_are_disjoint(tiny: tuple[Path, dict, float]) -> None:
     out, _, _ = tiny
-    train, test = AugmentDir.load(out / "augment" / "train"), AugmentDir.load(out / "augment" / "test")
+    sides = {side: AugmentDir.load(out / "augment" / side) for side in ("train", "val", "test")}
     for category in ("noise", "music", "babble", "rirs"):
-        assert train.keys(category) and test.keys(category), category
-        assert not set(train.keys(category)) & set(test.keys(category))
-        train_paths = {train.path(category, k) for k in train.keys(category)}
-        test_paths = {test.path(category, k) for k in test.keys(category)}
-        assert not train_paths & test_paths
-        assert not {_digest(p) for p in train_paths} & {_digest(p) for p in test_paths}
-    for key in train.keys("rirs"):
-        rir, rate = sf.read(train.path("rirs", key))
+        paths = {}
+        for side, pool in sides.items():
+            assert pool.keys(category), (side, category)
+            paths[side] = {pool.path(category, k) for k in pool.keys(category)}
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            assert not set(sides[a].keys(category)) & set(sides[b].keys(category)), (a, b, category)
+            assert not paths[a] & paths[b]
+            assert not {_digest(p) for p in paths[a]} & {_digest(p) for p in paths[b]}, (a, b, category)
+    for key in sides["train"].keys("rirs"):
+        rir, rate = sf.read(sides["train"].path("rirs", key))
         assert rate == 16000 and np.isclose(np.abs(rir).max(), 1.0, atol=1e-3)
 
 
@@ -201,10 +203,10 @@ _MINI = dataclasses.replace(
     train=SplitSize(2, (1.5, 2.5), ("mbrola-us2", "flite-rms")),
     val=SplitSize(2, (1.5, 2.5), ("mbrola-de4", "mbrola-it4"), trials=10),
     test=SplitSize(2, (1.5, 2.5), ("mbrola-us1", "flite-awb"), trials=10),
-    noise=(2, 1),
-    music_synth=(1, 1),
-    babble=(2, 2),
-    rirs=(2, 1),
+    noise=(2, 1, 1),
+    music_synth=(1, 1, 1),
+    babble=(2, 2, 2),
+    rirs=(2, 1, 1),
 )
 
 
@@ -281,21 +283,19 @@ def test_larger_presets_plan_disjoint_pools_from_what_is_installed(name: str, tm
                 assert len(sources) == len(set(sources))
             else:
                 assert all(u.text and 0 <= u.pitch <= 99 for u in utts)
-    train, test = plan.augment["train"], plan.augment["test"]
+    pools = {side: plan.augment[side] for side in ("train", "val", "test")}
     for category in ("noise", "music", "babble", "rirs"):
-        assert train[category] and test[category], category
-        assert not {i.key for i in train[category]} & {i.key for i in test[category]}
-        assert not {i.path for i in train[category]} & {i.path for i in test[category]}
-        real_train = {i.source for i in train[category] if i.source}
-        real_test = {i.source for i in test[category] if i.source}
-        assert not real_train & real_test, category  # recordings and songs on one side only
-        seeds = {i.seed for i in train[category] if i.seed} & {i.seed for i in test[category] if i.seed}
-        assert not seeds, category
-    variants = (
-        {i.voice.split("+")[1] for i in train["babble"]},
-        {i.voice.split("+")[1] for i in test["babble"]},
-    )
-    assert not variants[0] & variants[1]
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            first, second = pools[a][category], pools[b][category]
+            assert first and second, (a, b, category)
+            assert not {i.key for i in first} & {i.key for i in second}
+            assert not {i.path for i in first} & {i.path for i in second}
+            # recordings, songs and seeds on one side only
+            assert not {i.source for i in first if i.source} & {i.source for i in second if i.source}
+            assert not {i.seed for i in first if i.seed} & {i.seed for i in second if i.seed}, category
+            variants = [{i.voice.split("+")[1] for i in pool["babble"]} for pool in (pools[a], pools[b])]
+            assert not variants[0] & variants[1], (a, b)
+    train, test = pools["train"], pools["test"]
     lincity = [i.source for i in train["noise"] + test["noise"] if i.kind == "copy"]
     if lincity:
         families_train = {synthvox_noise.sound_family(i.source) for i in train["noise"] if i.kind == "copy"}
@@ -360,12 +360,15 @@ def test_coloured_noise_has_the_requested_slope() -> None:
 def test_noise_families_stay_on_one_side() -> None:
     paths = [f"/x/{name}{i}.wav" for name in ("Farm", "Fire", "Mill", "Rail", "Harbor") for i in (1, 2, 3)]
     paths += ["/x/Click.wav", "/x/Green1.wav", "/x/Green2.wav"]
-    train, test = synthvox_noise.split_families(paths)
-    assert sorted(train + test) == sorted(paths) and test
+    train, val, test = synthvox_noise.split_families(paths)
+    assert sorted(train + val + test) == sorted(paths) and val and test
     fam = synthvox_noise.sound_family
-    assert not {fam(p) for p in train} & {fam(p) for p in test}
-    assert 0.1 <= len(test) / len(paths) <= 0.4
-    assert (train, test) == synthvox_noise.split_families(list(reversed(paths)))
+    families = [{fam(p) for p in side} for side in (train, val, test)]
+    assert not families[0] & families[1] and not families[0] & families[2] and not families[1] & families[2]
+    assert 0.1 <= len(test) / len(paths) <= 0.4 and 0.05 <= len(val) / len(paths) <= 0.4
+    assert (train, val, test) == synthvox_noise.split_families(list(reversed(paths)))
+    # the test side does not depend on the validation share
+    assert synthvox_noise.split_families(paths, val_share=0.3)[2] == test
 
 
 def test_procedural_generators_are_seeded() -> None:
@@ -382,8 +385,8 @@ def test_babble_variants_split_by_parity() -> None:
     variants = synthvox_noise.babble_variants()
     if not variants:
         pytest.skip("espeak-ng is not installed: run `sudo scripts/install-system-deps.sh tiny`")
-    train, test = set(variants[0::2]), set(variants[1::2])
-    assert train and test and not train & test
+    train, val, test = set(variants[0::4]), set(variants[2::4]), set(variants[1::2])
+    assert train and val and test and not train & test and not train & val and not val & test
     assert not any("whisper" in v.lower() for v in variants)
 
 

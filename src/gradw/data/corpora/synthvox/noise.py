@@ -53,8 +53,10 @@ MIDI_DIR = "/usr/share/planetblupi/music"
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2",)
 #: Warzone 2100 albums held out for the test pool (the others train).
 WARZONE_TEST_ALBUMS = ("legacy_soundtrack",)
+WARZONE_VAL_ALBUMS = ("original_soundtrack",)
 #: MIDI songs held out for the test pool.
 MIDI_TEST_SONGS = ("music008", "music009")
+MIDI_VAL_SONGS = ("music007",)
 #: espeak-ng languages the babble talkers speak (all have wordfreq lists).
 BABBLE_LANGUAGES = (
     "en", "de", "fr", "es", "it", "pt", "nl", "sv", "pl", "cs",
@@ -391,23 +393,31 @@ def make_aug_item(item: AugItem) -> np.ndarray:
     return (0.9 * _unit_peak(wav)).astype(np.float32)
 
 
-def split_families(paths: Sequence[str], test_share: float = 0.2) -> tuple[list[str], list[str]]:
-    """Split lincity sounds into train and test by sound family (fixed, seed-independent).
+def split_families(
+    paths: Sequence[str], test_share: float = 0.2, val_share: float = 0.15
+) -> tuple[list[str], list[str], list[str]]:
+    """Split lincity sounds into train, validation and test by sound family (fixed,
+    seed-independent): (train, val, test) lists of paths.
 
     Families are shuffled with a constant seed and taken for test until ``test_share`` of the
-    files is reached, so ``Farm1..3`` always land on the same side.
+    files is reached, then for validation until ``val_share`` is, so ``Farm1..3`` always land on
+    the same side (and the test side does not depend on ``val_share``).
     """
     families: dict[str, list[str]] = {}
     for path in sorted(paths):
         families.setdefault(sound_family(path), []).append(path)
     order = sorted(families)
     np.random.default_rng(20240105).shuffle(order)
-    test: list[str] = []
-    test_families = set()
+    taken: dict[str, str] = {}
+    count = {"test": 0, "val": 0}
     for family in order:
-        if len(test) >= test_share * len(paths):
-            break
-        test.extend(families[family])
-        test_families.add(family)
-    train = [p for f in sorted(families) if f not in test_families for p in families[f]]
-    return train, sorted(test)
+        for side, share in (("test", test_share), ("val", val_share)):
+            if count[side] < share * len(paths):
+                taken[family] = side
+                count[side] += len(families[family])
+                break
+    sides = {
+        side: sorted(p for f in sorted(families) if taken.get(f, "train") == side for p in families[f])
+        for side in ("train", "val", "test")
+    }
+    return sides["train"], sides["val"], sides["test"]

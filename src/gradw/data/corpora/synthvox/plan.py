@@ -3,7 +3,6 @@ of jobs with their output paths and seeds (a pure function of the preset and the
 synthesised here).
 """
 
-
 from __future__ import annotations
 
 import itertools
@@ -20,7 +19,9 @@ import soundfile as sf
 from gradw.data.corpora.synthvox.noise import (
     BABBLE_LANGUAGES,
     MIDI_TEST_SONGS,
+    MIDI_VAL_SONGS,
     WARZONE_TEST_ALBUMS,
+    WARZONE_VAL_ALBUMS,
     AugItem,
     babble_variants,
     lincity_files,
@@ -199,7 +200,7 @@ def _aug_path(out: Path, side: str, category: str, key: str) -> str:
 
 @dataclass
 class _Pool:
-    """The items of one augmentation side (train or test), with a count per source."""
+    """The items of one augmentation side (train, val or test), with a count per source."""
 
     out: Path
     side: str
@@ -208,7 +209,7 @@ class _Pool:
 
     @property
     def index(self) -> int:
-        """0 for the train side, 1 for the test side (the index into a preset's pairs)."""
+        """0 for the train side, 1 for validation, 2 for test (the index into a preset's triples)."""
         return SIDES.index(self.side)
 
     def add(self, category: str, origin: str, key: str, kind: str, **fields: Any) -> None:
@@ -235,15 +236,21 @@ def _plan_noise(pool: _Pool, seed: int, preset: Preset, lincity: dict[str, list[
         )
 
 
+def _side_of(name: str, test: tuple[str, ...], val: tuple[str, ...]) -> str:
+    """The side a named source (album, song) belongs to."""
+    return "test" if name in test else "val" if name in val else "train"
+
+
 def _warzone_segments(
     albums: dict[str, list[str]], side: str, seconds: float, cap: int | None
 ) -> list[tuple[str, float]]:
-    """(track, offset) of the soundtrack segments of one side: test albums for test, the others
-    for train; taken round-robin over the tracks so a cap still spreads over the albums."""
+    """(track, offset) of the soundtrack segments of one side: test albums for test, validation
+    albums for val, the others for train; taken round-robin over the tracks so a cap still spreads
+    over the albums."""
     tracks = [
         t
         for album, ts in sorted(albums.items())
-        if (album in WARZONE_TEST_ALBUMS) == (side == "test")
+        if _side_of(album, WARZONE_TEST_ALBUMS, WARZONE_VAL_ALBUMS) == side
         for t in ts
     ]
     per_track = [[(t, j * seconds) for j in range(int(_duration(t) // seconds))] for t in tracks]
@@ -270,7 +277,7 @@ def _plan_music(
             offset=offset,
         )
     for song in songs:
-        if (Path(song).stem in MIDI_TEST_SONGS) == (pool.side == "test"):
+        if _side_of(Path(song).stem, MIDI_TEST_SONGS, MIDI_VAL_SONGS) == pool.side:
             source = "planetblupi-music-midi+fluid-soundfont-gm"
             pool.add(
                 "music",
@@ -297,9 +304,10 @@ def _plan_music(
 
 
 def _plan_babble(pool: _Pool, seed: int, preset: Preset, variants: Sequence[str]) -> None:
-    """Single-talker files from espeak-ng formant variants: even-numbered variants for train,
-    odd-numbered for test, each talker with its own language, pitch and rate."""
-    mine = variants[pool.index :: 2]
+    """Single-talker files from espeak-ng formant variants: odd-numbered variants for test, and
+    the even-numbered ones alternately for train and validation, each talker with its own
+    language, pitch and rate."""
+    mine = {"train": variants[0::4], "val": variants[2::4], "test": variants[1::2]}[pool.side]
     for i in range(preset.babble[pool.index] if mine else 0):
         rng = _rng(seed, "babble", pool.side, i)
         lang = BABBLE_LANGUAGES[int(rng.integers(len(BABBLE_LANGUAGES)))]
@@ -322,13 +330,13 @@ def _plan_babble(pool: _Pool, seed: int, preset: Preset, variants: Sequence[str]
 
 
 def _plan_augment(out: Path, seed: int, preset: Preset, plan: _Plan) -> None:
-    """Plan the train and test augmentation pools from the sources installed here."""
+    """Plan the train, validation and test augmentation pools from the sources installed here."""
     lincity_paths = lincity_files() if preset.real_noise else []
     if preset.real_noise and not lincity_paths:
         plan.missing.setdefault("lincity-ng-data", []).append("real noise recordings")
     lincity = dict(zip(SIDES, split_families(lincity_paths), strict=True)) if lincity_paths else {}
-    albums = warzone_tracks() if preset.warzone != (0, 0) else {}
-    if preset.warzone != (0, 0) and not albums:
+    albums = warzone_tracks() if preset.warzone != (0, 0, 0) else {}
+    if preset.warzone != (0, 0, 0) and not albums:
         plan.missing.setdefault("warzone2100-music", []).append("soundtrack music")
     songs = midi_files() if preset.midi_seconds > 0 else []
     if preset.midi_seconds > 0:

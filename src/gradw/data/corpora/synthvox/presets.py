@@ -3,7 +3,6 @@ for ``tiny`` (tests), ``demo`` (the CPU default) and ``full``, and the seeding h
 stage of the build derives its random streams from.
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +16,9 @@ from gradw.data.corpora.synthvox.voices import (
 from gradw.data.lists import DataError
 
 SPLITS = ("train", "val", "test")
-SIDES = ("train", "test")
+#: the augmentation pools: training, validation (every choice: checkpoints, variants, calibration)
+#: and test; no recording, sound family, album, song, voice variant or seed is in two of them
+SIDES = ("train", "val", "test")
 AUDIO_EXT = ".flac"
 MANIFEST_VERSION = 1
 
@@ -67,7 +68,7 @@ class SplitSize:
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes of a synthvox build. Counts in pairs are (train pool, test pool).
+    """Sizes of a synthvox build. Counts in triples are (train pool, validation pool, test pool).
 
     Attributes:
         name: preset name.
@@ -91,17 +92,17 @@ class Preset:
     train: SplitSize
     val: SplitSize
     test: SplitSize
-    noise: tuple[int, int]
+    noise: tuple[int, int, int]
     noise_seconds: float
     real_noise: bool
-    warzone: tuple[int, int] | None
+    warzone: tuple[int, int, int] | None
     midi_seconds: float
-    music_synth: tuple[int, int]
-    music_fallback: tuple[int, int]
+    music_synth: tuple[int, int, int]
+    music_fallback: tuple[int, int, int]
     music_seconds: float
-    babble: tuple[int, int]
+    babble: tuple[int, int, int]
     babble_seconds: float
-    rirs: tuple[int, int]
+    rirs: tuple[int, int, int]
     rir_max_order: int = 0
 
     def split(self, name: str) -> SplitSize:
@@ -126,17 +127,17 @@ PRESETS: dict[str, Preset] = {
         test=SplitSize(
             4, (2.0, 4.0), ("mbrola-us1", "mbrola-en1", "mbrola-de2", "mbrola-fr2", "flite-awb"), trials=60
         ),
-        noise=(6, 3),
+        noise=(6, 2, 3),
         noise_seconds=6.0,
         real_noise=False,
-        warzone=(0, 0),
+        warzone=(0, 0, 0),
         midi_seconds=0.0,
-        music_synth=(4, 2),
-        music_fallback=(0, 0),
+        music_synth=(4, 2, 2),
+        music_fallback=(0, 0, 0),
         music_seconds=8.0,
-        babble=(8, 7),
+        babble=(8, 7, 7),
         babble_seconds=6.0,
-        rirs=(6, 3),
+        rirs=(6, 3, 3),
         rir_max_order=10,
     ),
     # CPU demo that trains and evaluates in about 45 minutes
@@ -145,17 +146,17 @@ PRESETS: dict[str, Preset] = {
         train=SplitSize(20, (3.0, 6.0)),
         val=SplitSize(10, (3.0, 6.0), trials=1000),
         test=SplitSize(10, (4.0, 8.0), _DEMO_TEST, max_speakers=10, trials=2000),
-        noise=(60, 20),
+        noise=(60, 20, 20),
         noise_seconds=20.0,
         real_noise=True,
-        warzone=(40, 12),
+        warzone=(40, 12, 12),
         midi_seconds=60.0,
-        music_synth=(0, 0),
-        music_fallback=(40, 12),
+        music_synth=(0, 0, 0),
+        music_fallback=(40, 12, 12),
         music_seconds=30.0,
-        babble=(100, 40),
+        babble=(100, 40, 40),
         babble_seconds=15.0,
-        rirs=(200, 50),
+        rirs=(200, 50, 50),
     ),
     # the whole corpus: every speaker and every augmentation source
     "full": Preset(
@@ -163,17 +164,17 @@ PRESETS: dict[str, Preset] = {
         train=SplitSize(120, (4.0, 10.0)),
         val=SplitSize(50, (4.0, 10.0), trials=3000),
         test=SplitSize(40, (6.0, 10.0), trials=10000),
-        noise=(300, 60),
+        noise=(300, 60, 60),
         noise_seconds=30.0,
         real_noise=True,
         warzone=None,
         midi_seconds=300.0,
-        music_synth=(0, 0),
-        music_fallback=(300, 60),
+        music_synth=(0, 0, 0),
+        music_fallback=(300, 60, 60),
         music_seconds=30.0,
-        babble=(340, 86),
+        babble=(340, 86, 86),
         babble_seconds=20.0,
-        rirs=(1000, 200),
+        rirs=(1000, 200, 200),
     ),
 }
 
