@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from gradw.evaluation.report.document import threshold_sentence
 from gradw.evaluation.report.tables import format_diff_table, format_metric_table, format_summary_table
 from gradw.evaluation.results import read_results
 
@@ -38,6 +39,27 @@ def per_category(rows: list) -> list[str]:
     return lines
 
 
+def calibration(meta: dict, rows: list) -> list[str]:
+    """Each calibrated system's default threshold (what it was fitted on) and how well its LLRs
+    hold on the test conditions: mean Cllr against mean min Cllr."""
+    lines: list[str] = []
+    for system, record in meta.get("calibration", {}).items():
+        mine = [r for r in rows if r.system == system and "cllr" in r.metrics]
+        if not mine:
+            continue
+        cllr = sum(r.metrics["cllr"] for r in mine) / len(mine)
+        low = sum(r.metrics["min_cllr"] for r in mine) / len(mine)
+        worst = max(mine, key=lambda r: r.metrics["cllr"] - r.metrics["min_cllr"])
+        lines += [
+            threshold_sentence(system, record)
+            + f" On the {len(mine)} test conditions its LLRs give a mean Cllr of {cllr:.3f} bits against a "
+            f"mean min Cllr of {low:.3f} (the most miscalibrated condition: {worst.condition}, "
+            f"{worst.metrics['cllr']:.3f} against {worst.metrics['min_cllr']:.3f}).",
+            "",
+        ]
+    return lines
+
+
 def section(eval_dir: Path) -> str:
     config, rows = read_results(eval_dir)
     meta = json.loads((eval_dir / "results.json").read_text())
@@ -56,6 +78,7 @@ def section(eval_dir: Path) -> str:
         "",
         format_summary_table(rows).rstrip(),
         "",
+        *calibration(meta, rows),
         *per_category(rows),
         END,
     ]
