@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from gradw.config import (
+    AdaptConfig,
     ConfigError,
     SpeakerTrainConfig,
     TrainConfig,
@@ -170,3 +171,45 @@ def test_every_range_rule_names_a_real_section_and_field() -> None:
         assert dataclasses.is_dataclass(cls), section
         assert set(fields) <= {f.name for f in dataclasses.fields(cls)}, section
     assert set(RULES) >= {cls.__name__ for cls in gradw.config.SECTIONS.values()}
+
+
+def test_data_root_moves_every_corpus_path_of_a_section() -> None:
+    here = load_config(TrainConfig, "demo", section="train")
+    assert here.data.train == "data/synthvox-demo/train"
+    assert here.data.val_augment == "data/synthvox-demo/augment/val"
+    moved = load_config(TrainConfig, "demo", ["data.root=/mnt/corpus/", "optim.steps=3"], section="train")
+    assert (moved.data.train, moved.data.augment, moved.data.val, moved.data.val_augment) == (
+        "/mnt/corpus/train",
+        "/mnt/corpus/augment/train",
+        "/mnt/corpus/val",
+        "/mnt/corpus/augment/val",
+    )
+    assert moved.optim.steps == 3 and moved.out_dir == here.out_dir  # nothing else moves
+    speaker = load_config(SpeakerTrainConfig, "demo", ["data.root=/c"], section="train_speaker")
+    assert (speaker.train, speaker.augment) == ("/c/train", "/c/augment/train")
+    adapt = load_config(AdaptConfig, "demo", ["data.root=/c"], section="adapt")
+    assert adapt.data.val == "/c/val"
+    paper = load_config(TrainConfig, "paper", ["data.root=/vox"], section="train")
+    assert (paper.data.train, paper.data.val) == ("/vox/vox2_dev", "/vox/vox2_val")
+    assert paper.data.augment == "data/augment/train"  # MUSAN/RIRS are not under the VoxCeleb root
+
+
+def test_data_root_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data.root=/x: section train of .* names no path under"):
+        load_config(TrainConfig, None, ["data.root=/x"], section="train")
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("train:\n  data:\n    train: ${data.root}/train\n")
+    with pytest.raises(ConfigError, match=r"refers to \$\{data.root\}, but no data.root is set"):
+        load_config(TrainConfig, str(preset), section="train")
+    mine = load_config(TrainConfig, str(preset), ["data.root=here"], section="train")
+    assert mine.data.train == "here/train"
+    with pytest.raises(ConfigError, match="give a folder"):
+        load_config(TrainConfig, str(preset), ["data.root="], section="train")
+
+
+def test_gradw_config_prints_the_moved_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    from gradw.cli.main import main
+
+    assert main(["config", "--config", "tiny", "--section", "train", "data.root=/elsewhere"]) == 0
+    out = capsys.readouterr().out
+    assert "/elsewhere/train" in out and "/elsewhere/augment/val" in out and "${data.root}" not in out

@@ -23,13 +23,17 @@ def test_tiny_demo_trains_evaluates_and_reports(
 ) -> None:
     corpus, _summary, _seconds = synthvox_tiny
     monkeypatch.chdir(tmp_path)  # the preset's paths are relative to the working folder
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "synthvox-tiny").symlink_to(corpus)
-    overrides = ["snrs=[0]"]  # the preset's grid less one SNR: the same stages in less time
-    demo = from_dict(DemoConfig, apply_overrides(load_yaml(preset_path("tiny"))["demo"], overrides), "demo.")
+    grid = ["snrs=[0]"]  # the preset's grid less one SNR: the same stages in less time
+    demo = from_dict(DemoConfig, apply_overrides(load_yaml(preset_path("tiny"))["demo"], grid), "demo.")
     assert demo.snrs == [0.0] and demo.variants and demo.peers
+    overrides = [*grid, f"data.root={corpus}"]  # the corpus built elsewhere: one override moves it
 
     report = run_demo("tiny", quiet=True, overrides=overrides)
+    assert not (tmp_path / "data").exists()  # nothing was built in the preset's own data folder
+    for name in demo.variants:
+        saved = load_yaml(tmp_path / demo.out / name / "config.yaml")
+        assert saved["data"]["train"] == f"{corpus}/train"
+        assert saved["data"]["val_augment"] == f"{corpus}/augment/val"
 
     out = tmp_path / demo.out
     assert report.resolve() == out / "eval" / "report.md"

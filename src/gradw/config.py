@@ -466,19 +466,80 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: the override that moves a preset's corpus: every ``${data.root}`` in its sections becomes it
+ROOT_KEY = "data.root"
+ROOT_REFERENCE = "${data.root}"
+
+
+def _split_root(overrides: list[str]) -> tuple[str | None, list[str]]:
+    """(the value of a ``data.root=PATH`` override or None, the other overrides)."""
+    root, rest = None, []
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if sep and key.strip() == ROOT_KEY:
+            root = value.strip()
+            if not root:
+                raise ConfigError("data.root: give a folder (data.root=PATH)")
+        else:
+            rest.append(text)
+    return root, rest
+
+
+def _expand_root(node: Any, root: str | None, where: str) -> tuple[Any, bool]:
+    """``node`` with ``${data.root}`` replaced by ``root`` in every string; and whether any was."""
+    if isinstance(node, str):
+        if ROOT_REFERENCE not in node:
+            return node, False
+        if root is None:
+            raise ConfigError(f"{where}: {node!r} refers to ${{data.root}}, but no data.root is set")
+        return node.replace(ROOT_REFERENCE, root.rstrip("/") or "/"), True
+    if isinstance(node, dict):
+        items = {k: _expand_root(v, root, where) for k, v in node.items()}
+        return {k: v for k, (v, _) in items.items()}, any(used for _, used in items.values())
+    if isinstance(node, list):
+        items = [_expand_root(v, root, where) for v in node]
+        return [v for v, _ in items], any(used for _, used in items)
+    return node, False
+
+
+def load_section(
+    preset: str | None, section: str | None, overrides: list[str] | None = None, required: bool = True
+) -> dict[str, Any]:
+    """One section of a preset (the whole file when ``section`` is None) as a mapping, with the
+    ``KEY=VALUE`` overrides applied and ``${data.root}`` expanded to the preset's ``data.root``,
+    or to a ``data.root=PATH`` override: the one override that moves the corpus.
+
+    Raises:
+        ConfigError: a missing section (unless not ``required``: then it is empty); ``${data.root}``
+            with no root; a ``data.root`` override for a section that uses no ``${data.root}``
+            (it would change nothing).
+    """
+    whole: dict[str, Any] = load_yaml(preset_path(preset)) if preset is not None else {}
+    root, rest = _split_root(list(overrides or []))
+    given = root is not None
+    if root is None:
+        configured = (whole.get("data") or {}).get("root") if isinstance(whole.get("data"), dict) else None
+        root = None if configured is None else str(configured)
+    data = whole
+    if section is not None:
+        if preset is not None and section not in whole and required:
+            raise ConfigError(f"preset {preset!r} has no section {section!r}")
+        data = whole.get(section) or {}
+    data, used = _expand_root(apply_overrides(data, rest), root, section or str(preset))
+    if given and not used:
+        raise ConfigError(
+            f"data.root={root}: {'section ' + section if section else 'the config'} of "
+            f"{preset or 'the command line'} names no path under ${{data.root}}, so it would move nothing"
+        )
+    return data
+
+
 def load_config(
     cls: type[T], preset: str | None = None, overrides: list[str] | None = None, section: str | None = None
 ) -> T:
-    """Build a config of type ``cls`` from a preset (optionally one section of it) and overrides."""
-    data: dict[str, Any] = {}
-    if preset is not None:
-        data = load_yaml(preset_path(preset))
-        if section is not None:
-            if section not in data:
-                raise ConfigError(f"preset {preset!r} has no section {section!r}")
-            data = data[section]
-    data = apply_overrides(data, overrides or [])
-    return from_dict(cls, data)
+    """Build a config of type ``cls`` from a preset (optionally one section of it) and overrides
+    (see :func:`load_section`)."""
+    return from_dict(cls, load_section(preset, section, overrides))
 
 
 def save_config(config: Any, path: Path) -> None:

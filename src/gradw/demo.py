@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from gradw.config import (
+    ROOT_KEY,
     ConfigError,
     DemoConfig,
     EvaluationConfig,
@@ -38,10 +39,18 @@ from gradw.training.loop import TrainingError
 
 
 def _demo_config(preset: str, overrides: list[str] | None = None) -> tuple[dict[str, Any], DemoConfig]:
+    """The preset's data section (its ``root`` replaced by a ``data.root=PATH`` override) and its
+    demo section with the other overrides."""
     data = load_yaml(preset_path(preset))
     if "demo" not in data or "data" not in data:
         raise ConfigError(f"preset {preset!r} has no demo or data section")
-    return data["data"], from_dict(DemoConfig, apply_overrides(data["demo"] or {}, overrides or []), "demo.")
+    roots = [o for o in overrides or [] if o.partition("=")[0].strip() == ROOT_KEY]
+    rest = [o for o in overrides or [] if o not in roots]
+    data_cfg = dict(data["data"])
+    if roots:
+        data_cfg["root"] = roots[-1].partition("=")[2].strip()
+        data_cfg["moved"] = True
+    return data_cfg, from_dict(DemoConfig, apply_overrides(data["demo"] or {}, rest), "demo.")
 
 
 def _log(message: str, quiet: bool) -> None:
@@ -84,7 +93,8 @@ def _run_demo(
     systems = ["noisy"]
     for name, overrides in demo.variants.items():
         run_dir = out / name
-        config = load_config(TrainConfig, preset, [*overrides, f"out_dir={run_dir}"], section="train")
+        moved = [f"{ROOT_KEY}={root}"] if data_cfg.get("moved") else []  # data.root=PATH given
+        config = load_config(TrainConfig, preset, [*overrides, f"out_dir={run_dir}", *moved], section="train")
         done = run_dir / "done.json"
         if done.is_file() and json.loads(done.read_text()).get("steps") == config.optim.steps:
             _log(f"{name}: already trained ({run_dir})", quiet)

@@ -30,12 +30,16 @@ def _snr_values(text: str) -> list[float]:
 
 def evaluation_config(args: argparse.Namespace) -> Any:
     """The :class:`~gradw.config.EvaluationConfig` that the preset, flags and overrides describe."""
-    from gradw.config import ConfigError, EvaluationConfig, apply_overrides, from_dict, load_yaml, preset_path
+    from gradw.config import ROOT_KEY, ConfigError, EvaluationConfig, apply_overrides, from_dict, load_section
 
     data: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        data = dict(load_yaml(preset_path(args.config)).get("evaluate") or {})
     given = vars(args)
+    overrides = list(given.get("overrides") or [])
+    if getattr(args, "config", None):
+        # the preset's evaluate section with ${data.root} expanded (data.root=PATH moves it)
+        roots = [o for o in overrides if o.partition("=")[0].strip() == ROOT_KEY]
+        overrides = [o for o in overrides if o not in roots]
+        data = dict(load_section(args.config, "evaluate", roots, required=False))
     data.update({key: given[key] for key in _PLAIN if key in given})
     if "systems" in given:
         data["systems"] = _comma_list(given["systems"])
@@ -47,7 +51,7 @@ def evaluation_config(args: argparse.Namespace) -> Any:
             data["clean"] = True
     if given.get("clean"):
         data["clean"] = True
-    config = from_dict(EvaluationConfig, apply_overrides(data, given.get("overrides") or []), "evaluate.")
+    config = from_dict(EvaluationConfig, apply_overrides(data, overrides), "evaluate.")
     for key in ("test", "out"):
         if not getattr(config, key):
             raise ConfigError(f"evaluate.{key} is required (--{key} or evaluate.{key}=...)")
