@@ -301,10 +301,9 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     store = EmbeddingStore(Path(config.cache_dir) if config.cache_dir else out / "cache")
 
     assert manifest is not None
+    hashes = {c.name: condition_hash(manifest, c, needed) for c in conditions}  # once, for every system
     keys = {
-        (s.spec.name, c.name): EmbeddingStore.key(
-            s.identity, condition_hash(manifest, c, needed), c.name, needed
-        )
+        (s.spec.name, c.name): EmbeddingStore.key(s.identity, hashes[c.name], c.name, needed)
         for s in systems
         for c in conditions
     }

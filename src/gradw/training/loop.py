@@ -4,6 +4,7 @@ examples, logging (progress bar, JSONL, TensorBoard) and checkpoint rotation."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import random
@@ -63,10 +64,20 @@ def batch_keys(num_items: int, batch_size: int, seed: int, step: int) -> list[tu
     out: list[tuple[int, int]] = []
     while len(out) < batch_size:
         epoch, offset = divmod(start + len(out), num_items)
-        perm = np.random.default_rng([seed, epoch]).permutation(num_items)
+        perm = _epoch_order(num_items, seed, epoch)
         take = min(batch_size - len(out), num_items - offset)
         out.extend((epoch, int(i)) for i in perm[offset : offset + take])
     return out
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(num_items: int, seed: int, epoch: int) -> np.ndarray:
+    """The example order of one epoch, read-only. Cached: consecutive steps read the same epoch
+    (or the two a batch straddles), and drawing the permutation costs O(num_items) (16 ms for a
+    VoxCeleb2-sized list of a million files, against well under a millisecond for the batch)."""
+    perm = np.random.default_rng([seed, epoch]).permutation(num_items)
+    perm.setflags(write=False)
+    return perm
 
 
 class StepSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
