@@ -270,6 +270,8 @@ class EvaluationConfig:
     threads: int = 0
     batch_seconds: float | None = None  # None: 60 s on a GPU, one item at a time on the CPU
     save_every: int = 200
+    figure_format: str = "png"  # the report's plots: png, pdf or svg
+    dpi: int = 110  # resolution of PNG plots
 
 
 @dataclass

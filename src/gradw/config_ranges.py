@@ -137,6 +137,8 @@ RULES: dict[str, dict[str, tuple[Any, str]]] = {
         "batch_seconds": (_optional(_non_negative), "a number >= 0 (or null for the device's default)"),
         "save_every": _STEPS,
         "systems": (lambda v: len(v) > 0, "a non-empty list of systems"),
+        "figure_format": (lambda v: v in ("png", "pdf", "svg"), "png, pdf or svg"),
+        "dpi": (lambda v: 50 <= v <= 1200, "an integer in [50, 1200]"),
     },
     "DemoConfig": {
         "n_boot": _STEPS,

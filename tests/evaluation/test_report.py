@@ -9,16 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gradw.cli.common import FORMATS
 from gradw.cli.report import register as register_report
 from gradw.config import EvaluationConfig
 from gradw.data.lists import DataError
 from gradw.evaluation.report.document import write_report
 from gradw.evaluation.report.plots import (
+    FIGURE_FORMATS,
     FigureError,
     default_det_snrs,
     figure_format,
     new_figure,
     save_figure,
+    snr_offsets,
+    system_styles,
 )
 from gradw.evaluation.report.tables import (
     condition_groups,
@@ -390,3 +394,64 @@ def test_mean_eer_at_low_snr_keeps_dry_conditions_at_or_below_the_snr() -> None:
     assert mean_eer_at_low_snr(rows) == {"a": 20.0, "b": 40.0}
     assert mean_eer_at_low_snr(rows, ("noise",)) == {"a": 15.0}
     assert mean_eer_at_low_snr(rows, ("noise",), max_snr=5.0) == {"a": pytest.approx(130 / 3)}
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    header = path.read_bytes()[:24]
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+@pytest.mark.parametrize(("fmt", "magic"), [("pdf", b"%PDF"), ("svg", b"<?xml")])
+def test_report_plots_in_another_format_replace_the_old_ones(
+    evaluation: tuple[Path, EvaluationConfig, list[Row]], fmt: str, magic: bytes
+) -> None:
+    pytest.importorskip("matplotlib")
+    out, config, rows = evaluation
+    write_report(out, config, rows)  # PNG first
+    text = write_report(out, config, rows, figure_format=fmt).read_text(encoding="utf-8")
+    names = sorted(p.name for p in (out / "plots").iterdir())
+    assert names == sorted(f"{n}.{fmt}" for n in ("eer_vs_snr", "det_snr_0", "det_snr_-5"))
+    assert all((out / "plots" / n).read_bytes().startswith(magic) for n in names)
+    shown = "[" if fmt == "pdf" else "!["  # a PDF is linked, an SVG shown
+    assert f"{shown}EER vs SNR (error bars: 95 % interval; dashed: clean)](plots/eer_vs_snr.{fmt})" in text
+
+
+def test_report_dpi_sets_the_png_resolution(evaluation: tuple[Path, EvaluationConfig, list[Row]]) -> None:
+    pytest.importorskip("matplotlib")
+    out, config, rows = evaluation
+    write_report(out, config, rows, dpi=100)
+    low = _png_size(out / "plots" / "eer_vs_snr.png")
+    write_report(out, config, rows, dpi=200)
+    high = _png_size(out / "plots" / "eer_vs_snr.png")
+    assert high[0] == pytest.approx(2 * low[0], abs=4) and high[1] == pytest.approx(2 * low[1], abs=4)
+
+
+def test_systems_get_distinct_markers_and_spread_x_offsets() -> None:
+    pytest.importorskip("matplotlib")
+    systems = [f"s{i}" for i in range(6)]
+    styles = system_styles(systems)
+    assert len({v["marker"] for v in styles.values()}) == 6
+    assert len({(v["color"], v["ls"]) for v in styles.values()}) == 6
+    offsets = snr_offsets(systems, [0, -5, -10, 5])
+    values = [offsets[s] for s in systems]
+    assert values == sorted(values) and len(set(values)) == 6  # every system at its own x
+    assert values[0] == pytest.approx(-values[-1]) and values[-1] - values[0] == pytest.approx(5 / 3)
+    assert snr_offsets(["only"], [0, -5]) == {"only": 0.0}
+    assert FORMATS == FIGURE_FORMATS  # the CLI's choices are the formats the figures are written in
+
+
+def test_report_command_figure_options(
+    evaluation: tuple[Path, EvaluationConfig, list[Row]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    from gradw.cli.main import main
+
+    out, _, _ = evaluation
+    assert main(["report", str(out), "--figure-format", "svg", "--dpi", "300"]) == 0
+    assert (out / "plots" / "eer_vs_snr.svg").is_file()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:  # argparse: usage and one error line, status 2
+        main(["report", str(out), "--dpi", "10"])
+    assert info.value.code == 2
+    assert "argument --dpi: must be in [50, 1200]: 10" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from gradw.cli.inspect import register as register_inspect
 from gradw.cli.main import main
 from gradw.data.dirs import AugmentDir, SpeechDir, write_augment_dir, write_speech_dir
 from gradw.data.lists import DataError
+from gradw.evaluation import weight_maps
 from gradw.evaluation.weight_maps import inspect_utterance, parse_checkpoint_args
 from gradw.losses import logit_gradient
 from gradw.models.resnet import resnet_tiny
@@ -224,3 +226,34 @@ def test_cmd_inspect_clear_errors(
         parse_checkpoint_args(["g=missing.pt"])
     with pytest.raises(DataError, match="given twice"):
         parse_checkpoint_args([f"g={checkpoints['gradw']}", f"g={checkpoints['equalw']}"])
+
+
+def _svg_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def test_the_figure_labels_time_in_seconds_and_the_tap_axis(
+    tmp_path: Path,
+    checkpoints: dict[str, Path],
+    speaker: torch.nn.Module,
+    wavs: tuple[np.ndarray, np.ndarray],
+) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    clean, noisy = wavs
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text as text, so it can be read back
+        result = inspect_utterance(checkpoints, clean, noisy, 2, tmp_path / "map.svg", speaker=speaker)
+        text = _svg_text(tmp_path / "map.svg")
+        bins = result["shapes"]["tap"][1]
+        assert "time (s)" in text and "mel band" in text and f"tap freq. bin (of {bins})" in text
+        assert result["frame_seconds"] == pytest.approx(0.01)
+        # a tap without a frequency axis (one row, as CAM++'s pool input): curves over time
+        flat = copy.deepcopy(result)
+        maps = flat["maps"]
+        for key in ("gradient", "difference", "weighted_difference"):
+            maps[key] = {k: v.sum(axis=0, keepdims=True) for k, v in maps[key].items()}
+        maps["weights"] = {
+            k: {s: w.mean(axis=0, keepdims=True) for s, w in v.items()} for k, v in maps["weights"].items()
+        }
+        weight_maps._plot(flat, tmp_path / "flat.svg", None)
+        text = _svg_text(tmp_path / "flat.svg")
+        assert "value per tap frame" in text and "tap freq. bin" not in text and "time (s)" in text

@@ -17,6 +17,21 @@ def open_fraction(text: str) -> float:
     return value
 
 
+#: the figure formats of --figure-format (gradw.evaluation.report.plots.FIGURE_FORMATS)
+FORMATS = ("png", "pdf", "svg")
+
+
+def dpi_value(text: str) -> int:
+    """An argparse type: a figure resolution, an integer in [50, 1200]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 50 <= value <= 1200:
+        raise argparse.ArgumentTypeError(f"must be in [50, 1200]: {text}")
+    return value
+
+
 def add_config_args(parser: argparse.ArgumentParser, resume: bool = True) -> None:
     """``--config PRESET`` and ``KEY=VALUE`` overrides (anywhere on the line), as every stage takes."""
     parser.add_argument(

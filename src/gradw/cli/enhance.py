@@ -1,6 +1,5 @@
 """``gradw enhance``: enhance audio files and folders with a trained G."""
 
-
 from __future__ import annotations
 
 import argparse

@@ -10,10 +10,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gradw.cli.common import FORMATS, dpi_value
+
 #: flag destination -> config key, for flags whose value is used as it is
 _PLAIN = (
     "test", "out", "augment", "rooms", "scorer", "scorer_checkpoint", "scorer_tap", "trials", "max_trials",
     "clean_enroll", "seed", "n_boot", "cache_dir", "threads", "batch_seconds", "save_every",
+    "figure_format", "dpi",
 )  # fmt: skip
 
 
@@ -112,6 +115,8 @@ def register(sub: Any) -> None:
         "on the CPU one at a time, measured faster there)",
     )
     ev.add_argument("--save-every", type=int, default=s, help="save progress every N utterances (200)")
+    ev.add_argument("--figure-format", default=s, choices=FORMATS, help="the plots' format (png)")
+    ev.add_argument("--dpi", type=dpi_value, default=s, help="resolution of PNG plots (110; 50-1200)")
     ev.add_argument("--out", default=s, help="output directory (required)")
     ev.add_argument("--quiet", action="store_true")
     ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. n_boot=200")

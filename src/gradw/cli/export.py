@@ -1,6 +1,5 @@
 """``gradw export onnx``: G and/or E as ONNX models, checked against the eager models."""
 
-
 from __future__ import annotations
 
 import argparse

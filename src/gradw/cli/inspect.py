@@ -1,6 +1,5 @@
 """``gradw inspect``: where Grad-W and Equal-W put their weight on one utterance (a figure and numbers)."""
 
-
 from __future__ import annotations
 
 import argparse
@@ -10,6 +9,7 @@ from typing import Any
 
 import torch
 
+from gradw.cli.common import dpi_value
 from gradw.evaluation.weight_maps import inspect_utterance, parse_checkpoint_args, speaker_target
 from gradw.losses.weights import WEIGHT_SCHEMES
 
@@ -95,6 +95,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             scheme=args.scheme,
             target_embedding=target,
             title=f"{args.utt} ({spk}), {condition.name}",
+            dpi=args.dpi,
         )
     except ValueError as exc:
         raise DataError(str(exc)) from None
@@ -157,6 +158,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--manifest", default=None, help="reuse an evaluation's manifest.json")
     parser.add_argument("--seed", type=int, default=0, help="manifest seed (as gradw evaluate --seed)")
+    parser.add_argument("--dpi", type=dpi_value, default=150, help="resolution of a PNG (50-1200)")
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(func=cmd_inspect)
     return parser

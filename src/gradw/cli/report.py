@@ -1,11 +1,11 @@
 """``gradw report``: rewrite the report (tables, plots) of a finished evaluation."""
 
-
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from gradw.cli.common import FORMATS, dpi_value
 from gradw.evaluation.report.document import write_report
 from gradw.evaluation.report.tables import summary_table
 
@@ -31,7 +31,8 @@ def cmd_report(args: Any) -> int:
             det_snrs = [float(s) for s in args.det_snrs.split(",") if s.strip()]
         except ValueError:
             raise DataError(f"--det-snrs: expected comma-separated numbers, got {args.det_snrs!r}") from None
-    path = write_report(out, config, rows, det_snrs=det_snrs, max_snr=args.max_snr)
+    figures = {"figure_format": args.figure_format, "dpi": args.dpi}
+    path = write_report(out, config, rows, det_snrs=det_snrs, max_snr=args.max_snr, **figures)
     print(summary_table(rows), end="")
     print(f"report: {path}")
     return 0
@@ -53,5 +54,7 @@ def register(subparsers: Any) -> Any:
     parser.add_argument(
         "--max-snr", type=float, default=0.0, help="the summary averages conditions at SNR <= this (dB)"
     )
+    parser.add_argument("--figure-format", default="png", choices=FORMATS, help="the plots' format")
+    parser.add_argument("--dpi", type=dpi_value, default=110, help="resolution of PNG plots (50-1200)")
     parser.set_defaults(func=cmd_report)
     return parser

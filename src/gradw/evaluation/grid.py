@@ -352,7 +352,7 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     }
     write_results(out, config, rows, elapsed, checks={"augment_overlap": overlap}, calibration=calibrations)
 
-    write_report(out, config, rows)
+    write_report(out, config, rows, figure_format=config.figure_format, dpi=config.dpi)
     return rows
 
 

@@ -24,7 +24,6 @@ and its gradient vanishes (the clean map is zero up to rounding), so P reflects 
 gradient alone; the result records this in ``notes``.
 """
 
-
 from __future__ import annotations
 
 import textwrap
@@ -126,6 +125,7 @@ def inspect_utterance(
     title: str | None = None,
     temperature: float = 1.0,
     clip: float | None = 3.0,
+    dpi: int = 150,
 ) -> dict[str, Any]:
     """Compute and plot E's gradient maps, the weights P and the activation differences.
 
@@ -145,6 +145,7 @@ def inspect_utterance(
             module docstring for why a speaker centroid is better).
         title: a line on top of the figure (e.g. the utterance and the condition).
         temperature, clip: options of ``scheme`` (as in training).
+        dpi: resolution of a PNG (and of the raster images inside a PDF or SVG).
 
     Returns:
         ``figure`` (the path written, or None; also under its former key ``png``, whatever
@@ -250,6 +251,7 @@ def inspect_utterance(
             "weighted_difference": {},
         },
         "shapes": {"features": list(feats_clean.shape[1:]), "tap": list(a_ref.shape[1:])},
+        "frame_seconds": speaker.frontend.hop_length / speaker.frontend.sample_rate,
         "scheme": scheme,
         "notes": notes,
     }
@@ -285,7 +287,7 @@ def inspect_utterance(
         maps["weighted_difference"][label] = _np((weights[scheme] * diff)[0, 0])
 
     if out_png is not None:
-        result["png"] = result["figure"] = _plot(result, Path(out_png), title)
+        result["png"] = result["figure"] = _plot(result, Path(out_png), title, dpi)
     return result
 
 
@@ -295,7 +297,7 @@ def inspect_utterance(
 _SCHEME_NAMES = {"equal": "Equal-W", "gradw": "Grad-W", "gradw-norm": "Grad-W (norm)"}
 
 
-def _plot(result: dict[str, Any], path: Path, title: str | None) -> Path:
+def _plot(result: dict[str, Any], path: Path, title: str | None, dpi: int = 150) -> Path:
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     from gradw.evaluation.report.plots import new_figure, save_figure
@@ -317,6 +319,9 @@ def _plot(result: dict[str, Any], path: Path, title: str | None) -> Path:
     g_max = max(float(np.percentile(np.abs(np.concatenate([g.ravel() for g in grads])), 99.5)), 1e-30)
     d_max = max(float(max(maps["difference"][k].max() for k in maps["difference"])), 1e-30)
 
+    frames = maps["features"]["clean"].shape[-1]
+    seconds = frames * float(result.get("frame_seconds", 0.01))  # every map spans the same audio
+
     def show(
         row: int,
         col: int,
@@ -327,16 +332,36 @@ def _plot(result: dict[str, Any], path: Path, title: str | None) -> Path:
         vmax: float,
         bar: bool = True,
     ) -> None:
+        """One panel on a time axis in seconds: an image (mel band or the tap's frequency bin on
+        y), or a curve when the tap has no frequency axis (one row, e.g. CAM++'s pool input)."""
         ax = fig.add_subplot(grid[row, col])
-        im = ax.imshow(
-            image, origin="lower", aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
-        )
         ax.set_title(name, fontsize=8.5)
         ax.tick_params(labelsize=6.5)
-        if col in (0, 2):
-            ax.set_ylabel("mel band" if col == 0 else "tap freq.", fontsize=7.5)
         if row == n_rows - 1:
-            ax.set_xlabel("frame" if col < 2 else "tap frame", fontsize=7.5)
+            ax.set_xlabel("time (s)", fontsize=7.5)
+        if image.shape[0] == 1:
+            t = (np.arange(image.shape[1]) + 0.5) * seconds / image.shape[1]
+            ax.plot(t, image[0], lw=0.8, color="C0")
+            ax.set_xlim(0.0, seconds)
+            ax.set_ylim(vmin, vmax if vmax > vmin else vmin + 1.0)
+            ax.grid(alpha=0.3)
+            if col == 2:
+                ax.set_ylabel("value per tap frame", fontsize=7.5)
+            return
+        im = ax.imshow(
+            image,
+            origin="lower",
+            aspect="auto",
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            interpolation="nearest",
+            extent=(0.0, seconds, 0.0, float(image.shape[0])),
+        )
+        if col == 0:
+            ax.set_ylabel("mel band", fontsize=7.5)
+        elif col == 2:
+            ax.set_ylabel(f"tap freq. bin (of {image.shape[0]})", fontsize=7.5)
         if bar:
             cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
             cb.ax.tick_params(labelsize=6)
@@ -369,7 +394,7 @@ def _plot(result: dict[str, Any], path: Path, title: str | None) -> Path:
         loss = stats["weighted_l1"][scheme]
         name = f"F'T'·P·Σc|ΔA|, {scheme_name}: loss {loss:.3g}"
         show(i, 6, weighted, name, "inferno", 0.0, max(float(weighted.max()), 1e-30))
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=dpi)
 
 
 def _summary_text(result: dict[str, Any]) -> str:

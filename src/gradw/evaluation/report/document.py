@@ -1,6 +1,6 @@
 """The benchmark report: Markdown tables and PNG plots made from an evaluation's rows.
 
-``write_report(out, config, rows)`` writes ``OUT/report.md`` and ``OUT/plots/*.png``:
+``write_report(out, config, rows)`` writes ``OUT/report.md`` and ``OUT/plots/*.png`` (or ``.pdf``, ``.svg``):
 
 - a header saying what was evaluated (test set, trials, speakers, scorer E, systems and their
   checkpoints, protocol, seed), the elapsed time and the exact command (both read from
@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from gradw.config import RANDOM_WEIGHTS, EvaluationConfig
-from gradw.evaluation.report.plots import _det_name, default_det_snrs, plot_det_curves, plot_metric_vs_snr
+from gradw.evaluation.report.plots import (
+    FIGURE_FORMATS,
+    default_det_snrs,
+    det_name,
+    plot_det_curves,
+    plot_metric_vs_snr,
+)
 from gradw.evaluation.report.tables import (
     BASELINE,
     METRICS,
@@ -161,6 +167,8 @@ def write_report(
     rows: Sequence[Row],
     det_snrs: Sequence[float] | None = None,
     max_snr: float = 0.0,
+    figure_format: str = "png",
+    dpi: int = 110,
 ) -> Path:
     """Write ``OUT/report.md`` and the plots under ``OUT/plots/`` (see the module docstring).
 
@@ -171,6 +179,8 @@ def write_report(
         rows: the evaluation rows.
         det_snrs: SNRs of the DET plots (default: 0 dB, or the nearest SNR, and the lowest SNR).
         max_snr: the summary averages conditions at SNR <= this.
+        figure_format: ``png``, ``pdf`` or ``svg`` for the plots (a PDF is linked, not shown).
+        dpi: resolution of the PNG plots (and of raster parts of the others).
 
     Returns:
         The path of ``report.md``.
@@ -210,7 +220,7 @@ def write_report(
             lines += _difference_sections(rows, groups, systems, equalw)
 
     lines += _calibration_section(rows, groups, systems, _read_meta(out).get("calibration", {}))
-    lines += _plot_section(out, rows, det_snrs)
+    lines += _plot_section(out, rows, det_snrs, figure_format, dpi)
     lines += ["## Trials per condition", "", format_trials_table(rows)]  # ends with a newline
     return _write_text(out / "report.md", "\n".join(lines))
 
@@ -280,31 +290,36 @@ def _calibration_section(
     return lines
 
 
-def _plot_section(out: Path, rows: Sequence[Row], det_snrs: Sequence[float] | None) -> list[str]:
+def _plot_section(
+    out: Path, rows: Sequence[Row], det_snrs: Sequence[float] | None, fmt: str = "png", dpi: int = 110
+) -> list[str]:
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"figure format {fmt!r}: choose one of {', '.join(FIGURE_FORMATS)}")
     plots = out / "plots"
     lines = ["## Plots", ""]
     try:
         made: list[tuple[str, Path]] = []
-        eer_plot = plot_metric_vs_snr(rows, plots / "eer_vs_snr.png")
+        eer_plot = plot_metric_vs_snr(rows, plots / f"eer_vs_snr.{fmt}", dpi=dpi)
         if eer_plot is not None:
             made.append(("EER vs SNR (error bars: 95 % interval; dashed: clean)", eer_plot))
         snrs = list(det_snrs) if det_snrs is not None else default_det_snrs(rows)
-        wanted = set()
         for snr in snrs:
-            path = plot_det_curves(out, rows, snr, plots / _det_name(snr))
+            path = plot_det_curves(out, rows, snr, plots / det_name(snr, fmt), dpi=dpi)
             if path is not None:
-                wanted.add(path.name)
                 made.append((f"DET curves at {_format_snr(snr)} dB", path))
-        for stale in plots.glob("det_snr_*.png") if plots.is_dir() else []:
-            if stale.name not in wanted:
-                stale.unlink()
+        wanted = {path.name for _, path in made}
+        for pattern in ("det_snr_*", "eer_vs_snr.*"):  # figures of an earlier report, any format
+            for stale in plots.glob(pattern) if plots.is_dir() else []:
+                if stale.name not in wanted and stale.suffix.lstrip(".") in FIGURE_FORMATS:
+                    stale.unlink()
     except ImportError as exc:
         warnings.warn(f"report plots skipped: {exc}", stacklevel=3)
         return lines + [f"_Plots skipped: {exc}._", ""]
     if not made:
         return lines + ["_No noisy condition or score file to plot._", ""]
     for caption, path in made:
-        lines += [f"![{caption}](plots/{path.name})", ""]
+        # Markdown viewers show PNG and SVG images; a PDF is a link
+        lines += [f"{'' if fmt == 'pdf' else '!'}[{caption}](plots/{path.name})", ""]
     return lines
 
 

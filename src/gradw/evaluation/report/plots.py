@@ -3,8 +3,6 @@ error bars) and DET curves read from the score files. matplotlib (the ``plots`` 
 only to draw.
 """
 
-
-
 from __future__ import annotations
 
 import math
@@ -92,24 +90,33 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-def save_png(fig: Any, path: str | Path, dpi: int = 110) -> Path:
-    """Save a figure as PNG atomically (a temporary name in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+#: markers and line styles cycled over systems, so that no two systems look alike in print
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINE_STYLES = ("-", "--", "-.", ":")
 
 
-def _colours(systems: Sequence[str]) -> dict[str, Any]:
+def system_styles(systems: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A colour (tab10), a marker and a line style per system, distinct for up to 10 systems
+    (colours and markers) and in black-and-white print (marker and line style together)."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
-    return {s: cmap(i % 10) for i, s in enumerate(systems)}
+    styles = {}
+    for i, s in enumerate(systems):
+        styles[s] = {"color": cmap(i % 10), "marker": MARKERS[i % len(MARKERS)], "ls": LINE_STYLES[i % 4]}
+    return styles
+
+
+def snr_offsets(systems: Sequence[str], snrs: Sequence[float]) -> dict[str, float]:
+    """Small x-offsets (dB) that spread the systems' points and error bars around each SNR, so
+    that equal values do not hide each other: evenly over a third of the closest SNR spacing."""
+    values = sorted(set(float(v) for v in snrs))
+    spacing = min((b - a for a, b in zip(values, values[1:], strict=False)), default=5.0)
+    spread = spacing / 3.0
+    n = len(systems)
+    if n < 2:
+        return {s: 0.0 for s in systems}
+    return {s: spread * (i / (n - 1) - 0.5) for i, s in enumerate(systems)}
 
 
 def _legend(fig: Any, ax: Any) -> None:
@@ -128,9 +135,13 @@ def _panel_grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def plot_metric_vs_snr(rows: Sequence[Row], path: str | Path, metric: str = "eer") -> Path | None:
+def plot_metric_vs_snr(
+    rows: Sequence[Row], path: str | Path, metric: str = "eer", dpi: int = 110
+) -> Path | None:
     """``metric`` against SNR: a panel per noise category, a line per system with its interval
-    as error bars, the clean value as a dashed horizontal line. None when no noisy condition.
+    as error bars (each system with its own marker, shifted by a small x-offset so equal values
+    stay visible), the clean value as a dashed horizontal line. None when no noisy condition. The
+    path's suffix sets the format (PNG, PDF, SVG); ``dpi`` the resolution of a PNG.
 
     Raises:
         ImportError: without matplotlib.
@@ -145,7 +156,8 @@ def plot_metric_vs_snr(rows: Sequence[Row], path: str | Path, metric: str = "eer
     n_rows, n_cols = _panel_grid(len(groups))
     fig = new_figure(4.2 * n_cols, 3.4 * n_rows)
     axes = fig.subplots(n_rows, n_cols, squeeze=False, sharey=True)
-    colours = _colours(systems)
+    styles = system_styles(systems)
+    offsets = snr_offsets(systems, [c.snr_db for c in conditions if c.snr_db is not None])
     for ax, group in zip(axes.flat, groups, strict=False):
         noisy = sorted((c for c in group.conditions if not c.is_clean), key=lambda c: c.snr_db or 0.0)
         clean = [c for c in group.conditions if c.is_clean]
@@ -153,18 +165,26 @@ def plot_metric_vs_snr(rows: Sequence[Row], path: str | Path, metric: str = "eer
             pts = [(c.snr_db, index.get((s, c.name), {})) for c in noisy]
             pts = [(x, m) for x, m in pts if _finite(m.get(metric))]
             if pts:
-                x = np.array([p[0] for p in pts], dtype=float)
+                x = np.array([p[0] for p in pts], dtype=float) + offsets[s]
                 y = np.array([p[1][metric] for p in pts], dtype=float)
                 low = np.array([p[1].get(f"{metric}_ci_low", np.nan) for p in pts], dtype=float)
                 high = np.array([p[1].get(f"{metric}_ci_high", np.nan) for p in pts], dtype=float)
                 err = np.vstack([np.nan_to_num(y - low), np.nan_to_num(high - y)]).clip(min=0)
                 ax.errorbar(
-                    x, y, yerr=err, marker="o", ms=3.5, lw=1.4, capsize=2.5, color=colours[s], label=s
+                    x,
+                    y,
+                    yerr=err,
+                    marker=styles[s]["marker"],
+                    ms=4,
+                    lw=1.3,
+                    capsize=2.5,
+                    color=styles[s]["color"],
+                    label=s,
                 )
             if clean:
                 value = index.get((s, clean[0].name), {}).get(metric)
                 if _finite(value):
-                    ax.axhline(value, ls="--", lw=1.0, color=colours[s], alpha=0.8)
+                    ax.axhline(value, ls="--", lw=1.0, color=styles[s]["color"], alpha=0.8)
         ax.set_title(group.title + ("  (dashed: clean)" if clean else ""), fontsize=10)
         ax.set_xlabel("SNR (dB)")
         ax.grid(alpha=0.3)
@@ -173,15 +193,18 @@ def plot_metric_vs_snr(rows: Sequence[Row], path: str | Path, metric: str = "eer
     for ax in list(axes.flat)[len(groups) :]:
         ax.set_visible(False)
     _legend(fig, axes.flat[0])
-    return save_png(fig, Path(path))
+    return save_figure(fig, Path(path), dpi=dpi)
 
 
 _DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
 
 
-def plot_det_curves(out: str | Path, rows: Sequence[Row], snr_db: float, path: str | Path) -> Path | None:
-    """DET curves at one SNR: a panel per noise category, a line per system, read from
-    ``OUT/scores/<system>/<condition>.txt``. None when no score file exists for that SNR.
+def plot_det_curves(
+    out: str | Path, rows: Sequence[Row], snr_db: float, path: str | Path, dpi: int = 110
+) -> Path | None:
+    """DET curves at one SNR: a panel per noise category, a line per system (its own colour and
+    line style), read from ``OUT/scores/<system>/<condition>.txt``. None when no score file
+    exists for that SNR. The path's suffix sets the format; ``dpi`` the resolution of a PNG.
 
     Raises:
         ImportError: without matplotlib.
@@ -219,10 +242,11 @@ def plot_det_curves(out: str | Path, rows: Sequence[Row], snr_db: float, path: s
     n_rows, n_cols = _panel_grid(len(panels))
     fig = new_figure(4.0 * n_cols, 3.8 * n_rows)
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    colours = _colours(systems)
+    styles = system_styles(systems)
     for ax, (title, curves) in zip(axes.flat, panels, strict=False):
         for s, x, y in curves:
-            ax.plot(x, y, lw=1.4, color=colours[s], label=s, drawstyle="steps-post")
+            style = styles[s]
+            ax.plot(x, y, lw=1.4, color=style["color"], ls=style["ls"], label=s, drawstyle="steps-post")
         ax.plot([lo, hi], [lo, hi], ls=":", lw=0.8, color="0.5")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
@@ -238,7 +262,7 @@ def plot_det_curves(out: str | Path, rows: Sequence[Row], snr_db: float, path: s
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     _legend(fig, axes.flat[0])
-    return save_png(fig, Path(path))
+    return save_figure(fig, Path(path), dpi=dpi)
 
 
 def default_det_snrs(rows: Sequence[Row]) -> list[float]:
@@ -250,5 +274,6 @@ def default_det_snrs(rows: Sequence[Row]) -> list[float]:
     return list(dict.fromkeys([nearest, snrs[0]]))
 
 
-def _det_name(snr: float) -> str:
-    return f"det_snr_{_format_snr(snr)}.png"
+def det_name(snr: float, fmt: str = "png") -> str:
+    """The file name of the DET figure at ``snr`` in format ``fmt``."""
+    return f"det_snr_{_format_snr(snr)}.{fmt}"
