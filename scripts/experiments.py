@@ -183,35 +183,54 @@ def evaluate(
     return eval_dir
 
 
-def curves(out: Path, names: list[str], path: Path) -> Path | None:
+def curves(out: Path, names: list[str], path: Path, dpi: int = 150) -> Path | None:
+    """Training loss and validation EER against steps: one colour and marker per variant, one
+    line style per seed, the legend outside the panels. The path's suffix sets the format."""
     try:
-        import matplotlib
-        from matplotlib.figure import Figure
+        from gradw.evaluation.report.plots import LINE_STYLES, new_figure, save_figure, system_styles
     except ImportError:
         return None
-    fig = Figure(figsize=(11, 4.5))
+    try:
+        fig = new_figure(12.5, 4.5)
+    except ImportError:
+        return None
     loss_ax, eer_ax = fig.subplots(1, 2)
+    variants = list(dict.fromkeys(split_seed(n)[0] for n in names))
+    styles = system_styles(variants)
+    seeds = sorted({split_seed(n)[1] for n in names})
     noisy = None
-    palette = [*matplotlib.colormaps["tab20"].colors]  # 20 distinct colours: one per run
-    # seed-0 runs only: a run's validation audio follows its seed, so only these share one noisy line
-    for index, name in enumerate(n for n in names if split_seed(n)[1] == 0):
-        style = {"color": palette[index % len(palette)], "label": name}
+    for name in names:
+        variant, seed = split_seed(name)
+        style = {
+            "color": styles[variant]["color"],
+            "ls": LINE_STYLES[seeds.index(seed) % len(LINE_STYLES)],
+            "lw": 1.2,
+            "label": f"{variant}, seed {seed}",
+        }
         train_rows = read_metrics(out / name, "train")
         val_rows = read_metrics(out / name, "val")
         if train_rows:
             loss_ax.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], **style)
         if val_rows:
-            eer_ax.plot([r["step"] for r in val_rows], [r["eer"] for r in val_rows], marker="o", **style)
-            noisy = val_rows[0]["eer_noisy"]
+            eer_ax.plot(
+                [r["step"] for r in val_rows],
+                [r["eer"] for r in val_rows],
+                marker=styles[variant]["marker"],
+                ms=3.5,
+                **style,
+            )
+            if seed == seeds[0]:  # a run's validation audio follows its seed: the first seed's noisy line
+                noisy = val_rows[0]["eer_noisy"]
     if noisy is not None:
         eer_ax.axhline(noisy, color="grey", linestyle="--", linewidth=0.8)
     loss_ax.set(xlabel="step", ylabel="training loss", yscale="log", title="training loss")
     eer_ax.set(xlabel="step", ylabel="mean validation EER (%)", title="validation EER (dashed: noisy)")
-    eer_ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    for ax in (loss_ax, eer_ax):
+        ax.grid(alpha=0.3)
+    handles, labels = eer_ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=7)
+    return save_figure(fig, path, dpi=dpi)
 
 
 def variant_means(rows: list, categories: tuple[str, ...] = ALL_NOISY) -> dict[str, dict[int, float]]:

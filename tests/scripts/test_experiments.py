@@ -157,3 +157,21 @@ def test_the_first_criterion_is_given_for_every_seed(experiments):
     text = "\n".join(experiments.seed_success_line(rows, "demo-gradw-norm"))
     assert "s0: -10.0 %, s1: -30.0 %; mean over the 2 seeds -20.0 %" in text
     assert experiments.seed_success_line(rows[:-6], "demo-gradw-norm") == []  # one seed: no line
+
+
+def test_training_curves_group_seeds_by_variant_with_the_legend_outside(experiments, tmp_path: Path) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    import json
+
+    variant = next(iter(experiments.VARIANTS))
+    names = [variant, f"{variant}-s1"]
+    for k, name in enumerate(names):
+        (tmp_path / name).mkdir()
+        lines = [{"kind": "train", "step": s, "loss": 1.0 / s + k} for s in (10, 20)]
+        lines += [{"kind": "val", "step": 20, "eer": 10.0 + k, "eer_noisy": 12.0}]
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        path = experiments.curves(tmp_path, names, tmp_path / "curves.svg")
+    text = path.read_text(encoding="utf-8")
+    assert f"{variant}, seed 0" in text and f"{variant}, seed 1" in text
+    assert experiments.curves(tmp_path, names, tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
