@@ -21,7 +21,7 @@ import numpy as np
 from helpers import toy_tone
 from wespeaker_reference import write_wespeaker_checkpoint
 
-from gradw.audio.io import write_audio
+from gradw.audio.io import read_audio, write_audio
 from gradw.checkpoint import load_checkpoint
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.evaluation.results import read_results
@@ -31,11 +31,21 @@ SR = 16000
 
 
 def readme_section(title: str) -> str:
-    """The text of the README section whose heading is ``title`` (up to the next heading)."""
-    text = README.read_text(encoding="utf-8")
-    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ )", text, flags=re.M | re.S)
-    assert match, f"README has no section {title!r}"
-    return match.group(1)
+    """The text of the README section whose heading is ``title``, up to the next heading (a ``#``
+    line inside a code block is a comment, not a heading)."""
+    lines, inside, fenced = [], False, False
+    for line in README.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = not fenced and re.match(r"#+ ", line) is not None
+        if heading and inside:
+            break
+        if inside:
+            lines.append(line)
+        if heading and line.rstrip("\n").split(" ", 1)[1] == title:
+            inside = True
+    assert lines, f"README has no section {title!r}"
+    return "".join(lines)
 
 
 def bash_commands(section: str) -> list[list[str]]:
@@ -209,3 +219,93 @@ def test_real_data_section_runs_on_fake_trees(tmp_path: Path) -> None:
             (s, c) for s in ("noisy", "gradw") for c in ("clean", "noise_0", "babble_0")
         }
         assert all(np.isfinite(r.metrics["eer"]) for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pipeline, verification and the Python API, on the tiny corpus
+
+#: what the demo-sized commands become on the tiny corpus (the same stages, smaller)
+TINY = {
+    "--preset demo": "--preset tiny",
+    "synthvox-demo": "synthvox-tiny",
+    "--config demo": "--config tiny",
+    "--config paper": "--config tiny",  # stage 1 on the embedded corpus (the paper's needs VoxCeleb)
+    "exp/demo/gradw/best.pt": "exp/mine/best.pt",
+    "exp/demo/eval/": "exp/mine-eval/",
+    "UTT": "UTTERANCE",
+    "/data/audio": "audio",
+}
+
+
+def _run_all(commands: list[list[str]], replace: dict[str, str], work: Path, extra: dict) -> list[str]:
+    ran = []
+    for words in commands:
+        assert words[0] == "gradw", words
+        args = [" ".join(words[1:])]
+        for old, new in replace.items():
+            args = [a.replace(old, new) for a in args]
+        argv = shlex.split(args[0]) + extra.get(words[1], [])
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        result = subprocess.run(
+            [sys.executable, "-m", "gradw", *argv], cwd=work, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"{' '.join(argv)}\n{result.stderr[-3000:]}"
+        ran.append(result.stdout)
+    return ran
+
+
+def test_pipeline_verification_and_api_sections_run_on_the_tiny_corpus(
+    synthvox_tiny: tuple[Path, dict, float], tmp_path: Path
+) -> None:
+    corpus, _, _ = synthvox_tiny
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "synthvox-tiny").symlink_to(corpus)
+    test = SpeechDir.load(corpus / "test")
+    utt = sorted(test.wavs)[0]
+    others = [u for u in sorted(test.wavs) if test.utt2spk[u] != test.utt2spk[utt]]
+    # the recordings the commands name: the corpus's own audio, in the formats they name
+    for name, source in {"enroll.wav": utt, "test.flac": others[0], "noisy.flac": others[1]}.items():
+        write_audio(work / name, read_audio(test.wavs[source]), SR)
+    for k, source in enumerate((utt, others[0], others[2], others[3]), start=1):
+        write_audio(work / f"{'ab'[(k - 1) % 2]}{(k + 1) // 2}.wav", read_audio(test.wavs[source]), SR)
+    (work / "noisy").mkdir()
+    write_audio(work / "noisy" / "one.wav", read_audio(test.wavs[others[4]]), SR)
+    (work / "audio").mkdir()
+    write_audio(work / "audio" / "x.wav", read_audio(test.wavs[utt]), SR)
+    write_audio(work / "audio" / "y.wav", read_audio(test.wavs[others[0]]), SR)
+    (work / "pairs.txt").write_text("x.wav y.wav\n1 x.wav x.wav\n")
+    replace = {**TINY, "UTTERANCE": utt}
+
+    pipeline = bash_commands(readme_section("The pipeline"))
+    assert [c[1] for c in pipeline] == [
+        "data", "train-speaker", "train", "evaluate", "report", "inspect", "enhance", "enhance", "verify",
+        "export",
+    ]  # fmt: skip
+    _run_all(pipeline, replace, work, {"evaluate": ["n_boot=20"]})
+    assert (work / "exp" / "mine-eval" / "report.md").is_file() and (work / "fig.pdf").is_file()
+    assert (work / "enhanced" / "one.wav").is_file() and (work / "enhanced.wav").is_file()
+    assert (work / "g.onnx").is_file()
+
+    verifying = bash_commands(readme_section("Verifying recordings"))
+    out = _run_all(verifying, replace, work, {})
+    assert len(out[0].split()) == 3  # CAM++ alone: ENROLL TEST SCORE
+    assert [line.split()[-1] for line in out[1].splitlines()] in (
+        [a, b] for a in ("accept", "reject") for b in ("accept", "reject")
+    )
+    assert out[2].splitlines()[1].split()[-1] == "target"
+
+    block = re.search(r"```python\n(.*?)```", readme_section("Python API"), flags=re.S)
+    assert block
+    code = block.group(1)
+    for old, new in replace.items():
+        code = code.replace(old, new)
+    result = subprocess.run(
+        [sys.executable, "-c", code + "\nprint(embeddings.shape, type(same_speaker).__name__)"],
+        cwd=work,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == "bool"
