@@ -11,7 +11,6 @@ A checkpoint is a plain dict of tensors and JSON-able values::
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import random
 import subprocess
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from gradw.errors import GradwError
+from gradw.fileio import atomic_path
 from gradw.version import __version__
 
 FORMAT = "gradw-checkpoint"
@@ -113,15 +113,8 @@ def save_checkpoint(
         "rng": rng_state(),
         "extra": extra or {},
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path, fsync=True) as tmp:
         torch.save(state, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -136,6 +136,25 @@ def test_non_finite_loss_names_the_utterances(toy_corpus: Path, tmp_path: Path, 
         train_enhancer(config, quiet=True)
 
 
+def test_centroids_are_cached_in_the_run_folder_not_the_current_one(
+    toy_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from gradw.data.dirs import SpeechDir
+    from gradw.training.enhancer import prepare_speaker
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    overrides = [o for o in _overrides(toy_corpus, tmp_path / "run") if not o.startswith("cache_dir=")]
+    config = load_config(TrainConfig, "tiny", overrides, section="train")
+    assert config.cache_dir == ""
+    speaker = prepare_speaker(config, SpeechDir.load(config.data.train), DistInfo())
+    assert speaker.head is not None  # built from clean class centroids (random E has no head)
+    assert len(list((tmp_path / "run" / "cache").glob("centroids-*.pt"))) == 1
+    assert list(cwd.iterdir()) == []  # nothing written relative to the current folder
+    assert not list((tmp_path / "run" / "cache").glob(".*"))  # no temporary file left
+
+
 def test_projected_gradients_are_pcgrad_of_the_two_terms(toy_corpus: Path, tmp_path: Path):
     """``backward(..., "project")`` puts into G's .grad what PCGrad makes of the two terms'
     gradients, each obtained here from its own forward and backward pass."""

@@ -52,6 +52,7 @@ from gradw.evaluation.report.document import write_report
 from gradw.evaluation.results import Row, write_results
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
 from gradw.evaluation.systems import System, augment_overlap, embed_many, load_system, parse_systems
+from gradw.fileio import atomic_path, atomic_write
 from gradw.models.loading import (
     RANDOM_WEIGHTS,
     RESNET_PRESETS,
@@ -139,7 +140,7 @@ def _manifest(
         return Manifest.load(path)
     manifest = build_manifest(test, augment, conditions, config.seed)
     manifest.save(path)
-    stamp.write_text(fingerprint + "\n")
+    atomic_write(stamp, fingerprint + "\n")
     return manifest
 
 
@@ -193,9 +194,8 @@ class EmbeddingStore:
     def save(self, key: str, embeddings: dict[str, np.ndarray]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         utts = sorted(embeddings)
-        tmp = self.root / f".emb-{key}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, utts=np.array(utts), embeddings=np.stack([embeddings[u] for u in utts]))
-        tmp.replace(self.path(key))
+        with atomic_path(self.path(key)) as tmp, open(tmp, "wb") as handle:  # a path would gain ".npz"
+            np.savez(handle, utts=np.array(utts), embeddings=np.stack([embeddings[u] for u in utts]))
 
 
 def embed_conditions(

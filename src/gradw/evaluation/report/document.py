@@ -24,12 +24,9 @@ Every number comes from the rows and score files; nothing is typed by hand. matp
 why there are no plots.
 """
 
-
-
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
@@ -56,6 +53,7 @@ from gradw.evaluation.report.tables import (
     order_systems,
 )
 from gradw.evaluation.results import Row
+from gradw.fileio import atomic_write
 
 # ---------------------------------------------------------------------------------------------
 # the report
@@ -278,10 +276,4 @@ def _plot_section(out: Path, rows: Sequence[Row], det_snrs: Sequence[float] | No
 
 def _write_text(path: Path, text: str) -> Path:
     """Write a text file atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, text)
