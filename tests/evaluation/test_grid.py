@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_enhancer_checkpoint
+from helpers import make_enhancer_checkpoint, with_short_utterance
 
 from gradw.audio.io import read_audio
 from gradw.cli import main
@@ -271,6 +271,11 @@ def _noise_only(tmp_path: Path, corpus: Path) -> str:
     return str(path)
 
 
+def _short_test(tmp_path: Path, corpus: Path) -> str:
+    """The test set with a 10 ms first utterance (spk009-00)."""
+    return str(with_short_utterance(corpus / "test", tmp_path / "short-test")[0])
+
+
 def _garbage(tmp_path: Path) -> str:
     path = tmp_path / "garbage.pt"
     path.write_bytes(b"\x00not a checkpoint")
@@ -300,6 +305,11 @@ def _garbage(tmp_path: Path) -> str:
         ),
         (lambda t, c: ["--categories", "noise,nosie"], r"unknown condition categories \['nosie'\]"),
         (lambda t, c: ["--max-trials", "1"], r"evaluate.max_trials: must be an integer >= 2"),
+        (
+            lambda t, c: ["--test", _short_test(t, c)],
+            r"short-test/short\.wav: utterance 'spk009-00' lasts 10\.0 ms, shorter than the 80\.0 ms "
+            r"\(1280 samples at 16 kHz\) that the scorer resnet-tiny needs; remove it from the list",
+        ),
     ],
     ids=[
         "trials",
@@ -312,6 +322,7 @@ def _garbage(tmp_path: Path) -> str:
         "scorer-without-weights",
         "category",
         "max-trials",
+        "short-utterance",
     ],
 )
 def test_bad_inputs_fail_in_one_line_before_any_work(

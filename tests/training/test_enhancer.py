@@ -253,6 +253,25 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
     assert result.returncode == 2 and "nothing" in result.stderr and result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_an_utterance_too_short_for_e_is_named_in_one_line(
+    split: str, toy_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import with_short_utterance
+
+    from gradw.cli import main
+
+    short, utt = with_short_utterance(toy_corpus / split, tmp_path / f"short-{split}")
+    overrides = _overrides(toy_corpus, tmp_path / "run", f"data.{split}={short}", "validation.every=2")
+    assert main(["train", "--config", "tiny", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err == (
+        f"gradw: error: {short / 'short.wav'}: utterance {utt!r} lasts 10.0 ms, shorter than the 80.0 ms "
+        "(1280 samples at 16 kHz) that the speaker network E needs; remove it from the list\n"
+    )
+
+
 def _run_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 

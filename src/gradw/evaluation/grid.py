@@ -42,7 +42,7 @@ from gradw.audio.io import read_audio
 from gradw.checkpoint import file_digest
 from gradw.config import ConfigError, EvaluationConfig
 from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions, render
-from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
 from gradw.data.lists import DataError
 from gradw.data.manifest import Manifest, build_manifest
 from gradw.data.trials import Trial, load_trials, select_trials
@@ -217,6 +217,9 @@ def embed_conditions(
     def items() -> Iterable[tuple[tuple[str, str], np.ndarray]]:
         for utt in utts:
             clean = read_audio(test.wavs[utt])
+            check_duration(
+                utt, test.wavs[utt], clean.shape[0], system.scorer.min_samples, "the speaker network"
+            )
             for condition in conditions:
                 if condition.category == "clean" and not condition.reverb:
                     yield (condition.name, utt), clean
@@ -307,6 +310,13 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     scorer = load_scorer(config, device)
     scorer_id = scorer_identity(config.scorer, config.scorer_checkpoint, config.scorer_tap, config.seed)
     systems = [load_system(spec, scorer, scorer_id, device) for spec in specs]
+    longest = max(systems, key=lambda s: s.scorer.min_samples)  # an adapted system brings its own E
+    test.check_durations(
+        longest.scorer.min_samples,
+        f"the scorer {config.scorer}"
+        if longest.scorer is scorer
+        else f"system {longest.spec.name}'s speaker network",
+    )
     overlap = _check_augment_overlap(systems, augment, quiet or rank != 0)
     # what the caches are keyed by: the content of every file read (rank 0 reads, the others receive)
     digests = InputDigests.read(test, needed, augment, wanted) if rank == 0 else None

@@ -239,11 +239,10 @@ class SpeakerVerifier:
         """(B, N) float waveform at 16 kHz -> (B, D) embedding (enhanced when G is set)."""
         network = self.speaker
         wav = wav.to(self.device, torch.float32)
-        short = network.frontend.min_samples - wav.shape[-1]
-        if short > 0:
+        if wav.shape[-1] < network.min_samples:
             raise VerificationError(
                 f"the waveform has {wav.shape[-1]} samples at {self.sample_rate} Hz; "
-                f"{type(network).__name__} needs at least {network.frontend.min_samples}"
+                f"{type(network).__name__} needs at least {network.min_samples}"
             )
         if self.enhancer is None:
             return network.embed_through(wav)
@@ -399,7 +398,7 @@ class SpeakerVerifier:
             ``(score, decision)``: the cosine score, and whether the two are accepted as one
             speaker (None when no threshold is known), in SpeechBrain's order.
         """
-        (score, decision), = self.verify_pairs([(a, b)], threshold)
+        ((score, decision),) = self.verify_pairs([(a, b)], threshold)
         return score, decision
 
     def verify_pairs(

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from gradw.audio.frontends import frontend_name
 from gradw.checkpoint import save_checkpoint
 from gradw.config import RANDOM_WEIGHTS, ConfigError, TrainConfig, check_config, to_dict
-from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
 from gradw.fileio import atomic_path, atomic_write
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
 from gradw.losses.pcgrad import CONFLICT_MODES, combine_gradients
@@ -81,6 +81,7 @@ def centroid_embeddings(
         wavs = []
         for utt in chunk:
             wav = read_audio(speech.wavs[utt])
+            check_duration(utt, speech.wavs[utt], len(wav), speaker.min_samples, "the speaker network E")
             if len(wav) > crop:
                 offset = (len(wav) - crop) // 2
                 wav = wav[offset : offset + crop]
