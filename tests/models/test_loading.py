@@ -117,12 +117,27 @@ def _drop_key(state: dict) -> None:
         (_extra_weight, r"unexpected weight 'rogue.weight' of shape \(3, 2\)"),
         (_config(base_width=1024), r"asks for an enhancer of [0-9,]+ parameters, more than the 500,000,000"),
         (_config(blocks=[10**9, 1, 1, 1]), r"asks for an enhancer of 1,000,000,006 layers"),
+        (
+            _config(up_layers=[1, float("inf"), 1]),
+            r"asks for an enhancer of [0-9,]+ layers, more than the 1,000",
+        ),
         (_config(base_width="wide"), r"its model_config does not describe an enhancer"),
         (_set("kind", "speaker"), r"holds a speaker model, expected a enhancer model"),
         (_drop_key, r"not a complete gradw checkpoint \(no 'model_config'\)"),
         (_set("model", [1, 2]), r"'model' is a list, not a dict"),
     ],
-    ids=["missing", "shape", "unexpected", "huge", "deep", "nonsense", "kind", "no-config", "not-weights"],
+    ids=[
+        "missing",
+        "shape",
+        "unexpected",
+        "huge",
+        "deep",
+        "endless",
+        "nonsense",
+        "kind",
+        "no-config",
+        "not-weights",
+    ],
 )
 def test_a_tampered_enhancer_checkpoint_fails_in_one_line_naming_it(tmp_path: Path, change, message) -> None:  # noqa: ANN001
     import time

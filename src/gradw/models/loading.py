@@ -26,6 +26,7 @@ crafted or damaged file fails in one line naming it and the first offending key,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +99,15 @@ def check_weights(path: str | Path, expected: Mapping[str, torch.Tensor], weight
 
 
 def _layer_count(model_config: Mapping[str, Any]) -> int:
+    """Layers asked for by the ``blocks`` and ``up_layers`` of a model_config (infinite counts
+    as too many)."""
     total = 0
     for key in ("blocks", "up_layers"):
         value = model_config.get(key)
         if isinstance(value, list | tuple):
-            total += sum(int(v) for v in value if isinstance(v, int | float) and v > 0)
+            for v in value:
+                if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
+                    total += int(v) if math.isfinite(v) else MAX_LAYERS + 1
     return total
 
 
