@@ -5,7 +5,6 @@ reported by name at the end and do not stop the others. One input file with an o
 an audio file (``x.flac -> out.wav``) writes that file.
 """
 
-
 from __future__ import annotations
 
 import sys
