@@ -110,3 +110,22 @@ def make_adapted_checkpoint(path: Path, base: Path, enhancer: Path | None = None
         extra={"frontend": "logmel", "train_speakers": 0, "enhancer": record},
     )
     return path
+
+
+def with_short_utterance(source: Path, out: Path, milliseconds: float = 10.0) -> tuple[Path, str]:
+    """A copy of the speech directory ``source`` in ``out`` whose first utterance (sorted) is
+    ``milliseconds`` long (a new file ``out/short.wav``); returns (the copy, that utterance)."""
+    import shutil
+
+    from gradw.audio.io import write_audio
+    from gradw.data.dirs import SpeechDir
+
+    speech = SpeechDir.load(source)
+    utt = speech.utts[0]
+    shutil.copytree(source, out)
+    short = out / "short.wav"
+    write_audio(short, np.full(int(16 * milliseconds), 0.01, dtype=np.float32))
+    wavs = {**speech.wavs, utt: short}
+    (out / "wav.scp").write_text("".join(f"{u} {wavs[u]}\n" for u in sorted(wavs)))
+    (out / "utt2dur").unlink(missing_ok=True)
+    return out, utt

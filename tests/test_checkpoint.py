@@ -1,6 +1,7 @@
 """Checkpoints: atomic, self-describing, loadable with weights_only=True."""
 
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,21 @@ def test_errors_name_the_file(tmp_path: Path):
     )
     with pytest.raises(CheckpointError, match="expected a enhancer"):
         load_checkpoint(path, kind="enhancer")
+
+
+@pytest.mark.parametrize("key", ["kind", "step", "config", "model_config", "model", "extra"])
+def test_a_checkpoint_without_a_required_key_is_refused_naming_it(tmp_path: Path, key: str) -> None:
+    path = save_checkpoint(
+        tmp_path / "g.pt", kind="enhancer", model=_model(), step=1, config={}, model_config={}
+    )
+    state = torch.load(path, weights_only=True)
+    assert load_checkpoint(path)["step"] == 1
+    del state[key]
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"{path}: not a complete gradw checkpoint (no {key!r})"
+    state[key] = "text" if key != "kind" else 3
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: '{key}' is a (str|int), not a "):
+        load_checkpoint(path)

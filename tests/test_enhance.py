@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -383,6 +384,33 @@ def test_cli_all_good_exits_zero_and_applies_the_floor(tmp_path: Path) -> None:
     out, rate = sf.read(tmp_path / "o" / "x.wav", dtype="float32")
     enhancer = Enhancer.from_checkpoint(ckpt, min_gain_db=-6)
     np.testing.assert_allclose(out, enhancer.enhance(wav, SR), atol=2 / 32768)  # 16-bit PCM
+
+
+def test_temporary_files_left_by_a_killed_run_are_removed_by_the_next(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ckpt = make_checkpoint(tmp_path / "g.pt")
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    for rel in ("x.wav", "sub/y.wav"):
+        sf.write(tmp_path / "in" / rel, noise(0.5, seed=1).numpy(), SR, subtype="FLOAT")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(dead.stdout)  # a writer that no longer runs
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    stale = [out / f".x.wav.{pid}.{'a' * 32}.tmp", out / "sub" / f".y.wav.{pid}.{'b' * 32}.tmp"]
+    live = out / f".x.wav.{os.getpid()}.{'c' * 32}.tmp"  # a writer still running (this one)
+    for path in (*stale, live):
+        path.write_bytes(b"half")
+    assert run_cli([str(tmp_path / "in"), "-o", str(out), "--checkpoint", str(ckpt)]) == 0
+    assert not any(p.exists() for p in stale) and live.exists()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p != live) == [
+        "sub",
+        "sub/y.wav",
+        "x.wav",
+    ]
 
 
 def test_clashing_outputs_are_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:

@@ -123,10 +123,30 @@ def test_a_killed_runs_lock_is_taken_over_by_the_next(toy_corpus: Path, tmp_path
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     time.sleep(0.1)
+    # what its writes left half-done: temporary files named with its (now dead) pid
+    stale = [
+        out / f".results.json.{holder.pid}.{'a' * 32}.tmp",
+        out / "cache" / f".emb-x.npz.{holder.pid}.{'b' * 32}.tmp",
+    ]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
     result = _cli(*_evaluate_args(toy_corpus, out), "--n-boot", "20", "--max-trials", "20", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"taking over {out / LOCK_NAME}: its evaluation (pid {holder.pid}" in result.stderr
     assert (out / "results.json").is_file() and not (out / LOCK_NAME).exists()
+    assert not any(p.exists() for p in stale) and not list(out.rglob("*.tmp"))
+
+
+def test_taking_a_lock_removes_temporary_files_of_dead_writers_only(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    (tmp_path / "scores").mkdir()
+    stale = tmp_path / "scores" / f".clean.txt.{dead}.{'c' * 32}.tmp"
+    live = tmp_path / f".clean.txt.{os.getpid()}.{'d' * 32}.tmp"
+    for path in (stale, live):
+        path.write_text("half")
+    with RunLock(tmp_path, "evaluation"):
+        assert not stale.exists() and live.exists()
 
 
 def test_resume_with_nothing_to_resume_is_an_error(toy_corpus: Path, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ A checkpoint is a plain dict of tensors and JSON-able values::
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import random
 import subprocess
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from gradw.errors import GradwError
+from gradw.fileio import atomic_path
 from gradw.version import __version__
 
 FORMAT = "gradw-checkpoint"
@@ -113,15 +113,8 @@ def save_checkpoint(
         "rng": rng_state(),
         "extra": extra or {},
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path, fsync=True) as tmp:
         torch.save(state, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -140,14 +133,41 @@ def read_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
         ) from None
 
 
+#: key -> type of what every gradw checkpoint holds (:func:`save_checkpoint` writes them all)
+REQUIRED_KEYS: dict[str, type] = {
+    "kind": str,
+    "step": int,
+    "config": dict,
+    "model_config": dict,
+    "model": dict,
+    "extra": dict,
+}
+
+
+def check_keys(path: str | Path, state: dict[str, Any]) -> None:
+    """Raise :class:`CheckpointError` naming the file and the first of :data:`REQUIRED_KEYS` that
+    ``state`` lacks or holds with another type."""
+    for key, kind in REQUIRED_KEYS.items():
+        if key not in state:
+            raise CheckpointError(f"{path}: not a complete gradw checkpoint (no {key!r})")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise CheckpointError(f"{path}: {key!r} is a {type(state[key]).__name__}, not a {kind.__name__}")
+
+
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; check its format and kind."""
+    """Read a checkpoint with ``weights_only=True``; check its format, its kind and that it holds
+    every key of :data:`REQUIRED_KEYS`.
+
+    Raises:
+        CheckpointError: one line naming the file.
+    """
     path = Path(path)
     state = read_torch_file(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gradw checkpoint")
     if kind is not None and state.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {state.get('kind')} model, expected a {kind} model")
+    check_keys(path, state)
     return state
 
 

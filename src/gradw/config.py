@@ -25,6 +25,7 @@ import yaml
 
 from gradw.config_ranges import first_out_of_range
 from gradw.errors import GradwError
+from gradw.fileio import atomic_write
 
 # presets: ./configs (the user's own) first, then the presets shipped inside the package
 PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -129,10 +130,14 @@ class ValidationConfig:
 
 @dataclass
 class TrainConfig:
-    """Training of the enhancer G against a fixed E (``gradw train``)."""
+    """Training of the enhancer G against a fixed E (``gradw train``).
+
+    ``cache_dir`` holds what training computes once and reuses (E's class centroids); empty means
+    ``OUT_DIR/cache``. Name a shared folder to reuse it across runs.
+    """
 
     out_dir: str = "exp/enhancer"
-    cache_dir: str = ".cache/gradw"
+    cache_dir: str = ""
     seed: int = 0
     threads: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -546,10 +551,7 @@ def load_config(
 
 def save_config(config: Any, path: Path) -> None:
     """Write a config as YAML, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    tmp.replace(path)
+    atomic_write(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 #: preset section -> its config class (``gradw config --section NAME``)

@@ -29,11 +29,9 @@ compared with eager PyTorch in onnxruntime on CPU at two time lengths, and renam
 if the outputs agree within the tolerance: nothing half-written is left behind.
 """
 
-
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from torch import Tensor, nn
 
 from gradw.audio.frontends import MASK_EPS
 from gradw.errors import GradwError
+from gradw.fileio import atomic_path
 from gradw.version import __version__
 
 __all__ = [
@@ -224,45 +223,41 @@ def export_module(
     module = module.eval()
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     dynamic = {name: {0: "batch", 2: "frames"} for name in input_names}
     with torch.no_grad():
         out_dims = module(*example).dim()
     dynamic[output_name] = {0: "batch", 2: "frames"} if out_dims == 3 else {0: "batch"}
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer and legacy-exporter chatter
-            torch.onnx.export(
-                module,
-                tuple(example),
-                os.fspath(tmp),
-                dynamo=False,
-                opset_version=opset,
-                input_names=list(input_names),
-                output_names=[output_name],
-                dynamic_axes=dynamic,
-                do_constant_folding=True,
-            )
-        model = onnx.load(os.fspath(tmp))
-        for key, value in (metadata or {}).items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = str(key), str(value)
-        onnx.save(model, os.fspath(tmp))
-        worst = None
-        if check:
-            try:
-                onnx.checker.check_model(model, full_check=True)
-            except onnx.checker.ValidationError as exc:
-                raise ExportError(f"{out}: onnx.checker rejects the export: {exc}") from None
-            worst = _check_parity(tmp, module, input_names, example, check_frames, tolerance)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # tracer and legacy-exporter chatter
+                torch.onnx.export(
+                    module,
+                    tuple(example),
+                    os.fspath(tmp),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=list(input_names),
+                    output_names=[output_name],
+                    dynamic_axes=dynamic,
+                    do_constant_folding=True,
+                )
+            model = onnx.load(os.fspath(tmp))
+            for key, value in (metadata or {}).items():
+                entry = model.metadata_props.add()
+                entry.key, entry.value = str(key), str(value)
+            onnx.save(model, os.fspath(tmp))
+            worst = None
+            if check:
+                try:
+                    onnx.checker.check_model(model, full_check=True)
+                except onnx.checker.ValidationError as exc:
+                    raise ExportError(f"{out}: onnx.checker rejects the export: {exc}") from None
+                worst = _check_parity(tmp, module, input_names, example, check_frames, tolerance)
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch.onnx and onnxruntime raise many types
         raise ExportError(f"{out}: export failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return worst
 
 

@@ -7,7 +7,9 @@ a line naming the first. A lock left by a process that no longer runs on this ho
 ``kill -9``, a power cut) is taken over with a message; a lock from another host cannot be checked
 and is refused, naming the file to remove once that run is known to be gone. The lock is removed
 when the run ends, whether it succeeded or failed; a folder the lock created and that is empty then
-is removed as well, so a run refused before its first write leaves nothing behind.
+is removed as well, so a run refused before its first write leaves nothing behind. Taking the lock
+removes the temporary files that writers killed in an earlier run left in the folder
+(:func:`gradw.fileio.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -22,22 +24,13 @@ from pathlib import Path
 from types import TracebackType
 
 from gradw.errors import GradwError
+from gradw.fileio import pid_alive, remove_stale_temps
 
 LOCK_NAME = ".gradw.lock"
 
 
 class RunLockError(GradwError, RuntimeError):
     """Another run holds the folder (or its lock cannot be read or written); names the owner."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        return True
-    return True
 
 
 class RunLock:
@@ -93,6 +86,8 @@ class RunLock:
             with os.fdopen(fd, "w") as handle:
                 handle.write(json.dumps(record) + "\n")
             self._held = True
+            # the folder is this run's now: what a killed writer left half-written goes
+            remove_stale_temps(self.folder, recursive=True)
             return self
         raise RunLockError(f"{self.path}: another run took the lock at the same moment; try again")
 
@@ -100,7 +95,7 @@ class RunLock:
         owner = self._owner()
         pid, host = owner.get("pid"), owner.get("host")
         here = socket.gethostname()
-        if isinstance(pid, int) and host == here and not _alive(pid):
+        if isinstance(pid, int) and host == here and not pid_alive(pid):
             print(
                 f"gradw: taking over {self.path}: its {owner.get('what', 'run')} (pid {pid}, started "
                 f"{owner.get('started', '?')}) is no longer running",

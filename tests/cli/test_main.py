@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ import pytest
 from gradw.cli.main import COMMANDS, build_parser, main
 from gradw.cli.train import SECTION_NAMES
 from gradw.config import SECTIONS
+from gradw.runlock import LOCK_NAME
 
 
 def test_every_command_is_registered_by_its_module() -> None:
@@ -62,3 +67,71 @@ def test_overrides_may_follow_an_option(capsys: pytest.CaptureFixture[str], tmp_
     # a stray word that is no override is refused in one line
     assert main(["config", "--config", "tiny", "--section", "train", "nonsense"]) == 2
     assert "'nonsense' is not of the form key=value" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# SIGTERM takes the path of Ctrl-C
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "gradw", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(found: Callable[[], bool], proc: subprocess.Popen, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not found():
+        assert proc.poll() is None, f"finished before the signal: {proc.communicate()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_sigterm_mid_write_removes_the_temporary_file_and_exits_143(tmp_path: Path) -> None:
+    from helpers import make_enhancer_checkpoint, toy_tone, write_float_wav
+
+    checkpoint = make_enhancer_checkpoint(tmp_path / "g.pt")
+    write_float_wav(tmp_path / "in" / "long.wav", toy_tone(16000 * 900, seed=0))  # 15 minutes
+    out = tmp_path / "out"
+    proc = _start(
+        ["enhance", str(tmp_path / "in"), "-o", str(out), "--checkpoint", str(checkpoint)], tmp_path
+    )
+    try:
+        _wait_for(lambda: any(out.glob(".long.wav.*.tmp")), proc)  # the output is being written
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143
+    assert err == "gradw: terminated (SIGTERM)\n"
+    assert list(out.iterdir()) == []  # no temporary file, no partial output
+
+
+def test_sigterm_releases_the_run_lock(toy_corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    args = [
+        "evaluate", "--test", str(toy_corpus / "test"), "--augment", str(toy_corpus / "augment" / "test"),
+        "--scorer", "resnet-tiny", "--scorer-checkpoint", "random", "--snrs", "0", "--categories", "noise",
+        "--n-boot", "20", "--quiet", "--out", str(out),
+    ]  # fmt: skip
+    proc = _start(args, tmp_path)
+    try:
+        _wait_for(lambda: (out / LOCK_NAME).exists(), proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and err == "gradw: terminated (SIGTERM)\n"
+    assert not (out / LOCK_NAME).exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_sigterm_handling_is_undone_when_main_returns(capsys: pytest.CaptureFixture[str]) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["config", "--config", "tiny"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before

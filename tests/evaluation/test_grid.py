@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_enhancer_checkpoint
+from helpers import make_enhancer_checkpoint, with_short_utterance
 
 from gradw.audio.io import read_audio
 from gradw.cli import main
@@ -27,6 +27,7 @@ from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.data.lists import DataError
 from gradw.data.manifest import Manifest
 from gradw.data.trials import Trial, load_trials, select_trials
+from gradw.evaluation.content import InputDigests
 from gradw.evaluation.grid import EmbeddingStore, condition_hash, evaluate, scorer_identity
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import read_scores
@@ -270,6 +271,11 @@ def _noise_only(tmp_path: Path, corpus: Path) -> str:
     return str(path)
 
 
+def _short_test(tmp_path: Path, corpus: Path) -> str:
+    """The test set with a 10 ms first utterance (spk009-00)."""
+    return str(with_short_utterance(corpus / "test", tmp_path / "short-test")[0])
+
+
 def _garbage(tmp_path: Path) -> str:
     path = tmp_path / "garbage.pt"
     path.write_bytes(b"\x00not a checkpoint")
@@ -299,6 +305,11 @@ def _garbage(tmp_path: Path) -> str:
         ),
         (lambda t, c: ["--categories", "noise,nosie"], r"unknown condition categories \['nosie'\]"),
         (lambda t, c: ["--max-trials", "1"], r"evaluate.max_trials: must be an integer >= 2"),
+        (
+            lambda t, c: ["--test", _short_test(t, c)],
+            r"short-test/short\.wav: utterance 'spk009-00' lasts 10\.0 ms, shorter than the 80\.0 ms "
+            r"\(1280 samples at 16 kHz\) that the scorer resnet-tiny needs; remove it from the list",
+        ),
     ],
     ids=[
         "trials",
@@ -311,6 +322,7 @@ def _garbage(tmp_path: Path) -> str:
         "scorer-without-weights",
         "category",
         "max-trials",
+        "short-utterance",
     ],
 )
 def test_bad_inputs_fail_in_one_line_before_any_work(
@@ -456,8 +468,10 @@ def _embeddings(config: EvaluationConfig, system_spec: str, condition: str, iden
     """Cached embeddings of one system x condition, found from the manifest written in OUT."""
     manifest = Manifest.load(Path(config.out) / "manifest.json")
     utts = manifest.utts
+    augment = AugmentDir.load(config.augment)
+    digests = InputDigests.read(SpeechDir.load(config.test), utts, augment, list(augment.categories))
     key = EmbeddingStore.key(
-        identity, condition_hash(manifest, Condition.from_name(condition), utts), condition, utts
+        identity, condition_hash(manifest, Condition.from_name(condition), utts, digests), condition, utts
     )
     store = EmbeddingStore(Path(config.cache_dir))
     emb = store.load(key)
@@ -513,6 +527,84 @@ def test_adding_an_snr_computes_only_the_new_conditions(cheap, toy_corpus: Path)
     for row in rows:
         if (row.system, row.condition) in old:
             assert row.metrics == old[row.system, row.condition]
+
+
+def _replace_in_place(path: Path, wav: np.ndarray) -> None:
+    """Overwrite ``path`` (same inode) with ``wav`` as 16-bit WAV, keeping its size and times."""
+    import io
+
+    import soundfile as sf
+
+    before = path.stat()
+    buffer = io.BytesIO()
+    sf.write(buffer, wav, 16000, subtype="PCM_16", format="WAV")
+    with open(path, "r+b") as handle:  # rewritten in place, not a new file renamed over it
+        handle.truncate(0)
+        handle.write(buffer.getvalue())
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+
+
+def _scores(out: Path) -> dict[str, np.ndarray]:
+    return {f"{p.parent.name}/{p.stem}": read_scores(p)[2] for p in sorted((out / "scores").glob("*/*.txt"))}
+
+
+def test_a_test_file_replaced_in_place_is_embedded_again(tmp_path: Path) -> None:
+    from gradw.data.corpora.toy import build_toy_corpus
+
+    corpus = tmp_path / "corpus"
+    build_toy_corpus(corpus, speakers=(1, 1, 3), utts_per_speaker=2, seconds=1.0, seed=3)
+    ckpt = make_enhancer_checkpoint(tmp_path / "g.pt", seed=5)
+    cache = tmp_path / "cache"
+    config = _config(corpus, tmp_path / "out", ckpt, cache_dir=str(cache), categories=["noise"], n_boot=20)
+    evaluate(config, quiet=True)
+    stale = _scores(tmp_path / "out")
+    test = SpeechDir.load(corpus / "test")
+    changed = test.utts[0]
+    other = read_audio(test.wavs[test.utts[-1]])  # another speaker's audio, fitted to the length
+    length = read_audio(test.wavs[changed]).shape[0]
+    _replace_in_place(test.wavs[changed], np.resize(other, length))
+
+    evaluate(config, quiet=True)  # the same OUT and cache: nothing may be reused for the new audio
+    rerun = _scores(tmp_path / "out")
+    fresh_config = _config(
+        corpus,
+        tmp_path / "fresh",
+        ckpt,
+        cache_dir=str(tmp_path / "fresh-cache"),
+        categories=["noise"],
+        n_boot=20,
+    )
+    evaluate(fresh_config, quiet=True)
+    fresh = _scores(tmp_path / "fresh")
+    assert (
+        rerun.keys() == fresh.keys() == stale.keys() and len(fresh) == 2 * 2
+    )  # noisy, gradw x clean, noise_0
+    enroll, test_side, _, _ = read_scores(tmp_path / "fresh" / "scores" / "noisy" / "clean.txt")
+    involved = np.array([changed in (e, t) for e, t in zip(enroll, test_side, strict=True)])
+    assert involved.any() and not involved.all()
+    for name in fresh:
+        np.testing.assert_allclose(rerun[name], fresh[name], rtol=1e-6, atol=1e-7, err_msg=name)
+        assert np.abs(rerun[name][involved] - stale[name][involved]).min() > 1e-4, name
+        if name.endswith("/clean"):  # clean scores of other pairs read nothing that changed
+            np.testing.assert_allclose(rerun[name][~involved], stale[name][~involved], rtol=1e-6, atol=1e-7)
+    _assert_rows_match(_rows(tmp_path / "out"), _rows(tmp_path / "fresh"))
+
+
+def test_a_checkpoint_replaced_in_place_changes_the_system_identity(tmp_path: Path) -> None:
+    scorer = load_speaker_network("resnet-tiny", checkpoint="random")
+    scorer_id = scorer_identity("resnet-tiny", "random", None, seed=0)
+    ckpt = make_enhancer_checkpoint(tmp_path / "g.pt", seed=1)
+    spec = parse_system(f"gradw:{ckpt}")
+    before = load_system(spec, scorer, scorer_id, torch.device("cpu")).identity
+    make_enhancer_checkpoint(ckpt, seed=2)
+    after = load_system(spec, scorer, scorer_id, torch.device("cpu")).identity
+    assert before != after and scorer_id in before and scorer_id in after
 
 
 def test_max_trials_keeps_both_classes_and_is_deterministic(toy_corpus: Path, tmp_path: Path):

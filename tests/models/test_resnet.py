@@ -351,3 +351,17 @@ def test_embeds_a_waveform_with_a_mask() -> None:
     halved = torch.ones_like(mel)
     halved[..., :50] = 1e-3  # a per-band constant would vanish under CMN too
     assert (model.embed(wav, halved) - plain).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(("name", "expected"), [("resnet-tiny", 1280), ("wespeaker-resnet34", 1680)])
+def test_min_samples_is_the_shortest_waveform_the_network_embeds(name: str, expected: int) -> None:
+    from gradw.models.loading import load_speaker_network
+
+    torch.manual_seed(0)
+    network = load_speaker_network(name, checkpoint="random")
+    assert network.min_samples == expected  # 9 frames: TSTP needs 2 after three halvings
+    assert network.frontend.num_frames(expected) == 9
+    with torch.no_grad():
+        assert network.embed(0.1 * torch.randn(1, expected)).shape == (1, network.embedding_dim)
+        with pytest.raises(ValueError, match="too short"):
+            network.embed(0.1 * torch.randn(1, expected - 1))

@@ -136,6 +136,25 @@ def test_non_finite_loss_names_the_utterances(toy_corpus: Path, tmp_path: Path, 
         train_enhancer(config, quiet=True)
 
 
+def test_centroids_are_cached_in_the_run_folder_not_the_current_one(
+    toy_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from gradw.data.dirs import SpeechDir
+    from gradw.training.enhancer import prepare_speaker
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    overrides = [o for o in _overrides(toy_corpus, tmp_path / "run") if not o.startswith("cache_dir=")]
+    config = load_config(TrainConfig, "tiny", overrides, section="train")
+    assert config.cache_dir == ""
+    speaker = prepare_speaker(config, SpeechDir.load(config.data.train), DistInfo())
+    assert speaker.head is not None  # built from clean class centroids (random E has no head)
+    assert len(list((tmp_path / "run" / "cache").glob("centroids-*.pt"))) == 1
+    assert list(cwd.iterdir()) == []  # nothing written relative to the current folder
+    assert not list((tmp_path / "run" / "cache").glob(".*"))  # no temporary file left
+
+
 def test_projected_gradients_are_pcgrad_of_the_two_terms(toy_corpus: Path, tmp_path: Path):
     """``backward(..., "project")`` puts into G's .grad what PCGrad makes of the two terms'
     gradients, each obtained here from its own forward and backward pass."""
@@ -232,6 +251,25 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path):
         cwd=tmp_path,
     )
     assert result.returncode == 2 and "nothing" in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_an_utterance_too_short_for_e_is_named_in_one_line(
+    split: str, toy_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import with_short_utterance
+
+    from gradw.cli import main
+
+    short, utt = with_short_utterance(toy_corpus / split, tmp_path / f"short-{split}")
+    overrides = _overrides(toy_corpus, tmp_path / "run", f"data.{split}={short}", "validation.every=2")
+    assert main(["train", "--config", "tiny", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err == (
+        f"gradw: error: {short / 'short.wav'}: utterance {utt!r} lasts 10.0 ms, shorter than the 80.0 ms "
+        "(1280 samples at 16 kHz) that the speaker network E needs; remove it from the list\n"
+    )
 
 
 def _run_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

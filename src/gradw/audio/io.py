@@ -8,7 +8,6 @@ Every error about a file is an :class:`AudioError` whose message names the file.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import soundfile as sf
 import soxr
 
 from gradw.errors import GradwError
+from gradw.fileio import atomic_path
 
 __all__ = [
     "prepare_waveform",
@@ -253,47 +253,51 @@ def write_audio_blocks(path: str | os.PathLike[str], blocks: Iterable[Any], samp
     if fmt is None:
         valid = ", ".join(WRITE_FORMATS)
         raise AudioError(p, f"unsupported suffix {p.suffix!r} for writing; use one of {valid}")
-    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex}.tmp")
     handle: sf.SoundFile | None = None
     shape: tuple[int, ...] | None = None
     total = 0
     try:
-        for block in blocks:
-            data = _as_numpy(block)
-            if data.ndim not in (1, 2) or (data.ndim == 2 and not 0 < data.shape[1] <= _MAX_WRITE_CHANNELS):
-                raise AudioError(
-                    p,
-                    f"expected a waveform of shape (N,) or (N, C) with C <= {_MAX_WRITE_CHANNELS}, "
-                    f"got shape {data.shape}",
-                )
-            if shape is not None and data.shape[1:] != shape:
-                raise AudioError(p, f"a block of shape {data.shape} follows blocks of shape (N, *{shape})")
-            shape = data.shape[1:]
-            if not np.isfinite(data).all():
-                raise AudioError(p, "refusing to write non-finite samples (NaN or Inf)")
-            if data.shape[0] == 0:
-                continue
-            if handle is None:
-                p.parent.mkdir(parents=True, exist_ok=True)
-                channels = 1 if data.ndim == 1 else data.shape[1]
-                handle = sf.SoundFile(
-                    os.fspath(tmp), "w", samplerate=rate, channels=channels, subtype=fmt[1], format=fmt[0]
-                )
-            handle.write(np.clip(data, -1.0, 1.0))
-            total += data.shape[0]
-        if total == 0:
-            raise AudioError(p, "refusing to write an empty waveform")
-        assert handle is not None
-        handle.close()
-        handle = None
-        os.replace(tmp, p)
+        with atomic_path(p) as tmp:
+            try:
+                for block in blocks:
+                    data = _as_numpy(block)
+                    if data.ndim not in (1, 2) or (
+                        data.ndim == 2 and not 0 < data.shape[1] <= _MAX_WRITE_CHANNELS
+                    ):
+                        raise AudioError(
+                            p,
+                            f"expected a waveform of shape (N,) or (N, C) with C <= {_MAX_WRITE_CHANNELS}, "
+                            f"got shape {data.shape}",
+                        )
+                    if shape is not None and data.shape[1:] != shape:
+                        raise AudioError(
+                            p, f"a block of shape {data.shape} follows blocks of shape (N, *{shape})"
+                        )
+                    shape = data.shape[1:]
+                    if not np.isfinite(data).all():
+                        raise AudioError(p, "refusing to write non-finite samples (NaN or Inf)")
+                    if data.shape[0] == 0:
+                        continue
+                    if handle is None:
+                        p.parent.mkdir(parents=True, exist_ok=True)
+                        channels = 1 if data.ndim == 1 else data.shape[1]
+                        handle = sf.SoundFile(
+                            os.fspath(tmp),
+                            "w",
+                            samplerate=rate,
+                            channels=channels,
+                            subtype=fmt[1],
+                            format=fmt[0],
+                        )
+                    handle.write(np.clip(data, -1.0, 1.0))
+                    total += data.shape[0]
+                if total == 0:
+                    raise AudioError(p, "refusing to write an empty waveform")
+            finally:
+                if handle is not None:
+                    handle.close()
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioError(p, f"cannot write audio ({err})") from err
-    finally:
-        if handle is not None:
-            handle.close()
-        if tmp.exists():
-            tmp.unlink()
 
 
 def prepare_waveform(waveform: Any, sample_rate: int, target_rate: int = 16000) -> np.ndarray:

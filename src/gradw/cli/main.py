@@ -1,16 +1,31 @@
 """``gradw``: the entry point. Builds only the parser of the command that runs (``gradw --help``
 lists them all without importing any library code) and reports every user-facing error as one
-line ``gradw: error: ...`` with exit status 2 (``--debug`` shows the traceback instead)."""
+line ``gradw: error: ...`` with exit status 2 (``--debug`` shows the traceback instead).
+
+SIGTERM (``kill``, a batch scheduler's time limit, ``docker stop``) takes the path of Ctrl-C: it
+raises :class:`Terminated`, a ``KeyboardInterrupt``, where the program is, so every atomic write
+under way removes its temporary file and every run lock is released; the command prints one line
+and exits with 143 (130 for Ctrl-C). A second SIGTERM while that happens kills at once."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command killed by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM (see :func:`sigterm_raises`)."""
+
 
 #: command -> (module of gradw.cli that registers it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -63,6 +78,25 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     return args
 
 
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` in the main thread (the previous
+    handler is restored afterwards; elsewhere than in the main thread, nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from gradw.errors import GradwError
 
@@ -72,7 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(parser, argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with sigterm_raises():
+            return func(args)
+    except Terminated:
+        print("gradw: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("gradw: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -16,7 +16,6 @@ Every reader fails with one :class:`~gradw.data.lists.DataError` that names the 
 offending keys or line numbers; every writer is atomic.
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -47,6 +46,38 @@ def _resolve_scp(scp: Path, raw: Mapping[str, str]) -> tuple[dict[str, Path], li
             continue
         wavs[key] = _absolute_under(base, value)
     return wavs, piped
+
+
+def check_duration(
+    utt: str,
+    path: Path,
+    num_samples: int,
+    min_samples: int,
+    what: str,
+    sample_rate: int = 16000,
+    more: int = 0,
+) -> None:
+    """Refuse an utterance of ``num_samples`` (at ``sample_rate``) shorter than ``min_samples``.
+
+    Args:
+        utt: the utterance id; path: its file (both named in the message).
+        num_samples: its length; min_samples: the least ``what`` needs (both at ``sample_rate``).
+        what: what needs them, e.g. ``"the scorer resnet34"``.
+        more: how many other utterances are too short as well (said in the message).
+
+    Raises:
+        DataError: ``PATH: utterance 'ID' lasts 10.0 ms, shorter than the 80.0 ms (1280 samples
+            at 16 kHz) that WHAT needs``.
+    """
+    if num_samples >= min_samples:
+        return
+    rate = f"{sample_rate / 1000:g} kHz"
+    others = f" ({more} other utterance(s) too)" if more else ""
+    raise DataError(
+        f"{path}: utterance {utt!r} lasts {1000 * num_samples / sample_rate:.1f} ms, shorter than the "
+        f"{1000 * min_samples / sample_rate:.1f} ms ({min_samples} samples at {rate}) that {what} "
+        f"needs{others}; remove it from the list"
+    )
 
 
 def _check_files(wavs: Mapping[str, Path], check_audio: bool) -> tuple[list[str], list[str]]:
@@ -191,6 +222,26 @@ class SpeechDir:
             raise DataError(f"{self.root}: cannot keep {n} speakers of {len(speakers)}")
         chosen = {speakers[(i * len(speakers)) // n] for i in range(n)}
         return self.subset(u for u, s in self.utt2spk.items() if s in chosen)
+
+    def check_durations(self, min_samples: int, what: str, sample_rate: int = 16000) -> None:
+        """Refuse utterances shorter than ``min_samples`` at ``sample_rate``, from the files'
+        headers (nothing is decoded): see :func:`check_duration`.
+
+        Raises:
+            DataError: naming the first short utterance, its file, its duration and the minimum.
+            gradw.audio.io.AudioError: a header cannot be read (naming the file).
+        """
+        from gradw.audio.io import audio_info  # imported here: io depends on nothing in data
+
+        short: list[tuple[str, int]] = []
+        for utt in self.utts:
+            rate, frames, _ = audio_info(self.wavs[utt])
+            num_samples = frames * sample_rate // rate
+            if num_samples < min_samples:
+                short.append((utt, num_samples))
+        if short:
+            utt, num_samples = short[0]
+            check_duration(utt, self.wavs[utt], num_samples, min_samples, what, sample_rate, len(short) - 1)
 
     def subset(self, utts: Iterable[str]) -> SpeechDir:
         """A new ``SpeechDir`` (same root) restricted to ``utts``.

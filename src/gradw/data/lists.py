@@ -5,16 +5,14 @@ Every reader fails with one :class:`DataError`; every writer writes a temporary 
 ``os.replace``, so nothing is left half-written.
 """
 
-
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from gradw.errors import GradwError
+from gradw.fileio import atomic_write
 
 _MAX_SHOWN = 5
 
@@ -40,24 +38,9 @@ def format_offenders(items: Iterable[object], limit: int = _MAX_SHOWN) -> str:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename).
-
-    Parent directories are created. On any error the temporary file is removed and ``path`` is
-    left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write a data list atomically (UTF-8, ``\n`` line ends, flushed to disk; parents created):
+    :func:`gradw.fileio.atomic_write`."""
+    atomic_write(path, text, newline="\n", fsync=True)
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:

@@ -5,7 +5,6 @@ reported by name at the end and do not stop the others. One input file with an o
 an audio file (``x.flac -> out.wav``) writes that file.
 """
 
-
 from __future__ import annotations
 
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from gradw.audio.io import WRITE_FORMATS
 from gradw.enhance.enhancer import EnhanceError, Enhancer
+from gradw.fileio import remove_stale_temps
 
 #: Suffixes picked up when a directory is scanned (case-insensitive); files named explicitly are
 #: always attempted, whatever their suffix.
@@ -158,7 +158,8 @@ def enhance_files(
     names (see :func:`collect_inputs`).
 
     Each output is written atomically; an input that cannot be read (or an output that cannot be
-    written) is recorded in the report and the others go on.
+    written) is recorded in the report and the others go on. Temporary files that a killed earlier
+    run left in the output folders are removed first (:func:`gradw.fileio.remove_stale_temps`).
 
     Raises:
         EnhanceError: nothing to enhance, or clashing outputs (before anything is written).
@@ -170,6 +171,8 @@ def enhance_files(
     jobs, missing = collect_inputs(inputs, out_dir)
     if not jobs and not missing:
         raise EnhanceError("no audio files found in the inputs")
+    for folder in sorted({dst.parent for _, dst in jobs}):  # what a killed earlier run left half-written
+        remove_stale_temps(folder)
     report = EnhanceReport(failed=list(missing))
     show = not quiet and sys.stderr.isatty()
     for src, dst in tqdm(jobs, desc="enhance", unit="file", disable=not show, dynamic_ncols=True):

@@ -6,8 +6,11 @@ embedded by the fixed scorer E through the system, scored by cosine, and summari
 minDCF (P_target 0.01 and 0.05) with 95 % bootstrap intervals over speakers, plus the paired
 difference against ``noisy``.
 
-Embeddings are cached on disk per (system, scorer, manifest, condition), keyed by content, so
-adding a system or an SNR recomputes only what is new and an interrupted evaluation resumes.
+Embeddings are cached on disk per (system, scorer, manifest, condition), keyed by content: the
+system's identity (its checkpoint's digest and the scorer's), the condition's manifest entries and
+the digests of every audio file they read (:mod:`gradw.evaluation.content`). Adding a system or an
+SNR recomputes only what is new, an interrupted evaluation resumes, and a test or noise recording
+replaced in place is read again, its manifest entries drawn again, and its embeddings recomputed.
 Under ``torchrun`` the utterances are sharded across ranks and rank 0 merges and scores.
 
 Batching by length, exactly: each utterance is read once and rendered under every condition a
@@ -38,16 +41,18 @@ from tqdm import tqdm
 from gradw.audio.io import read_audio
 from gradw.config import ConfigError, EvaluationConfig
 from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions, render
-from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
 from gradw.data.lists import DataError
 from gradw.data.manifest import Manifest, build_manifest
 from gradw.data.trials import Trial, load_trials, select_trials
 from gradw.evaluation.bootstrap import paired_bootstrap_diff, summarise
 from gradw.evaluation.calibration import calibration_metrics
+from gradw.evaluation.content import InputDigests
 from gradw.evaluation.report.document import write_report
 from gradw.evaluation.results import Row, write_results
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
 from gradw.evaluation.systems import System, augment_overlap, embed_many, load_system, parse_systems
+from gradw.fileio import atomic_path, atomic_write
 from gradw.models.loading import (
     RANDOM_WEIGHTS,
     RESNET_PRESETS,
@@ -104,15 +109,21 @@ def load_scorer(config: EvaluationConfig, device: torch.device) -> SpeakerNetwor
 
 
 def _manifest(
-    config: EvaluationConfig, test: SpeechDir, augment: AugmentDir | None, conditions: list[Condition]
+    config: EvaluationConfig,
+    test: SpeechDir,
+    augment: AugmentDir | None,
+    conditions: list[Condition],
+    digests: InputDigests,
 ) -> Manifest:
-    """The seeded manifest, reused from ``OUT/manifest.json`` when it was drawn for the same inputs."""
+    """The seeded manifest, reused from ``OUT/manifest.json`` when it was drawn for the same inputs
+    (the same files with the same content, conditions and seed)."""
     path = Path(config.out) / "manifest.json"
     fingerprint = hashlib.sha256(
         json.dumps(
             {
                 "utts": {u: str(test.wavs[u]) for u in sorted(test.wavs)},
                 "augment": str(augment.root) if augment is not None else None,
+                "content": digests.fingerprint(),
                 "conditions": [c.name for c in conditions],
                 "seed": config.seed,
             },
@@ -124,7 +135,7 @@ def _manifest(
         return Manifest.load(path)
     manifest = build_manifest(test, augment, conditions, config.seed)
     manifest.save(path)
-    stamp.write_text(fingerprint + "\n")
+    atomic_write(stamp, fingerprint + "\n")
     return manifest
 
 
@@ -132,15 +143,20 @@ def _manifest(
 # embeddings
 
 
-def condition_hash(manifest: Manifest, condition: Condition, utts: Sequence[str]) -> str:
-    """Content hash of what ``utts`` sound like under ``condition`` (their manifest entries).
+def condition_hash(
+    manifest: Manifest, condition: Condition, utts: Sequence[str], digests: InputDigests
+) -> str:
+    """Content hash of what ``utts`` sound like under ``condition``: their manifest entries and the
+    content digests of the files each entry reads (the clean utterance, its noise, its RIR).
 
     A condition's entries do not depend on the other conditions drawn with it, so adding an SNR or
     a category to an evaluation leaves the hashes (and the cached embeddings) of the others intact.
     """
+    entries = [manifest.entry(u, condition) for u in sorted(utts)]
     body = {
         "sample_rate": manifest.sample_rate,
-        "entries": [manifest.entry(u, condition).to_json() for u in sorted(utts)],
+        "entries": [e.to_json() for e in entries],
+        "content": [digests.of_entry(e) for e in entries],
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -173,9 +189,8 @@ class EmbeddingStore:
     def save(self, key: str, embeddings: dict[str, np.ndarray]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         utts = sorted(embeddings)
-        tmp = self.root / f".emb-{key}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, utts=np.array(utts), embeddings=np.stack([embeddings[u] for u in utts]))
-        tmp.replace(self.path(key))
+        with atomic_path(self.path(key)) as tmp, open(tmp, "wb") as handle:  # a path would gain ".npz"
+            np.savez(handle, utts=np.array(utts), embeddings=np.stack([embeddings[u] for u in utts]))
 
 
 def embed_conditions(
@@ -197,6 +212,9 @@ def embed_conditions(
     def items() -> Iterable[tuple[tuple[str, str], np.ndarray]]:
         for utt in utts:
             clean = read_audio(test.wavs[utt])
+            check_duration(
+                utt, test.wavs[utt], clean.shape[0], system.scorer.min_samples, "the speaker network"
+            )
             for condition in conditions:
                 if condition.category == "clean" and not condition.reverb:
                     yield (condition.name, utt), clean
@@ -275,9 +293,9 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     if noisy_needed and not config.augment:
         raise DataError("noisy conditions need an augmentation directory (--augment)")
     augment = AugmentDir.load(config.augment) if config.augment else None
+    wanted = sorted({c.category for c in conditions if c.category != "clean"})
+    wanted += ["rirs"] if any(c.reverb for c in conditions) else []
     if augment is not None:
-        wanted = sorted({c.category for c in conditions if c.category != "clean"})
-        wanted += ["rirs"] if any(c.reverb for c in conditions) else []
         missing = [c for c in wanted if c not in augment]
         if missing:
             raise DataError(f"{augment.root}: the conditions need the missing list(s) {', '.join(missing)}")
@@ -287,21 +305,34 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     scorer = load_scorer(config, device)
     scorer_id = scorer_identity(config.scorer, config.scorer_checkpoint, config.scorer_tap, config.seed)
     systems = [load_system(spec, scorer, scorer_id, device) for spec in specs]
+    longest = max(systems, key=lambda s: s.scorer.min_samples)  # an adapted system brings its own E
+    test.check_durations(
+        longest.scorer.min_samples,
+        f"the scorer {config.scorer}"
+        if longest.scorer is scorer
+        else f"system {longest.spec.name}'s speaker network",
+    )
     overlap = _check_augment_overlap(systems, augment, quiet or rank != 0)
+    # what the caches are keyed by: the content of every file read (rank 0 reads, the others receive)
+    digests = InputDigests.read(test, needed, augment, wanted) if rank == 0 else None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
-    manifest = _manifest(config, test, augment, conditions) if rank == 0 else None
+    manifest = _manifest(config, test, augment, conditions, digests) if digests is not None else None
     if world > 1:
         import torch.distributed as dist
 
+        shared = [digests]
+        dist.broadcast_object_list(shared, src=0)
+        digests = shared[0]
         dist.barrier()
         manifest = Manifest.load(out / "manifest.json")
     loader = augment_loader(augment, AudioCache()) if augment is not None else None
     store = EmbeddingStore(Path(config.cache_dir) if config.cache_dir else out / "cache")
 
-    assert manifest is not None
-    hashes = {c.name: condition_hash(manifest, c, needed) for c in conditions}  # once, for every system
+    assert manifest is not None and digests is not None
+    # each condition's hash once, for every system
+    hashes = {c.name: condition_hash(manifest, c, needed, digests) for c in conditions}
     keys = {
         (s.spec.name, c.name): EmbeddingStore.key(s.identity, hashes[c.name], c.name, needed)
         for s in systems

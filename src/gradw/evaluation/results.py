@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shlex
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gradw.config import EvaluationConfig
+from gradw.fileio import atomic_write
 
 
 @dataclass
@@ -47,28 +49,25 @@ def write_results(
         "calibration": calibration or {},
         "rows": [asdict(r) for r in rows],
     }
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(out / "results.json")
+    atomic_write(out / "results.json", json.dumps(payload, indent=1))
     keys: list[str] = []
     for row in rows:
         keys.extend(k for k in row.metrics if k not in keys)
-    tmp = out / ".results.csv.tmp"
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["system", "condition", "category", "snr_db", "reverb", *keys])
-        for row in rows:
-            writer.writerow(
-                [
-                    row.system,
-                    row.condition,
-                    row.category,
-                    row.snr_db,
-                    row.reverb,
-                    *(row.metrics.get(k) for k in keys),
-                ]
-            )
-    tmp.replace(out / "results.csv")
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["system", "condition", "category", "snr_db", "reverb", *keys])
+    for row in rows:
+        writer.writerow(
+            [
+                row.system,
+                row.condition,
+                row.category,
+                row.snr_db,
+                row.reverb,
+                *(row.metrics.get(k) for k in keys),
+            ]
+        )
+    atomic_write(out / "results.csv", table.getvalue(), newline="")
 
 
 def read_results(out: str | Path) -> tuple[dict[str, Any], list[Row]]:

@@ -10,16 +10,14 @@ Score file format (one trial per line, whitespace-separated, as WeSpeaker's
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gradw.errors import GradwError
+from gradw.fileio import atomic_write
 
 __all__ = [
     "MissingEmbeddingError",
@@ -170,19 +168,7 @@ def write_scores(path: str | os.PathLike[str], trials: Sequence[Sequence[Any]], 
         if not np.isfinite(score):
             raise ValueError(f"trial {k}: score {score!r} is not finite")
         lines.append(f"{enroll_id} {test_id} {float(score)!r} {_label_word(trial[2])}\n")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, "".join(lines), fsync=True)
 
 
 def read_scores(path: str | os.PathLike[str]) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:

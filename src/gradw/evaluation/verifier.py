@@ -276,11 +276,10 @@ class SpeakerVerifier:
         """(B, N) float waveform at 16 kHz -> (B, D) embedding (enhanced when G is set)."""
         network = self.speaker
         wav = wav.to(self.device, torch.float32)
-        short = network.frontend.min_samples - wav.shape[-1]
-        if short > 0:
+        if wav.shape[-1] < network.min_samples:
             raise VerificationError(
                 f"the waveform has {wav.shape[-1]} samples at {self.sample_rate} Hz; "
-                f"{type(network).__name__} needs at least {network.frontend.min_samples}"
+                f"{type(network).__name__} needs at least {network.min_samples}"
             )
         if self.enhancer is None:
             return network.embed_through(wav)

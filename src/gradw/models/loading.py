@@ -16,10 +16,18 @@ timing runs), so that random weights are never scored as if they were trained.
 ``load_enhancer(path)`` reads G from a checkpoint of ``gradw train``, with the record of the E it
 was trained against; ``load_adapted(path)`` reads the adapted student E (and its G) of
 ``gradw adapt``. Training, evaluation, enhancement and export all read models through here.
+
+A checkpoint is checked before anything is allocated for it: its kind and keys first, then the
+network its ``model_config`` describes is built on the ``meta`` device (shapes, no memory), its
+parameters counted (more than :data:`MAX_PARAMETERS` is refused) and every weight's shape compared
+with the file's (:func:`check_weights`). Only then is the network built for real and loaded, so a
+crafted or damaged file fails in one line naming it and the first offending key, quickly.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +37,14 @@ import torch
 from torch import nn
 
 from gradw.audio.frontends import build_frontend
-from gradw.checkpoint import FORMAT, CheckpointError, file_digest, load_checkpoint, read_torch_file
+from gradw.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    check_keys,
+    file_digest,
+    load_checkpoint,
+    read_torch_file,
+)
 from gradw.config import RANDOM_WEIGHTS
 from gradw.models.adapters import (
     AdapterSpec,
@@ -45,6 +60,110 @@ from gradw.models.unet import MaskUNet
 
 SPEAKER_NETWORKS = ("campplus", "resnet34", "wespeaker-resnet34", "resnet-tiny")
 
+#: The most parameters a checkpoint's ``model_config`` may ask for: 30 times the paper's G
+#: (width 32, ~16 M) and 75 times its ResNet34; a config above it is crafted or corrupt.
+MAX_PARAMETERS = 500_000_000
+#: The most layers (blocks of a ResNet stage, layers of a U-Net up-stage) a ``model_config`` may
+#: ask for in all: even on the meta device each costs Python objects (the paper's G has 23).
+MAX_LAYERS = 1000
+
+
+def check_weights(path: str | Path, expected: Mapping[str, torch.Tensor], weights: Any) -> None:
+    """Compare a file's weights with the state dict of the network they are for.
+
+    Args:
+        path: the file (for the message).
+        expected: the network's state dict (on any device, the meta device included).
+        weights: the file's state dict.
+
+    Raises:
+        CheckpointError: not a dict of tensors, or a missing, unexpected or wrongly shaped key;
+            one line naming the file and the first such key with both shapes.
+    """
+    if not isinstance(weights, Mapping):
+        raise CheckpointError(f"{path}: its weights are a {type(weights).__name__}, not a dict of tensors")
+    for key, want in expected.items():
+        got = weights.get(key)
+        if got is None:
+            raise CheckpointError(
+                f"{path}: weight {key!r} is missing (its model_config builds it with shape "
+                f"{tuple(want.shape)})"
+            )
+        if not isinstance(got, torch.Tensor):
+            raise CheckpointError(f"{path}: weight {key!r} is a {type(got).__name__}, not a tensor")
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointError(
+                f"{path}: weight {key!r} has shape {tuple(got.shape)} in the file, its model_config "
+                f"builds {tuple(want.shape)}"
+            )
+    unexpected = [key for key in weights if key not in expected]
+    if unexpected:
+        value = weights[unexpected[0]]
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise CheckpointError(
+            f"{path}: unexpected weight {unexpected[0]!r} of shape {shape} (its model_config builds no such "
+            f"weight; {len(unexpected)} unexpected in all)"
+        )
+
+
+def _layer_count(model_config: Mapping[str, Any]) -> int:
+    """Layers asked for by the ``blocks`` and ``up_layers`` of a model_config (infinite counts
+    as too many)."""
+    total = 0
+    for key in ("blocks", "up_layers"):
+        value = model_config.get(key)
+        if isinstance(value, list | tuple):
+            for v in value:
+                if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
+                    total += int(v) if math.isfinite(v) else MAX_LAYERS + 1
+    return total
+
+
+def checked_build(
+    path: str | Path, build: Callable[[], nn.Module], model_config: Any, weights: Any, what: str
+) -> nn.Module:
+    """Build ``build()`` for ``weights`` once they are known to fit (see the module docstring).
+
+    Args:
+        path: the checkpoint (for the messages).
+        build: builds the freshly initialised network from ``model_config`` (called twice: under
+            ``torch.device("meta")``, then for real).
+        model_config: what ``build`` reads (checked to be a dict of sane size first).
+        weights: the state dict to load.
+        what: the network in messages ("an enhancer", "a speaker network").
+
+    Returns:
+        The network with ``weights`` loaded (strictly).
+
+    Raises:
+        CheckpointError: a model_config that is not a dict, cannot build the network, asks for
+            more than :data:`MAX_LAYERS` layers or :data:`MAX_PARAMETERS` parameters, or weights
+            that do not fit it (:func:`check_weights`).
+    """
+    if not isinstance(model_config, Mapping):
+        raise CheckpointError(f"{path}: its model_config is a {type(model_config).__name__}, not a dict")
+    layers = _layer_count(model_config)
+    if layers > MAX_LAYERS:
+        raise CheckpointError(
+            f"{path}: its model_config asks for {what} of {layers:,} layers, more than the {MAX_LAYERS:,} "
+            "gradw builds (a crafted or corrupt checkpoint?)"
+        )
+    try:
+        with torch.device("meta"):
+            shape_only = build()
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: its model_config does not describe {what} ({exc})") from None
+    count = sum(p.numel() for p in shape_only.parameters())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{path}: its model_config asks for {what} of {count:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} gradw loads (a crafted or corrupt checkpoint?)"
+        )
+    check_weights(path, shape_only.state_dict(), weights)
+    model = build()
+    model.load_state_dict(weights)
+    return model
+
 
 def is_random_weights(checkpoint: str | Path | None) -> bool:
     """Whether ``checkpoint`` asks for randomly initialised weights (:data:`RANDOM_WEIGHTS`,
@@ -52,14 +171,20 @@ def is_random_weights(checkpoint: str | Path | None) -> bool:
     return isinstance(checkpoint, str) and checkpoint == RANDOM_WEIGHTS
 
 
-def build_resnet(model_config: dict[str, Any], tap: str | None = None) -> SpeakerNetwork:
-    """A ResNet speaker network from its description (``SpeakerModelConfig`` fields + num_classes)."""
+def build_resnet(model_config: Mapping[str, Any], tap: str | None = None) -> SpeakerNetwork:
+    """A ResNet speaker network from its description (``SpeakerModelConfig`` fields + num_classes).
+
+    Under ``torch.device("meta")`` the network is built without memory (its front-end, a few
+    fixed filterbank buffers, is computed on the CPU either way).
+    """
+    with torch.device("cpu"):
+        frontend = build_frontend(model_config.get("frontend", "logmel"))
     return ResNetSpeaker(
         num_classes=model_config.get("num_classes"),
         base_width=int(model_config.get("base_width", 32)),
         blocks=tuple(model_config.get("blocks", (3, 4, 6, 3))),
         embedding_dim=int(model_config.get("embedding_dim", 256)),
-        frontend=build_frontend(model_config.get("frontend", "logmel")),
+        frontend=frontend,
         tap=tap or model_config.get("tap", "layer4"),
         scale=float(model_config.get("scale", 32.0)),
     )
@@ -123,8 +248,15 @@ def load_resnet_checkpoint(path: str | Path, name: str, tap: str | None) -> Spea
     if isinstance(state, dict) and state.get("format") == FORMAT:
         if state.get("kind") != "speaker":
             raise CheckpointError(f"{path} holds a {state.get('kind')} model, not a speaker network")
-        model = build_resnet(state["model_config"], tap=tap)
-        model.load_state_dict(state["model"])
+        check_keys(path, state)
+        model_config = state["model_config"]
+        model = checked_build(
+            path,
+            lambda: build_resnet(model_config, tap=tap),
+            model_config,
+            state["model"],
+            "a speaker network",
+        )
         model.speakers = list(state["extra"].get("speakers", []))  # class index -> speaker id
         return model.eval()
     # a WeSpeaker checkpoint: a bare state dict (or {"model": state dict})
@@ -162,19 +294,26 @@ def stored_fingerprints(extra: dict[str, Any]) -> np.ndarray | None:
     return None if stored is None else np.asarray(stored.cpu().numpy(), dtype=np.int64).view(np.uint64)
 
 
-def build_enhancer(model_config: dict[str, Any], weights: dict[str, Any]) -> MaskUNet:
-    """G from its constructor arguments and weights (eval mode)."""
-    enhancer = MaskUNet.from_config(model_config)
-    enhancer.load_state_dict(weights)
+def build_enhancer(model_config: dict[str, Any], weights: dict[str, Any], path: str | Path = "") -> MaskUNet:
+    """G from its constructor arguments and weights (eval mode), checked before it is allocated
+    (:func:`checked_build`; ``path`` names the file in messages)."""
+    enhancer = checked_build(
+        path, lambda: MaskUNet.from_config(model_config), model_config, weights, "an enhancer"
+    )
     return enhancer.eval()
 
 
 def load_enhancer(path: str | Path) -> EnhancerBundle:
-    """G from a checkpoint of ``gradw train`` (eval mode)."""
+    """G from a checkpoint of ``gradw train`` (eval mode).
+
+    Raises:
+        CheckpointError: unreadable, another kind, missing keys, or weights and a model_config
+            that do not fit or ask for too much (see :func:`checked_build`); one line naming it.
+    """
     state = load_checkpoint(path, kind="enhancer")
     extra = state["extra"]
     return EnhancerBundle(
-        enhancer=build_enhancer(state["model_config"], state["model"]),
+        enhancer=build_enhancer(state["model_config"], state["model"], path),
         speaker=extra.get("speaker", {}),
         frontend=extra.get("frontend", "kaldi-fbank"),
         config=state["config"],
@@ -249,7 +388,7 @@ def load_adapted(
     enhancer = None
     stored = extra.get("enhancer")
     if stored:
-        enhancer = build_enhancer(stored["model_config"], stored["model"]).requires_grad_(False)
+        enhancer = build_enhancer(stored["model_config"], stored["model"], path).requires_grad_(False)
     info = {
         "step": int(state["step"]),
         "speaker": speaker,

@@ -208,6 +208,9 @@ class ResNetSpeaker(SpeakerNetwork):
         config: JSON-able constructor arguments (the front-end excluded); see :meth:`from_config`.
     """
 
+    # TSTP needs 2 frames after three stride-2 halvings (rounded up): 9 input frames
+    min_frames = 9
+
     def __init__(
         self,
         frontend: MelFrontend | None = None,

@@ -72,11 +72,22 @@ class SpeakerNetwork(nn.Module):
 
     embedding_dim: int
     tap: str
+    #: the fewest feature frames the network embeds (a pooling over time may need several)
+    min_frames: int = 1
 
     def __init__(self, frontend: MelFrontend) -> None:
         super().__init__()
         self.frontend = frontend
         self.head: CosineHead | None = None
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest waveform (samples at 16 kHz) the network embeds: enough for
+        :attr:`min_frames` frames of its front-end."""
+        n = self.frontend.min_samples
+        while self.frontend.num_frames(n) < self.min_frames:
+            n += 1
+        return n
 
     # -- features -------------------------------------------------------------------------
     def mel_power(self, wav: Tensor) -> Tensor:

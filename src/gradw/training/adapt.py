@@ -31,6 +31,7 @@ from gradw.audio.frontends import frontend_name
 from gradw.checkpoint import CheckpointError, file_digest, save_checkpoint
 from gradw.config import RANDOM_WEIGHTS, AdaptConfig, ConfigError, check_config, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.fileio import atomic_write
 from gradw.losses.adaptation import TAP_SCHEMES, AdaptationObjective
 from gradw.losses.objective import NonFiniteLossError
 from gradw.losses.weights import check_weight_options
@@ -385,7 +386,8 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     if info.is_main and step < steps:
         raise TrainingError(f"training stopped early at step {step} of {steps}: the data loader ran dry")
     if info.is_main:
-        (out / "done.json").write_text(
-            json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best})
+        atomic_write(
+            out / "done.json",
+            json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best}),
         )
     return last

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from gradw.audio.frontends import frontend_name
 from gradw.checkpoint import save_checkpoint
 from gradw.config import RANDOM_WEIGHTS, ConfigError, TrainConfig, check_config, to_dict
-from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
+from gradw.fileio import atomic_path, atomic_write
 from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
 from gradw.losses.pcgrad import CONFLICT_MODES, combine_gradients
 from gradw.models.loading import RESNET_PRESETS, load_speaker_network
@@ -80,6 +81,7 @@ def centroid_embeddings(
         wavs = []
         for utt in chunk:
             wav = read_audio(speech.wavs[utt])
+            check_duration(utt, speech.wavs[utt], len(wav), speaker.min_samples, "the speaker network E")
             if len(wav) > crop:
                 offset = (len(wav) - crop) // 2
                 wav = wav[offset : offset + crop]
@@ -112,9 +114,8 @@ def attach_centroid_head(
         embeddings, labels, speakers = centroid_embeddings(speaker, speech, crop_seconds, info.device)
         head = centroid_head(embeddings, labels, len(speakers))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"weight": head.weight.detach().cpu(), "speakers": speakers}, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save({"weight": head.weight.detach().cpu(), "speakers": speakers}, tmp)
     barrier(info)
     state = torch.load(path, map_location="cpu", weights_only=True)
     head = CosineHead(state["weight"].shape[1], state["weight"].shape[0])
@@ -134,7 +135,7 @@ def prepare_speaker(config: TrainConfig, speech: SpeechDir, info: DistInfo) -> S
             speaker,
             speech,
             cfg.centroid_crop_seconds,
-            Path(config.cache_dir),
+            Path(config.cache_dir) if config.cache_dir else Path(config.out_dir) / "cache",
             info,
             cache_key=f"{cfg.name}|{cfg.checkpoint}",
         )
@@ -373,7 +374,8 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     if info.is_main and step < steps:
         raise TrainingError(f"training stopped early at step {step} of {steps}: the data loader ran dry")
     if info.is_main:
-        (out / "done.json").write_text(
-            json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best})
+        atomic_write(
+            out / "done.json",
+            json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best}),
         )
     return last

@@ -22,6 +22,7 @@ from gradw.checkpoint import load_checkpoint, set_rng_state
 from gradw.config import save_config
 from gradw.data.dirs import AugmentDir
 from gradw.errors import GradwError
+from gradw.fileio import atomic_write
 from gradw.runlock import RunLock
 from gradw.training.distributed import DistInfo, convert_batchnorm, shard
 
@@ -232,9 +233,7 @@ def truncate_metrics(out_dir: Path, after_step: int) -> None:
         for line in path.read_text().splitlines()
         if line.strip() and json.loads(line).get("step", 0) <= after_step
     ]
-    tmp = path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    tmp.replace(path)
+    atomic_write(path, "".join(line + "\n" for line in keep))
 
 
 def run_lock(out_dir: str | Path, info: DistInfo) -> contextlib.AbstractContextManager:

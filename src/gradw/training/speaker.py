@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from gradw.checkpoint import save_checkpoint
 from gradw.config import SpeakerTrainConfig, check_config, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.fileio import atomic_write
 from gradw.models.loading import build_resnet
 from gradw.training.distributed import (
     DistInfo,
@@ -170,5 +171,5 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
         logger.close()
     barrier(info)
     if info.is_main:
-        (out / "done.json").write_text(json.dumps({"steps": steps, "classes": dataset.num_classes}))
+        atomic_write(out / "done.json", json.dumps({"steps": steps, "classes": dataset.num_classes}))
     return last

@@ -17,7 +17,7 @@ import torch
 
 from gradw.audio.io import read_audio
 from gradw.data.conditions import AudioCache, augment_loader, parse_conditions, render
-from gradw.data.dirs import AugmentDir, SpeechDir
+from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
 from gradw.data.manifest import build_manifest
 from gradw.data.trials import load_trials, select_trials
 from gradw.evaluation.calibration import Calibration, fit_calibration
@@ -49,11 +49,14 @@ class Validator:
         self.labels = np.array([t.target for t in self.trials])
         utts = sorted({u for t in self.trials for u in (t.enroll, t.test)})
         test = test.subset(utts)
+        test.check_durations(speaker.min_samples, "the speaker network E")
         augment = AugmentDir.load(augment_dir)
         self.conditions = parse_conditions(list(categories), list(snrs))
         manifest = build_manifest(test, augment, self.conditions, seed)
         loader = augment_loader(augment, AudioCache())
         clean = {u: read_audio(test.wavs[u]) for u in utts}
+        for utt, wav in clean.items():
+            check_duration(utt, test.wavs[utt], wav.shape[0], speaker.min_samples, "the speaker network E")
         self.audio = {
             c.name: {u: render(manifest.entry(u, c), clean[u], loader) for u in utts} for c in self.conditions
         }

@@ -27,7 +27,6 @@ why there are no plots.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
@@ -61,6 +60,7 @@ from gradw.evaluation.report.tables import (
     order_systems,
 )
 from gradw.evaluation.results import Row
+from gradw.fileio import atomic_write
 
 # ---------------------------------------------------------------------------------------------
 # the report
@@ -325,10 +325,4 @@ def _plot_section(
 
 def _write_text(path: Path, text: str) -> Path:
     """Write a text file atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, text)

@@ -6,7 +6,6 @@ only to draw.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from gradw.evaluation.report.tables import (
     order_systems,
 )
 from gradw.evaluation.results import Row
+from gradw.fileio import atomic_path
 
 # ---------------------------------------------------------------------------------------------
 # plots
@@ -81,12 +81,8 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     fmt = figure_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
