@@ -110,7 +110,9 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(toy_corpus: Path, tmp_
         toy_corpus, tmp_path / "full", "optim.steps=6", "checkpoint_every=3", "log_every=3", quiet=False
     )
     # redirected output: a plain progress line per logged step, and the checkpoint to use named
-    progress = [line for line in full.stderr.splitlines() if line.startswith("[train G] step ")]
+    lines = full.stderr.splitlines()
+    progress = [line for line in lines if line.startswith("[train G] step ") and "validation:" not in line]
+    assert sum("validation: eer" in line for line in lines) == 1  # the tiny preset validates at step 6
     assert [line.split()[3] for line in progress] == ["3/6", "6/6"], full.stderr
     assert all(" loss " in line and ", left " in line for line in progress)
     assert full.stdout.strip() == f"enhancer checkpoint: {tmp_path / 'full' / 'last.pt'}"
