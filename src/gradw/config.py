@@ -270,6 +270,9 @@ class EvaluationConfig:
     threads: int = 0
     batch_seconds: float | None = None  # None: 60 s on a GPU, one item at a time on the CPU
     save_every: int = 200
+    # an utterance longer than this is embedded as the mean of its windows' embeddings (bounded
+    # memory; see gradw.evaluation.systems); None: every utterance whole
+    window_seconds: float | None = 60.0
 
 
 @dataclass

@@ -137,6 +137,10 @@ RULES: dict[str, dict[str, tuple[Any, str]]] = {
         "batch_seconds": (_optional(_non_negative), "a number >= 0 (or null for the device's default)"),
         "save_every": _STEPS,
         "systems": (lambda v: len(v) > 0, "a non-empty list of systems"),
+        "window_seconds": (
+            _optional(lambda v: v >= 1),
+            "a number of seconds >= 1 (or null to embed every utterance whole)",
+        ),
     },
     "DemoConfig": {
         "n_boot": _STEPS,
