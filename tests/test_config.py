@@ -120,6 +120,7 @@ def test_apply_overrides_does_not_mutate_input():
         ("evaluate", "n_boot=0"),
         ("evaluate", "max_trials=1"),
         ("evaluate", "save_every=0"),
+        ("evaluate", "window_seconds=0.5"),
         ("demo", "eval_processes=0"),
     ],
 )

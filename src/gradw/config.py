@@ -277,6 +277,9 @@ class EvaluationConfig:
     save_every: int = 200
     figure_format: str = "png"  # the report's plots: png, pdf or svg
     dpi: int = 110  # resolution of PNG plots
+    # an utterance longer than this is embedded as the mean of its windows' embeddings (bounded
+    # memory; see gradw.evaluation.systems); None: every utterance whole
+    window_seconds: float | None = 60.0
 
 
 @dataclass

@@ -139,6 +139,10 @@ RULES: dict[str, dict[str, tuple[Any, str]]] = {
         "systems": (lambda v: len(v) > 0, "a non-empty list of systems"),
         "figure_format": (lambda v: v in ("png", "pdf", "svg"), "png, pdf or svg"),
         "dpi": (lambda v: 50 <= v <= 1200, "an integer in [50, 1200]"),
+        "window_seconds": (
+            _optional(lambda v: v >= 1),
+            "a number of seconds >= 1 (or null to embed every utterance whole)",
+        ),
     },
     "DemoConfig": {
         "n_boot": _STEPS,

@@ -47,9 +47,10 @@ def test_write_read_round_trip_wav_and_flac(tmp_path: Path) -> None:
     assert sf.info(str(tmp_path / "b.flac")).format == "FLAC"
 
 
-def test_write_accepts_torch_tensor_and_clips(tmp_path: Path) -> None:
+def test_write_accepts_torch_tensor_and_clips_with_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "clip.wav"
-    write_audio(path, torch.tensor([0.0, 1.5, -2.0, 0.25], requires_grad=True))
+    with pytest.warns(UserWarning, match=r"clip\.wav: 2 sample\(s\) beyond \[-1, 1\] clipped"):
+        write_audio(path, torch.tensor([0.0, 1.5, -2.0, 0.25], requires_grad=True))
     back, sr = sf.read(str(path), dtype="int16")
     assert sr == 16000
     np.testing.assert_array_equal(back, [0, 32767, -32768, 8192])
@@ -90,6 +91,7 @@ def test_write_rejects_bad_input(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.filterwarnings("ignore:.*clipped to write 16-bit PCM")
 def test_blocks_write_the_same_file_as_one_call(tmp_path: Path) -> None:
     wav = sine(440, 16000, 0.5, amp=1.2)  # clipped in both
     write_audio(tmp_path / "one.flac", wav)
@@ -129,7 +131,15 @@ def test_stereo_is_downmixed_by_averaging(tmp_path: Path) -> None:
     path = tmp_path / "stereo.wav"
     sf.write(str(path), stereo, 16000, subtype="FLOAT")
     assert audio_info(path) == (16000, 4000, 2)
-    np.testing.assert_allclose(read_audio(path), stereo.mean(axis=1), rtol=0, atol=1e-7)
+    mono = stereo.mean(axis=1)
+    peak = np.abs(mono).max()  # Gaussian noise in float: channels peak at 1.57, their mean at 1.11
+    assert 1.1 < peak < 1.12
+    with pytest.warns(UserWarning, match=r"stereo\.wav: floating-point samples peak at 1\.109"):
+        wav = read_audio(path)
+    np.testing.assert_allclose(wav, mono / peak, rtol=0, atol=1e-7)  # averaged, then scaled to peak 1
+    quiet = tmp_path / "quiet.wav"
+    sf.write(str(quiet), 0.5 * stereo, 16000, subtype="FLOAT")
+    np.testing.assert_allclose(read_audio(quiet), 0.5 * mono, rtol=0, atol=1e-7)  # in range: as stored
 
 
 @pytest.mark.parametrize(("sr", "freq"), [(44100, 1000.0), (8000, 440.0), (48000, 3000.0)])
@@ -244,3 +254,106 @@ def test_a_file_too_short_to_resample_is_named(tmp_path: Path) -> None:
 
 def soxr_len(n: int, rate: int, target: int) -> int:
     return len(resample(np.zeros(n, np.float32), rate, target))
+
+
+# ---------------------------------------------------------------------------------------------
+# levels beyond full scale, and files cut short
+
+
+def test_a_float_file_beyond_full_scale_is_scaled_to_peak_one_never_clipped(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    loud = (10.0 * rng.standard_normal(16000)).astype(np.float32)
+    loud *= np.float32(46.0 / np.abs(loud).max())  # peak 46: clipping would flatten most samples
+    assert np.mean(np.abs(loud) > 1) > 0.9
+    path = tmp_path / "loud.wav"
+    sf.write(path, loud, 16000, subtype="FLOAT")
+    with pytest.warns(UserWarning, match=r"loud\.wav: floating-point samples peak at 46\b") as caught:
+        wav = read_audio(path)
+    assert len(caught) == 1
+    assert wav.shape == loud.shape and np.abs(wav).max() == 1.0
+    assert np.corrcoef(wav, loud)[0, 1] == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(wav, loud / 46.0, rtol=1e-6)
+    # streamed (``gradw enhance``): the same samples, one warning, the peak found before any block
+    with pytest.warns(UserWarning, match="peak at 46") as caught:
+        blocks = list(stream_audio(path, 16000, block_seconds=0.1))
+    assert len(caught) == 1
+    np.testing.assert_array_equal(np.concatenate(blocks), wav)
+    # at another rate: scaled, then resampled (as in range)
+    with pytest.warns(UserWarning, match="peak at 46"):
+        down = read_audio(path, 8000)
+    np.testing.assert_allclose(down, resample(loud / np.float32(46.0), 16000, 8000), atol=1e-6)
+
+
+def test_integer_pcm_is_read_as_stored(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    rng = np.random.default_rng(4)
+    pcm = rng.integers(-32768, 32768, 8000).astype(np.int16)
+    pcm[:2] = (-32768, 32767)  # full scale both ways
+    path = tmp_path / "pcm.wav"
+    sf.write(path, pcm, 16000, subtype="PCM_16")
+    np.testing.assert_array_equal(read_audio(path), pcm.astype(np.float32) / 32768)
+    np.testing.assert_array_equal(np.concatenate(list(stream_audio(path, block_seconds=0.1))), pcm / 32768)
+    assert not [w for w in recwarn if "pcm.wav" in str(w.message)]
+
+
+def _cut(path: Path, keep: float) -> Path:
+    data = path.read_bytes()
+    cut = path.with_name("cut-" + path.name)
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_a_truncated_wav_is_refused_naming_both_counts(tmp_path: Path, subtype: str) -> None:
+    path = tmp_path / "whole.wav"
+    sf.write(path, sine(440, 16000, 2.0), 16000, subtype=subtype)
+    cut = _cut(path, 0.5)
+    holds = sf.info(str(cut)).frames  # libsndfile quietly reads what is left...
+    assert 0 < holds < 16000
+    message = rf"cut-whole\.wav: truncated: its header promises 32000 samples, the file holds {holds}$"
+    with pytest.raises(AudioError, match=message):  # ...gradw refuses it
+        read_audio(cut)
+    with pytest.raises(AudioError, match=message):
+        list(stream_audio(cut))
+    with pytest.raises(AudioError, match=message):
+        audio_info(cut)  # data directories are checked with it
+    assert audio_info(path) == (16000, 32000, 1)  # the whole file is fine
+
+
+def test_a_wav_with_chunks_before_its_data_and_an_unknown_length_is_read(tmp_path: Path) -> None:
+    import struct
+
+    samples = (0.25 * np.sin(np.arange(1000) / 5)).astype(np.float32)
+    pcm = (samples * 32768).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    junk = b"LIST" + struct.pack("<I", 5) + b"abcde\0"  # odd size: padded
+    for size in (len(pcm), 0xFFFFFFFF):  # exact, or a streaming writer's "length unknown"
+        body = (
+            b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + junk + b"data" + struct.pack("<I", size) + pcm
+        )
+        path = tmp_path / f"{size}.wav"
+        path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+        np.testing.assert_allclose(read_audio(path), samples, atol=1 / 32768)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + junk + b"data" + struct.pack("<I", 4000) + pcm
+    (tmp_path / "short.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(
+        AudioError, match=r"short\.wav: truncated: its header promises 2000 samples, the file holds 1000"
+    ):
+        read_audio(tmp_path / "short.wav")
+
+
+def test_a_truncated_flac_is_refused(tmp_path: Path) -> None:
+    """libsndfile reports the full length in a cut FLAC's header and fails when decoding reaches
+    the cut (whether or not the cut falls on a frame boundary); the error names both counts."""
+    path = tmp_path / "whole.flac"
+    rng = np.random.default_rng(5)
+    sf.write(path, (0.3 * rng.standard_normal(48000)).astype(np.float32), 16000, subtype="PCM_16")
+    data = path.read_bytes()
+    frame_start = data.index(b"\xff\xf8", data.index(b"\xff\xf8") + 2)  # the second FLAC frame
+    for keep, name in ((0.6, "mid.flac"), (frame_start / len(data), "edge.flac")):
+        cut = tmp_path / name
+        cut.write_bytes(data[: int(round(keep * len(data)))])
+        assert sf.info(str(cut)).frames == 48000  # the header still promises every sample
+        with pytest.raises(AudioError, match=rf"{name}: cannot decode audio after \d+ of the 48000 samples"):
+            read_audio(cut)
+        with pytest.raises(AudioError, match=rf"{name}: cannot decode audio after \d+ of the 48000 samples"):
+            list(stream_audio(cut, block_seconds=0.25))

@@ -498,7 +498,9 @@ def test_clean_enrolment_changes_only_the_enrolment_side(cheap, toy_corpus: Path
         assert got[system, "clean"].metrics == base[system, "clean"]["metrics"]
         spec = "noisy" if system == "noisy" else f"gradw:{ckpt}"
         scorer_id = scorer_identity("resnet-tiny", "random", None, seed=0)
-        identity = load_system(parse_system(spec), scorer, scorer_id, torch.device("cpu")).identity
+        identity = load_system(
+            parse_system(spec), scorer, scorer_id, torch.device("cpu"), config.window_seconds
+        ).identity
         clean = _embeddings(config, spec, "clean", identity)
         for condition in ("noise_0", "babble_0"):
             noisy = _embeddings(config, spec, condition, identity)

@@ -21,6 +21,7 @@ from gradw.evaluation.systems import (
     load_system,
     parse_system,
     parse_systems,
+    window_bounds,
 )
 from gradw.models.loading import load_speaker_network
 from gradw.models.unet import MaskUNet
@@ -254,3 +255,64 @@ def test_batched_embeddings_equal_one_at_a_time(scorer, wav: np.ndarray, ckpt: P
         assert np.abs(batched[0] - batched[1]).max() > 1e-2  # the items did not leak into each other
     with pytest.raises(ValueError, match=r"embed_batch expects \(B, N\)"):
         system.embed_batch(wavs[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# long utterances: embedded by windows
+
+
+def test_window_bounds_are_the_fewest_equal_windows():
+    assert window_bounds(40000, None) == [(0, 40000)]
+    assert window_bounds(16000, 1.0) == [(0, 16000)]  # exactly one window: whole
+    assert window_bounds(16001, 1.0) == [(0, 8000), (8000, 16001)]  # never a scrap of one sample
+    assert window_bounds(40000, 1.0) == [(0, 13333), (13333, 26666), (26666, 40000)]
+    assert window_bounds(30 * 60 * 16000, 60.0) == [(i * 960000, (i + 1) * 960000) for i in range(30)]
+
+
+def _long(wav: np.ndarray, n: int) -> np.ndarray:
+    return np.resize(wav, n).astype(np.float32)  # the utterance repeated: speech in every window
+
+
+def test_an_utterance_within_the_window_gives_the_embedding_it_always_had(
+    scorer, wav: np.ndarray, ckpt: Path
+):
+    assert len(wav) < 60 * 16000
+    for spec in ("noisy", f"g:{ckpt}", f"g:{ckpt}@fuse"):
+        whole = load_system(parse_system(spec), scorer, "s", CPU)
+        assert whole.window_seconds is None
+        for window in (60.0, len(wav) / 16000):
+            windowed = load_system(parse_system(spec), scorer, "s", CPU, window_seconds=window)
+            np.testing.assert_array_equal(windowed.embed(wav), whole.embed(wav))
+            np.testing.assert_array_equal(
+                windowed.embed_batch(np.stack([wav, wav[::-1]])),
+                whole.embed_batch(np.stack([wav, wav[::-1]])),
+            )
+
+
+@pytest.mark.parametrize("kind", ["noisy", "g", "g@fuse", "rnnoise"])
+def test_a_long_utterance_is_the_weighted_mean_of_its_windows(scorer, wav: np.ndarray, ckpt: Path, kind: str):
+    spec = {"noisy": "noisy", "g": f"g:{ckpt}", "g@fuse": f"g:{ckpt}@fuse", "rnnoise": "rnnoise"}[kind]
+    long = _long(wav, 40000)  # 2.5 s in windows of 1 s: three windows of 0.83 s
+    whole = load_system(parse_system(spec), scorer, "s", CPU)
+    windowed = load_system(parse_system(spec), scorer, "s", CPU, window_seconds=1.0)
+    pieces = [long[:13333], long[13333:26666], long[26666:]]  # written out: not window_bounds
+    embeddings = [whole.embed(p).astype(np.float64) for p in pieces]  # each window alone, whole
+    mean = sum(len(p) * e for p, e in zip(pieces, embeddings, strict=True)) / len(long)
+    expected = mean / np.linalg.norm(mean)
+    got = windowed.embed(long)
+    assert got.dtype == np.float32 and np.linalg.norm(got) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert np.abs(whole.embed(long) - got).max() > 1e-4  # whole and windowed differ: the test tells
+    # a batch of long utterances: each item is its own windows' mean
+    other = _long(wav[::-1], 40000)
+    batched = windowed.embed_batch(np.stack([long, other]))
+    np.testing.assert_allclose(batched, np.stack([got, windowed.embed(other)]), atol=2e-6)
+
+
+def test_the_window_is_part_of_the_identity(scorer, ckpt: Path):
+    def identity(spec: str, window: float | None) -> str:
+        return load_system(parse_system(spec), scorer, "s", CPU, window_seconds=window).identity
+
+    for spec in ("noisy", f"g:{ckpt}", "rnnoise"):
+        assert len({identity(spec, None), identity(spec, 60.0), identity(spec, 30.0)}) == 3
+        assert identity(spec, 60.0) == identity(spec, 60)

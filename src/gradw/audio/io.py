@@ -3,11 +3,26 @@
 Waveforms are numpy ``float32`` arrays. Mono audio is ``(N,)``; multi-channel arrays handed to
 :func:`write_audio` or :func:`resample` are ``(N, C)`` (frames by channels, soundfile's layout).
 Every error about a file is an :class:`AudioError` whose message names the file.
+
+Nothing is clipped on reading. Integer PCM is scaled to [-1, 1) by libsndfile and taken as it is.
+A file that stores floating-point samples (32/64-bit float WAV, or a lossy codec that decodes to
+floats) may hold any level: when its (downmixed) samples peak above 1, the waveform is scaled down
+so that its peak is 1, with a warning naming the file and the peak. The shape of the signal is
+kept (one factor for the whole file), which is all that matters downstream: the speaker
+networks' features are mean-normalised (a level is a constant offset of the log-mel), and noise
+is mixed at an SNR (rescaled to the speech whatever its level). Writing 16-bit PCM clips to
+[-1, 1], with a warning saying how many samples were clipped.
+
+A file that holds fewer samples than its header promises (a WAV cut short in a copy, a FLAC
+whose decoding breaks off) is an error, naming the file and both counts: it is not processed as
+if it were whole.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +51,17 @@ RESAMPLE_QUALITY = "HQ"
 #: file suffix -> (libsndfile format, subtype) used by :func:`write_audio`.
 WRITE_FORMATS: dict[str, tuple[str, str]] = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
 _MAX_WRITE_CHANNELS = 32
+#: libsndfile subtypes that decode to floats with no bound (any other decodes into [-1, 1))
+_FLOAT_SUBTYPES = frozenset(
+    {"FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"}
+)
+#: lossy codecs, whose frame count in the header may be an estimate
+_LOSSY_SUBTYPES = frozenset({"VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"})
+#: WAV format tags whose data chunk holds ``block_align`` bytes per frame: PCM, IEEE float,
+#: A-law, mu-law, extensible
+_WAV_FRAME_TAGS = frozenset({0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE})
+#: a WAV data size at least this large is a "length unknown" placeholder of a streaming writer
+_WAV_UNKNOWN_SIZE = 0x7FFF0000
 
 
 class AudioError(GradwError, ValueError):
@@ -64,6 +90,39 @@ def _check_exists(path: Path) -> None:
         raise AudioError(path, "not a regular file")
 
 
+def _wav_promised_frames(path: Path) -> int | None:
+    """The frames a RIFF WAV header's data chunk promises; None for another format, an encoding
+    whose frames are not ``block_align`` bytes, or a streaming writer's "unknown" size."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            order = "<" if head[:4] == b"RIFF" else ">"
+            tag = block_align = None
+            while len(chunk := handle.read(8)) == 8:
+                name, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+                if name == b"data":
+                    if tag not in _WAV_FRAME_TAGS or not block_align or size >= _WAV_UNKNOWN_SIZE:
+                        return None
+                    return size // block_align
+                if name == b"fmt " and size >= 14:
+                    tag, _, _, _, block_align = struct.unpack(order + "HHIIH", handle.read(14))
+                    size -= 14
+                handle.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def _check_complete(path: Path, frames: int) -> None:
+    """Refuse a WAV whose data chunk promises more frames than the file holds (libsndfile
+    quietly reads what is there: ``frames``)."""
+    promised = _wav_promised_frames(path)
+    if promised is not None and promised > frames:
+        raise AudioError(path, f"truncated: its header promises {promised} samples, the file holds {frames}")
+
+
 def audio_info(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """Read only the header of an audio file.
 
@@ -71,7 +130,8 @@ def audio_info(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         ``(sample_rate, num_frames, channels)``; ``num_frames`` counts samples per channel.
 
     Raises:
-        AudioError: the file is missing or libsndfile cannot parse it.
+        AudioError: the file is missing, libsndfile cannot parse it, or it is a WAV file that
+            holds fewer samples than its header promises (truncated).
     """
     p = Path(path)
     _check_exists(p)
@@ -79,6 +139,7 @@ def audio_info(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         info = sf.info(os.fspath(p))
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioError(p, f"cannot read audio header ({err})") from err
+    _check_complete(p, int(info.frames))
     return int(info.samplerate), int(info.frames), int(info.channels)
 
 
@@ -88,8 +149,9 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
     Handling:
 
     * any format libsndfile reads (WAV, FLAC, OGG/Vorbis, OGG/Opus, ...). Integer PCM is scaled
-      to [-1, 1) by libsndfile; floating-point files are returned as stored (not clipped or
-      rescaled, so they may exceed [-1, 1] if the file does);
+      to [-1, 1) by libsndfile; floating-point samples are taken as stored unless the (downmixed)
+      waveform peaks above 1: then it is divided by its peak (never clipped), with a warning
+      naming the file and the peak (see the module docstring);
     * several channels are downmixed by averaging them;
     * a different file rate is resampled with soxr (quality ``"HQ"``); the output length is
       ``round(N * sample_rate / file_rate)`` and may overshoot [-1, 1] slightly near full scale.
@@ -103,7 +165,8 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.nda
 
     Raises:
         AudioError: (naming the file) when the file is missing, is not a regular file, cannot be
-            decoded (corrupt, empty or unknown format), holds no samples, or holds NaN/Inf.
+            decoded (corrupt, empty or unknown format), holds no samples, holds NaN/Inf, or holds
+            fewer samples than its header promises (truncated).
         ValueError: when ``sample_rate`` is not a positive integer.
     """
     target = _check_rate(sample_rate, "sample_rate")
@@ -119,9 +182,10 @@ def stream_audio(
 ) -> Iterator[np.ndarray]:
     """Read an audio file block by block: what :func:`read_audio` returns, in consecutive pieces.
 
-    The same handling (downmix by averaging, soxr ``"HQ"`` resampling, streamed so that the
-    samples equal the one-shot resampling), with memory bounded by one block, whatever the
-    length of the file.
+    The same handling (downmix by averaging, a floating-point file peaking above 1 divided by its
+    peak, soxr ``"HQ"`` resampling, streamed so that the samples equal the one-shot
+    resampling), with memory bounded by one block, whatever the length of the file. A file of
+    floating-point samples is decoded twice when streamed: once for its peak, once for the blocks.
 
     Args:
         path: the audio file.
@@ -132,8 +196,9 @@ def stream_audio(
         (N_i,) float32 mono blocks at ``sample_rate`` (some may be empty while a resampler fills).
 
     Raises:
-        AudioError: as :func:`read_audio` (raised when the problem is reached: a NaN in the last
-            block is reported after the earlier blocks were yielded).
+        AudioError: as :func:`read_audio` (raised when the problem is reached: a FLAC file whose
+            decoding breaks off is reported after the blocks before the break were yielded; a
+            NaN in a floating-point file is found by the first pass, before any block).
         ValueError: when ``sample_rate`` is not a positive integer.
     """
     target = _check_rate(sample_rate, "sample_rate")
@@ -144,35 +209,73 @@ def stream_audio(
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioError(p, f"cannot decode audio ({err})") from err
     with handle:
+        _check_complete(p, int(handle.frames))
         rate = int(handle.samplerate)
+        size = -1 if block_seconds is None else max(1, int(block_seconds * rate))  # -1: all that is left
+        source: Iterable[np.ndarray] = _mono_blocks(p, handle, size)
+        peak = 0.0  # integer PCM cannot exceed 1: no need to know its peak
+        if block_seconds is None:  # one block: its peak is known before it is yielded
+            source = list(source)
+            peak = max((float(np.abs(b).max()) for b in source), default=0.0)
+        elif handle.subtype in _FLOAT_SUBTYPES:
+            peak = max((float(np.abs(b).max()) for b in _mono_blocks(p, handle, size)), default=0.0)
+            handle.seek(0)
+        if peak > 1.0:
+            warnings.warn(
+                f"{p}: floating-point samples peak at {peak:.4g}, beyond full scale (1); "
+                f"read divided by {peak:.4g} so that they peak at 1 (not clipped)",
+                stacklevel=2,
+            )
         stream = (
             None
             if rate == target
             else soxr.ResampleStream(rate, target, 1, dtype="float32", quality=RESAMPLE_QUALITY)
         )
-        size = -1 if block_seconds is None else max(1, int(block_seconds * rate))  # -1: all that is left
-        total = 0
         pending: np.ndarray | None = None  # one block of look-ahead, to tell the resampler the last
-        while True:
-            try:
-                data = handle.read(size, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError, OSError) as err:
-                raise AudioError(p, f"cannot decode audio ({err})") from err
-            last = data.shape[0] == 0
-            if not last:
-                if data.shape[1] == 0:
-                    raise AudioError(p, "file holds no audio samples (zero length)")
-                if not np.isfinite(data).all():
-                    raise AudioError(p, "file holds non-finite samples (NaN or Inf)")
-                total += data.shape[0]
+        for block in _then_none(source):
             if pending is not None:
-                out = pending if stream is None else stream.resample_chunk(pending, last=last)
+                if peak > 1.0:
+                    pending = pending / np.float32(peak)  # x / peak <= 1 exactly in float32
+                out = pending if stream is None else stream.resample_chunk(pending, last=block is None)
                 yield np.ascontiguousarray(out, dtype=np.float32)
-            if last:
-                break
-            pending = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-        if total == 0:
-            raise AudioError(p, "file holds no audio samples (zero length)")
+            pending = block
+
+
+def _then_none(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
+    yield from blocks
+    yield None
+
+
+def _mono_blocks(path: Path, handle: sf.SoundFile, size: int) -> Iterator[np.ndarray]:
+    """Decode an open file from its current position: validated (N_i,) float32 mono blocks at the
+    file's rate, downmixed by averaging; ``size`` frames per read (-1: all that is left).
+
+    Raises:
+        AudioError: undecodable, no samples, non-finite samples, or fewer samples than the header
+            promises (naming both counts).
+    """
+    promised = int(handle.frames)
+    total = 0
+    while True:
+        try:
+            data = handle.read(size, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, OSError) as err:
+            where = (
+                f" after {total} of the {promised} samples its header promises" if total < promised else ""
+            )
+            raise AudioError(path, f"cannot decode audio{where} ({err})") from err
+        if data.shape[0] == 0:
+            break
+        if data.shape[1] == 0:
+            raise AudioError(path, "file holds no audio samples (zero length)")
+        if not np.isfinite(data).all():
+            raise AudioError(path, "file holds non-finite samples (NaN or Inf)")
+        total += data.shape[0]
+        yield data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if total == 0:
+        raise AudioError(path, "file holds no audio samples (zero length)")
+    if total < promised and handle.subtype not in _LOSSY_SUBTYPES:  # lossy: the count is an estimate
+        raise AudioError(path, f"truncated: its header promises {promised} samples, {total} could be read")
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -213,9 +316,10 @@ def write_audio(path: str | os.PathLike[str], wav: Any, sample_rate: int = 16000
     """Write a waveform as 16-bit PCM, atomically.
 
     The format follows the suffix: ``.wav`` (16-bit PCM WAV) or ``.flac`` (16-bit FLAC). Parent
-    directories are created. Samples are clipped to [-1, 1] before quantisation. The data go to a
-    hidden temporary file in the same directory, which is renamed over ``path`` only once it is
-    complete, so ``path`` is never left half-written and no temporary file remains on failure.
+    directories are created. Samples are clipped to [-1, 1] before quantisation, with a warning
+    that counts them (none is clipped silently). The data go to a hidden temporary file in the
+    same directory, which is renamed over ``path`` only once it is complete, so ``path`` is never
+    left half-written and no temporary file remains on failure.
 
     Args:
         path: the destination file.
@@ -255,7 +359,7 @@ def write_audio_blocks(path: str | os.PathLike[str], blocks: Iterable[Any], samp
         raise AudioError(p, f"unsupported suffix {p.suffix!r} for writing; use one of {valid}")
     handle: sf.SoundFile | None = None
     shape: tuple[int, ...] | None = None
-    total = 0
+    total = clipped = 0
     try:
         with atomic_path(p) as tmp:
             try:
@@ -289,6 +393,7 @@ def write_audio_blocks(path: str | os.PathLike[str], blocks: Iterable[Any], samp
                             subtype=fmt[1],
                             format=fmt[0],
                         )
+                    clipped += int(np.count_nonzero(np.abs(data) > 1.0))
                     handle.write(np.clip(data, -1.0, 1.0))
                     total += data.shape[0]
                 if total == 0:
@@ -296,6 +401,10 @@ def write_audio_blocks(path: str | os.PathLike[str], blocks: Iterable[Any], samp
             finally:
                 if handle is not None:
                     handle.close()
+        if clipped:
+            warnings.warn(
+                f"{p}: {clipped} sample(s) beyond [-1, 1] clipped to write 16-bit PCM", stacklevel=2
+            )
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioError(p, f"cannot write audio ({err})") from err
 

@@ -17,6 +17,7 @@ _PLAIN = (
     "test", "out", "augment", "rooms", "scorer", "scorer_checkpoint", "scorer_tap", "trials", "max_trials",
     "clean_enroll", "seed", "n_boot", "cache_dir", "threads", "batch_seconds", "save_every",
     "figure_format", "dpi",
+    "window_seconds",
 )  # fmt: skip
 
 
@@ -117,6 +118,13 @@ def register(sub: Any) -> None:
     ev.add_argument("--save-every", type=int, default=s, help="save progress every N utterances (200)")
     ev.add_argument("--figure-format", default=s, choices=FORMATS, help="the plots' format (png)")
     ev.add_argument("--dpi", type=dpi_value, default=s, help="resolution of PNG plots (110; 50-1200)")
+    ev.add_argument(
+        "--window-seconds",
+        type=float,
+        default=s,
+        help="embed a longer utterance as the mean of its windows' embeddings, bounding memory "
+        "(default 60; window_seconds=null embeds every utterance whole)",
+    )
     ev.add_argument("--out", default=s, help="output directory (required)")
     ev.add_argument("--quiet", action="store_true")
     ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. n_boot=200")

