@@ -83,11 +83,16 @@ class RunLock:
                 continue
             except OSError as exc:
                 raise RunLockError(f"{self.path}: cannot create the lock ({exc.strerror or exc})") from None
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps(record) + "\n")
             self._held = True
-            # the folder is this run's now: what a killed writer left half-written goes
-            remove_stale_temps(self.folder, recursive=True)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                # the folder is this run's now: what a killed writer left half-written goes
+                remove_stale_temps(self.folder, recursive=True)
+            except BaseException:  # an interrupt (SIGTERM, Ctrl-C) before the run began: no lock left
+                self.path.unlink(missing_ok=True)
+                self._held = False
+                raise
             return self
         raise RunLockError(f"{self.path}: another run took the lock at the same moment; try again")
 

@@ -115,7 +115,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(toy_corpus: Path, tmp_
     assert sum("validation: eer" in line for line in lines) == 1  # the tiny preset validates at step 6
     assert [line.split()[3] for line in progress] == ["3/6", "6/6"], full.stderr
     assert all(" loss " in line and ", left " in line for line in progress)
-    assert full.stdout.strip() == f"enhancer checkpoint: {tmp_path / 'full' / 'last.pt'}"
+    assert full.stdout.strip() == f"enhancer checkpoint: {tmp_path / 'full' / 'best.pt'}"  # selected
     _train_cli(toy_corpus, tmp_path / "split", "optim.steps=3", "checkpoint_every=3")
     _train_cli(toy_corpus, tmp_path / "split", "optim.steps=6", "checkpoint_every=3", resume=True)
     a = load_checkpoint(tmp_path / "full" / "last.pt")

@@ -225,6 +225,7 @@ def _stage2_config(corpus: Path, out: Path, checkpoint: Path, train: str = "trai
         "optim.batch_size=2",
         "tensorboard=false",
         "threads=1",
+        "validation.every=0",
     ]
     return load_config(TrainConfig, "tiny", overrides, section="train")
 
