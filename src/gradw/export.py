@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from gradw.audio.frontends import MASK_EPS
 from gradw.errors import GradwError
-from gradw.fileio import atomic_path
+from gradw.fileio import atomic_path, blocking_file
 from gradw.version import __version__
 
 __all__ = [
@@ -121,8 +121,9 @@ def speaker_path(output: str | Path) -> Path:
 
 
 def check_outputs(checkpoint: str | Path, output: str | Path, what: str) -> list[Path]:
-    """The files an export writes, checked before any work: each ends in ``.onnx`` and none is the
-    checkpoint it reads (an export never overwrites its input).
+    """The files an export writes, checked before any work: each ends in ``.onnx``, none is the
+    checkpoint it reads (an export never overwrites its input) or a folder, and none lies under a
+    file.
 
     Raises:
         ExportError: naming the offending path.
@@ -134,6 +135,11 @@ def check_outputs(checkpoint: str | Path, output: str | Path, what: str) -> list
             raise ExportError(f"{path}: an ONNX model is written to a file ending in .onnx")
         if path.resolve() == source:
             raise ExportError(f"{path} is the checkpoint being exported: choose another output")
+        if path.is_dir():
+            raise ExportError(f"{path} is a folder: name the .onnx file to write")
+        blocker = blocking_file(path.parent)
+        if blocker is not None:
+            raise ExportError(f"{path}: {blocker} exists and is not a folder")
     return files
 
 

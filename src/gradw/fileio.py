@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write", "pid_alive", "remove_stale_temps", "temp_path"]
+__all__ = ["atomic_path", "atomic_write", "blocking_file", "pid_alive", "remove_stale_temps", "temp_path"]
 
 #: ``.{name}.{pid}.{uuid}.tmp``: the pid of the writer and 32 hex digits
 _TEMP_NAME = re.compile(r"^\..*\.(?P<pid>[0-9]+)\.[0-9a-f]{32}\.tmp$", re.DOTALL)
@@ -106,6 +106,14 @@ def atomic_write(
             with open(tmp, "w", encoding=encoding, newline=newline) as handle:
                 handle.write(data)
     return path
+
+
+def blocking_file(folder: str | os.PathLike[str]) -> Path | None:
+    """What keeps ``folder`` from being (or becoming) a folder: the folder itself, or the nearest of
+    its parents that exists, when that is not a folder; None when nothing does."""
+    folder = Path(folder).absolute()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
 
 
 def pid_alive(pid: int) -> bool:

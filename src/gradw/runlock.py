@@ -6,15 +6,14 @@ owner's pid, host, start time and command line. A second run into the same folde
 a line naming the first. A lock left by a process that no longer runs on this host (killed with
 ``kill -9``, a power cut) is taken over with a message; a lock from another host cannot be checked
 and is refused, naming the file to remove once that run is known to be gone. The lock is removed
-when the run ends, whether it succeeded or failed; a folder the lock created and that is empty then
-is removed as well, so a run refused before its first write leaves nothing behind. Taking the lock
-removes the temporary files that writers killed in an earlier run left in the folder
-(:func:`gradw.fileio.remove_stale_temps`).
+when the run ends, whether it succeeded or failed; the folders the lock created (the run folder and
+any missing parent) that are empty then are removed as well, so a run refused before its first
+write leaves nothing behind. Taking the lock removes the temporary files that writers killed in an
+earlier run left in the folder (:func:`gradw.fileio.remove_stale_temps`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -45,7 +44,7 @@ class RunLock:
         self.folder = Path(folder)
         self.what = what
         self.path = self.folder / LOCK_NAME
-        self._created_folder = False
+        self._created: list[Path] = []  # the folders acquire() made, deepest first
         self._held = False
 
     def _owner(self) -> dict:
@@ -58,9 +57,10 @@ class RunLock:
     def acquire(self) -> RunLock:
         """Take the lock, or raise :class:`RunLockError` naming the run that holds it."""
         if not self.folder.exists():
+            missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
             try:
                 self.folder.mkdir(parents=True)
-                self._created_folder = True
+                self._created = missing
             except FileExistsError:
                 pass
             except OSError as exc:
@@ -121,16 +121,19 @@ class RunLock:
         )
 
     def release(self) -> None:
-        """Remove the lock if this process holds it (and the folder, if the lock made it and it
-        is empty)."""
+        """Remove the lock if this process holds it (and the folders the lock made, those that
+        are empty)."""
         if not self._held:
             return
         if self._owner().get("pid") == os.getpid():
             self.path.unlink(missing_ok=True)
         self._held = False
-        if self._created_folder:
-            with contextlib.suppress(OSError):
-                self.folder.rmdir()  # only when empty
+        for folder in self._created:  # deepest first: a parent empties when its child goes
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+        self._created = []
 
     def __enter__(self) -> RunLock:
         return self.acquire()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 
 def open_fraction(text: str) -> float:
@@ -30,6 +31,47 @@ def dpi_value(text: str) -> int:
     if not 50 <= value <= 1200:
         raise argparse.ArgumentTypeError(f"must be in [50, 1200]: {text}")
     return value
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+
+    def value(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}: {text}")
+        return number
+
+    return value
+
+
+#: the torch device types --device takes
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def device_value(text: str) -> str:
+    """An argparse type: a torch device that this machine has (``cpu``, ``cuda``, ``cuda:1``,
+    ``mps``), checked before any work (torch is imported only when the option is given)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise argparse.ArgumentTypeError(f"not a device: {text!r} (use {', '.join(DEVICE_TYPES)} or cuda:N)")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text}: no CUDA device is available here; use cpu")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: no MPS device is available here; use cpu")
+    return text
 
 
 def add_config_args(parser: argparse.ArgumentParser, resume: bool = True) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gradw.cli.common import int_at_least
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from gradw.demo import run_demo
@@ -19,7 +21,7 @@ def register(sub: Any) -> None:
         "--preset", default="demo", help="tiny, demo or full (or a YAML file with a demo section)"
     )
     demo.add_argument(
-        "--processes", type=int, default=None, help="evaluation processes (default: the preset's)"
+        "--processes", type=int_at_least(1), default=None, help="evaluation processes (default: the preset's)"
     )
     demo.add_argument("--quiet", action="store_true")
     demo.add_argument(

@@ -32,6 +32,12 @@ def _snr_values(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
 
 
+def _snrs_text(text: str) -> str:
+    """An argparse type: ``--snrs`` as given, once it is known to parse (a bad list is a usage error)."""
+    _snr_values(text)
+    return text
+
+
 def evaluation_config(args: argparse.Namespace) -> Any:
     """The :class:`~gradw.config.EvaluationConfig` that the preset, flags and overrides describe."""
     from gradw.config import ROOT_KEY, ConfigError, EvaluationConfig, apply_overrides, from_dict, load_section
@@ -89,7 +95,10 @@ def register(sub: Any) -> None:
         "--systems", default=s, help="comma-separated: noisy, NAME:CHECKPOINT, rnnoise, ... (default noisy)"
     )
     ev.add_argument(
-        "--snrs", default=s, help="SNRs in dB, 'clean' adds clean (default clean,20,15,10,5,0,-5,-10,-15,-20)"
+        "--snrs",
+        type=_snrs_text,
+        default=s,
+        help="SNRs in dB, 'clean' adds clean (default clean,20,15,10,5,0,-5,-10,-15,-20)",
     )
     ev.add_argument("--categories", default=s, help="default noise,music,babble; empty for clean only")
     ev.add_argument("--clean", action="store_true", default=s, help="also evaluate clean speech")

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gradw.cli.common import device_value, int_at_least
+
 HELP = "score pairs of audio files (same speaker?), optionally through a trained G"
 DESCRIPTION = (
     "Score pairs of recordings: ENROLL TEST [ENROLL TEST ...] on the command line, or a trial list "
@@ -82,16 +84,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"gradw: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     calibrated = verifier.calibration is not None
+    note = None  # printed once the first pair is scored, so that an unreadable file is the only line
     if threshold is not None and not args.quiet:
         source = (
             f" (calibrated: LLR >= 0; fitted on {verifier.calibration.fitted_on})"  # type: ignore[union-attr]
             if calibrated and args.threshold is None
             else ""
         )
-        print(f"threshold: {threshold:.6f}, accept when score >= threshold{source}", file=sys.stderr)
+        note = f"threshold: {threshold:.6f}, accept when score >= threshold{source}"
     labelled = any(label is not None for _e, _t, label in pairs)
     scored = verifier.verify_pairs([(e, t) for e, t, _label in pairs], threshold)
     for (enroll, test, label), (score, decision) in zip(pairs, scored, strict=True):
+        if note is not None:
+            print(note, file=sys.stderr)
+            note = None
         fields = [str(enroll), str(test), f"{score:.6f}"]
         if calibrated:
             fields.append(f"{verifier.llr(score):.4f}")
@@ -137,8 +143,10 @@ def register(sub: Any) -> argparse.ArgumentParser:
         metavar="T",
         help="accept when score >= T; T is a number or a score file of gradw evaluate (its EER threshold)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
+    parser.add_argument("--device", type=device_value, default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--threads", type=int_at_least(0), default=0, help="torch intra-op threads (0: default)"
+    )
     parser.add_argument("--quiet", action="store_true", help="print the scores only")
     parser.set_defaults(func=cmd_verify)
     return parser

@@ -66,7 +66,7 @@ class Condition:
             raise ValueError("the clean condition has no SNR")
         if self.category != "clean":
             if self.snr_db is None or not math.isfinite(float(self.snr_db)):
-                raise ValueError(f"condition {self.category!r} needs a finite SNR")
+                raise ValueError(f"condition {self.category!r} needs a finite SNR, got {self.snr_db!r}")
             object.__setattr__(self, "snr_db", float(self.snr_db))
 
     @property

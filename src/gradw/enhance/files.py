@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gradw.audio.io import WRITE_FORMATS
 from gradw.enhance.enhancer import EnhanceError, Enhancer
-from gradw.fileio import remove_stale_temps
+from gradw.fileio import blocking_file, remove_stale_temps
 
 #: Suffixes picked up when a directory is scanned (case-insensitive); files named explicitly are
 #: always attempted, whatever their suffix.
@@ -75,6 +75,13 @@ def names_a_file(output: str | Path) -> bool:
     return path.suffix.lower() in AUDIO_SUFFIXES and not path.is_dir()
 
 
+def _check_folder(out: Path, folder: Path) -> None:
+    """Refuse an output whose folder cannot exist (:func:`gradw.fileio.blocking_file`)."""
+    blocker = blocking_file(folder)
+    if blocker is not None:
+        raise EnhanceError(f"the output {out}: {blocker} exists and is not a folder")
+
+
 def _single_file_job(
     inputs: Sequence[str | Path], out: Path
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
@@ -90,6 +97,7 @@ def _single_file_job(
         raise EnhanceError(
             f"the output {out}: cannot write {out.suffix} files; use one of {', '.join(WRITE_FORMATS)}"
         )
+    _check_folder(out, out.parent)
     source = paths[0]
     if not source.exists():
         return [], [(source, "no such file or directory")]
@@ -115,11 +123,13 @@ def collect_inputs(
 
     Raises:
         EnhanceError: two inputs map onto the same output, an output would overwrite an input,
-            or a file output with several inputs, a folder input, or a suffix gradw does not write.
+            an output folder that is (or lies under) a file, or a file output with several
+            inputs, a folder input, or a suffix gradw does not write.
     """
     out = Path(out_dir)
     if names_a_file(out):
         return _single_file_job(inputs, out)
+    _check_folder(out, out)
     out_resolved = out.resolve()
     jobs: list[tuple[Path, Path]] = []
     missing: list[tuple[Path, str]] = []
@@ -170,7 +180,7 @@ def enhance_files(
 
     jobs, missing = collect_inputs(inputs, out_dir)
     if not jobs and not missing:
-        raise EnhanceError("no audio files found in the inputs")
+        raise EnhanceError(f"no audio files found in {', '.join(str(item) for item in inputs)}")
     for folder in sorted({dst.parent for _, dst in jobs}):  # what a killed earlier run left half-written
         remove_stale_temps(folder)
     report = EnhanceReport(failed=list(missing))

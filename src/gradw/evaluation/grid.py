@@ -57,7 +57,7 @@ from gradw.evaluation.report.document import write_report
 from gradw.evaluation.results import Row, write_results
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
 from gradw.evaluation.systems import System, augment_overlap, embed_many, load_system, parse_systems
-from gradw.fileio import atomic_path, atomic_write
+from gradw.fileio import atomic_path, atomic_write, blocking_file
 from gradw.models.loading import (
     RANDOM_WEIGHTS,
     RESNET_PRESETS,
@@ -283,6 +283,10 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     started = time.time()
 
     # everything that can be wrong is checked before any work starts (and before OUT is created)
+    cache = Path(config.cache_dir) if config.cache_dir else out / "cache"
+    blocker = blocking_file(cache)
+    if blocker is not None:
+        raise ConfigError(f"evaluate.cache_dir: {blocker} exists and is not a folder")
     test = SpeechDir.load(config.test)
     trials = select_trials(load_trials(test, config.trials), config.max_trials, config.seed)
     needed = sorted({u for t in trials for u in (t.enroll, t.test)})
@@ -333,7 +337,7 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
         dist.barrier()
         manifest = Manifest.load(out / "manifest.json")
     loader = augment_loader(augment, AudioCache()) if augment is not None else None
-    store = EmbeddingStore(Path(config.cache_dir) if config.cache_dir else out / "cache")
+    store = EmbeddingStore(cache)
 
     assert manifest is not None and digests is not None
     # each condition's hash once, for every system

@@ -358,8 +358,16 @@ def load_adapted(
     path = Path(path)
     state = load_checkpoint(path, kind="adapted")
     model_config = state["model_config"]
-    speaker = dict(model_config["speaker"])
-    spec = AdapterSpec.from_dict(model_config["adapter"])
+    try:  # the base network's record (a name at least) and the adapter spec
+        speaker = dict(model_config["speaker"])
+        spec = AdapterSpec.from_dict(model_config["adapter"])
+        problem = None if isinstance(speaker.get("name"), str) else "no speaker network name"
+    except (KeyError, TypeError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        raise CheckpointError(
+            f"{path}: its model_config does not describe an adapted speaker network ({problem})"
+        )
     try:
         student = load_speaker_network(
             speaker["name"], checkpoint=speaker.get("checkpoint"), tap=speaker.get("tap")

@@ -292,6 +292,7 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
         else []
     )
 
+    validator = StudentValidator.from_config(config, teacher, info.device)  # its data checked here too
     out = Path(config.out_dir)
     last = open_run(out, config, resume, info)
     model, optimizer, start_step = start_training(
@@ -327,7 +328,6 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     logger = RunLogger(
         out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="adapt E"
     )
-    validator = StudentValidator.from_config(config, teacher, info.device)
     params = trainable_parameters(student)
     best = math.inf
     step = start_step

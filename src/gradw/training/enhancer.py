@@ -25,10 +25,16 @@ from gradw.audio.frontends import frontend_name
 from gradw.checkpoint import save_checkpoint
 from gradw.config import RANDOM_WEIGHTS, ConfigError, TrainConfig, check_config, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
-from gradw.fileio import atomic_path, atomic_write
-from gradw.losses.objective import EnhancementObjective, NonFiniteLossError, ObjectiveResult
+from gradw.fileio import atomic_path, atomic_write, blocking_file
+from gradw.losses.objective import (
+    OBJECTIVE_SCHEMES,
+    EnhancementObjective,
+    NonFiniteLossError,
+    ObjectiveResult,
+)
 from gradw.losses.pcgrad import CONFLICT_MODES, combine_gradients
-from gradw.models.loading import RESNET_PRESETS, load_speaker_network
+from gradw.losses.weights import check_weight_options
+from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
 from gradw.models.speaker import CosineHead, SpeakerNetwork
 from gradw.models.unet import MaskUNet
 from gradw.training.distributed import (
@@ -123,10 +129,26 @@ def attach_centroid_head(
     speaker.head = head
 
 
-def prepare_speaker(config: TrainConfig, speech: SpeechDir, info: DistInfo) -> SpeakerNetwork:
-    """E, frozen, on the device, with a head indexed like the training speakers."""
+def load_fixed_speaker(config: TrainConfig) -> SpeakerNetwork:
+    """E as ``config.speaker`` names it (no head attached yet).
+
+    Raises:
+        ConfigError: an unknown tap, or an unreadable or unfitting checkpoint (naming it).
+    """
     cfg = config.speaker
-    speaker = load_speaker_network(cfg.name, checkpoint=cfg.checkpoint, tap=cfg.tap).to(info.device)
+    try:
+        return load_speaker_network(cfg.name, checkpoint=cfg.checkpoint, tap=cfg.tap)
+    except ValueError as exc:  # CheckpointError included
+        raise ConfigError(f"speaker: {exc}") from None
+
+
+def prepare_speaker(
+    config: TrainConfig, speech: SpeechDir, info: DistInfo, speaker: SpeakerNetwork | None = None
+) -> SpeakerNetwork:
+    """E, frozen, on the device, with a head indexed like the training speakers (``speaker``: E
+    already loaded by :func:`load_fixed_speaker`)."""
+    cfg = config.speaker
+    speaker = (speaker if speaker is not None else load_fixed_speaker(config)).to(info.device)
     speakers = speech.speakers
     recorded = getattr(speaker, "speakers", None)
     if speaker.head is None or recorded is None or list(recorded[: len(speakers)]) != speakers:
@@ -241,9 +263,28 @@ def backward(
 
 def check_loss_config(config: TrainConfig) -> None:
     """Refuse a config that cannot work, naming the key (before any work): every value's range
-    (:func:`gradw.config.check_config`), loss options that cannot work together, and a ResNet E
-    without weights."""
+    (:func:`gradw.config.check_config`), an unknown loss scheme or speaker network, a cache_dir
+    that cannot be a folder, loss options that cannot work together, and a ResNet E without
+    weights."""
     check_config(config)
+    if config.loss.scheme not in OBJECTIVE_SCHEMES:
+        raise ConfigError(
+            f"loss.scheme: unknown scheme {config.loss.scheme!r} "
+            f"(expected one of {', '.join(OBJECTIVE_SCHEMES)})"
+        )
+    try:
+        scheme = "equal" if config.loss.scheme == "spectral" else config.loss.scheme
+        check_weight_options(scheme, config.loss.temperature, config.loss.clip)
+    except ValueError as exc:
+        raise ConfigError(f"loss: {exc}") from None
+    blocker = blocking_file(config.cache_dir) if config.cache_dir else None
+    if blocker is not None:
+        raise ConfigError(f"cache_dir: {blocker} exists and is not a folder")
+    if config.speaker.name not in SPEAKER_NETWORKS:
+        raise ConfigError(
+            f"speaker.name: unknown speaker network {config.speaker.name!r} "
+            f"(choose from {', '.join(SPEAKER_NETWORKS)})"
+        )
     if config.speaker.name in RESNET_PRESETS and not config.speaker.checkpoint:
         raise ConfigError(
             f"speaker.checkpoint: {config.speaker.name} has no weights of its own: give its checkpoint "
@@ -284,9 +325,13 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     if config.data.max_speakers is not None:
         speech = speech.spread_speakers(config.data.max_speakers)
     augment = AugmentDir.load(config.data.augment)
+    # E, then the validation data (the same E object, which prepare_speaker gives its head), are
+    # checked before the run folder exists too: a bad name, tap, checkpoint or list leaves nothing
+    network = load_fixed_speaker(config).to(info.device)
+    validator = Validator.from_config(config, network, info.device)
     out = Path(config.out_dir)
     last = open_run(out, config, resume, info)
-    speaker = prepare_speaker(config, speech, info)
+    speaker = prepare_speaker(config, speech, info, network)
     # G's initial weights depend on the seed alone, not on what preparing E consumed (a cached or a
     # freshly computed head draws different amounts of randomness)
     seed_everything(config.seed)
@@ -323,7 +368,6 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     logger = RunLogger(
         out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="train G"
     )
-    validator = Validator.from_config(config, speaker, info.device)
     best = math.inf
     step = start_step
     try:

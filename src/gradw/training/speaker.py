@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from gradw.checkpoint import save_checkpoint
-from gradw.config import SpeakerTrainConfig, check_config, to_dict
+from gradw.config import ConfigError, SpeakerTrainConfig, check_config, to_dict
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.fileio import atomic_write
 from gradw.models.loading import build_resnet
@@ -95,8 +95,7 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
 
     set_threads(config.threads)
     seed_everything(config.seed)
-    out = Path(config.out_dir)
-    last = open_run(out, config, resume, info)
+    # the data and the network are checked before the run folder exists: bad input leaves nothing
     speech = SpeechDir.load(config.train)
     augment = AugmentDir.load(config.augment) if config.augment else None
     speeds = SPEEDS if config.speed_perturb else (1.0,)
@@ -111,7 +110,12 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
     )
     speakers = speech.speakers
     model_config = {**to_dict(config.model), "num_classes": dataset.num_classes, "scale": config.aam.scale}
-    model = build_resnet(model_config).to(info.device)
+    try:
+        model = build_resnet(model_config).to(info.device)
+    except ValueError as exc:  # an unknown front-end
+        raise ConfigError(f"model: {exc}") from None
+    out = Path(config.out_dir)
+    last = open_run(out, config, resume, info)
     model, optimizer, start_step = start_training(model, config.optim.lr, last, "speaker", resume, info)
 
     steps = config.optim.steps
