@@ -500,6 +500,7 @@ def stage_plan(args: argparse.Namespace, paths: dict[str, Path], stage: Stage) -
     from gradw.config import EvaluationConfig
     from gradw.data.conditions import AudioCache, augment_loader
     from gradw.data.dirs import AugmentDir
+    from gradw.evaluation.content import InputDigests
     from gradw.evaluation.grid import EmbeddingStore, by_length, condition_hash
 
     out = paths["eval"] / "plan"
@@ -510,6 +511,9 @@ def stage_plan(args: argparse.Namespace, paths: dict[str, Path], stage: Stage) -
         conditions = _conditions(args)
     with stage.timed("augmentation lists (AugmentDir.load)"):
         augment = AugmentDir.load(paths["augment"])
+    with stage.timed("input digests (SHA-256 of every file read)"):
+        categories = sorted({c.category for c in conditions if c.category != "clean"})
+        digests = InputDigests.read(test, needed, augment, categories)
     stage.mark("before manifest")
     config = EvaluationConfig(test=str(paths["test"]), out=str(out), augment=str(paths["augment"]))
     cache = AudioCache()
@@ -525,16 +529,16 @@ def stage_plan(args: argparse.Namespace, paths: dict[str, Path], stage: Stage) -
     stage.declare("manifest: save")
     stage.declare("manifest: input fingerprint")
     with stage.watch("manifest: input fingerprint"):
-        manifest = grid._manifest(config, test, augment, conditions)
+        manifest = grid._manifest(config, test, augment, conditions, digests)
     stage.mark("after manifest")
     stage.info["audio_cache_mib"] = cache._bytes / 2**20
     stage.info["audio_cache_files"] = len(cache)
     with stage.timed("manifest: reload (a rerun, each torchrun rank)"):
-        grid._manifest(config, test, augment, conditions)
+        grid._manifest(config, test, augment, conditions, digests)
     systems = [(name, f"bench|{name}") for name in _system_names(args.systems)]
     store = EmbeddingStore(out / "cache")
     with stage.timed(f"condition hashes ({len(conditions)} conditions)"):
-        hashes = {c.name: condition_hash(manifest, c, needed) for c in conditions}
+        hashes = {c.name: condition_hash(manifest, c, needed, digests) for c in conditions}
     with stage.timed(f"cache keys ({len(systems)} systems x {len(conditions)} conditions)"):
         keys = {
             (name, c.name): EmbeddingStore.key(identity, hashes[c.name], c.name, needed)
@@ -609,6 +613,7 @@ def stage_score(args: argparse.Namespace, paths: dict[str, Path], stage: Stage) 
         "write_scores": "score files",
         "summarise": "EER, minDCF (point values)",
         "paired_bootstrap_diff": "paired differences (point values)",
+        "calibration_metrics": "min Cllr (PAV)",
     }
     for attr, name in sections.items():
         stage.declare(name)
@@ -629,7 +634,7 @@ def stage_score(args: argparse.Namespace, paths: dict[str, Path], stage: Stage) 
 
     bootstrap._bootstrap_values = timed_resamples
     config = EvaluationConfig(test=str(paths["test"]), out=str(out), n_boot=args.n_boot)
-    systems: Any = [SimpleNamespace(spec=SimpleNamespace(name=n)) for n in names]
+    systems: Any = [SimpleNamespace(spec=SimpleNamespace(name=n), calibration=None) for n in names]
     stage.declare("rest of _score")
     start = time.perf_counter()
     with stage.watch("rest of _score"):

@@ -62,8 +62,9 @@ class WeSpeakerResNet34(nn.Module):
         return self.seg_1(stats)
 
 
-def wespeaker_fbank(wav: np.ndarray) -> torch.Tensor:
-    """(N,) waveform in [-1, 1] -> (T, 80) mean-normalised log fbank, as WeSpeaker computes it."""
+def kaldi_fbank(wav: np.ndarray, scale: float) -> torch.Tensor:
+    """(N,) waveform in [-1, 1] -> (T, 80) mean-normalised log Kaldi fbank (kaldi-native-fbank:
+    25/10 ms, no dither, snip edges), on the samples multiplied by ``scale`` first."""
     import kaldi_native_fbank as knf  # optional: the tests that need it skip without it
 
     opts = knf.FbankOptions()
@@ -72,10 +73,15 @@ def wespeaker_fbank(wav: np.ndarray) -> torch.Tensor:
     opts.frame_opts.snip_edges = True
     opts.mel_opts.num_bins = 80
     fbank = knf.OnlineFbank(opts)
-    fbank.accept_waveform(SR, (wav * (1 << 15)).tolist())
+    fbank.accept_waveform(SR, (wav * scale).tolist())
     fbank.input_finished()
     feats = np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
     return torch.from_numpy(feats - feats.mean(axis=0, keepdims=True)).float()
+
+
+def wespeaker_fbank(wav: np.ndarray) -> torch.Tensor:
+    """The features WeSpeaker computes: :func:`kaldi_fbank` on 16-bit-scaled samples."""
+    return kaldi_fbank(wav, float(1 << 15))
 
 
 def write_wespeaker_checkpoint(path: Path, seed: int = 0, num_classes: int = 7) -> WeSpeakerResNet34:
