@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
 from scipy import signal
 from torch.utils.flop_counter import FlopCounterMode
@@ -441,3 +442,14 @@ def save_random_enhancer(path: Path, models: PresetModels) -> Path:
 def parameter_count(module: torch.nn.Module) -> int:
     """Number of parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())
+
+
+def write_repeated_wav(path: Path, block: np.ndarray, seconds: float) -> None:
+    """``seconds`` of 16-bit 16 kHz WAV made of ``block`` (N,) repeated, written block by block,
+    so a recording of hours never sits in memory (its content does not matter for time or memory)."""
+    remaining = int(round(seconds * SR))
+    with sf.SoundFile(path, "w", samplerate=SR, channels=1, subtype="PCM_16") as handle:
+        while remaining > 0:
+            piece = block[: min(len(block), remaining)]
+            handle.write(piece)
+            remaining -= len(piece)

@@ -31,7 +31,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from _common import (
     SR,
@@ -46,6 +45,7 @@ from _common import (
     set_threads,
     speech_like,
     time_calls,
+    write_repeated_wav,
 )
 from peers_rtf import measure_peer
 
@@ -59,15 +59,8 @@ def test_audio(seconds: float) -> np.ndarray:
 
 
 def write_recording(path: Path, seconds: float, block_seconds: float = 60.0) -> None:
-    """Write ``seconds`` of noisy speech-like audio as a 16-bit 16 kHz WAV, block by block (one
-    ``block_seconds`` block repeated: the content does not matter for time or memory)."""
-    block = test_audio(min(block_seconds, seconds))
-    remaining = int(round(seconds * SR))
-    with sf.SoundFile(path, "w", samplerate=SR, channels=1, subtype="PCM_16") as handle:
-        while remaining > 0:
-            piece = block[: min(len(block), remaining)]
-            handle.write(piece)
-            remaining -= len(piece)
+    """Write ``seconds`` of noisy speech-like audio as a 16-bit 16 kHz WAV, one block repeated."""
+    write_repeated_wav(path, test_audio(min(block_seconds, seconds)), seconds)
 
 
 def measure_g(

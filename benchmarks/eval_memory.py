@@ -45,6 +45,7 @@ from _common import (
     run_child,
     save_random_enhancer,
     speech_like,
+    write_repeated_wav,
 )
 
 from gradw.data.dirs import write_augment_dir, write_speech_dir
@@ -63,15 +64,8 @@ def has_campplus() -> bool:
 
 
 def write_speech(path: Path, seconds: float, seed: int, block_seconds: float = 60.0) -> None:
-    """``seconds`` of speech-like audio as a 16-bit 16 kHz WAV, one block repeated, written block
-    by block (the content does not matter for memory)."""
-    block = speech_like(min(block_seconds, seconds), seed=seed)
-    remaining = int(round(seconds * SR))
-    with sf.SoundFile(path, "w", samplerate=SR, channels=1, subtype="PCM_16") as handle:
-        while remaining > 0:
-            piece = block[: min(len(block), remaining)]
-            handle.write(piece)
-            remaining -= len(piece)
+    """``seconds`` of speech-like audio as a 16-bit 16 kHz WAV, one block repeated."""
+    write_repeated_wav(path, speech_like(min(block_seconds, seconds), seed=seed), seconds)
 
 
 def build_data(folder: Path, seconds: float) -> tuple[Path, Path]:
