@@ -30,6 +30,7 @@ length of an utterance; shorter utterances are embedded whole, as before.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -265,9 +266,19 @@ def evaluate(config: EvaluationConfig, quiet: bool = False) -> list[Row]:
     OUT is locked while the evaluation runs (:class:`~gradw.runlock.RunLock`): a second
     evaluation into it is refused.
     """
-    rank, _world = _ranks()
-    with RunLock(config.out, "evaluation") if rank == 0 else contextlib.nullcontext():
-        return _evaluate(config, quiet)
+    rank, world = _ranks()
+    import torch.distributed as dist
+
+    owned = world > 1 and dist.is_available() and not dist.is_initialized()  # torchrun, not a caller
+    try:
+        with RunLock(config.out, "evaluation") if rank == 0 else contextlib.nullcontext():
+            return _evaluate(config, quiet)
+    finally:
+        if owned and dist.is_initialized():
+            # ended here, while the interpreter is whole: a gloo group left to interpreter shutdown
+            # can abort the process after a successful run
+            gc.collect()
+            dist.destroy_process_group()
 
 
 def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
