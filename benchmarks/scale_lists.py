@@ -427,10 +427,9 @@ def _sampler_keys(stage: Stage, num_items: int, batch: int, items: int, seed: in
 def stage_dataset(args: argparse.Namespace, paths: dict[str, Path], stage: Stage, which: str) -> None:
     """The training dataset of ``gradw train`` (``g``) or ``gradw train-speaker`` (``e``)."""
     from gradw.config import SpeakerTrainConfig, TrainConfig, load_config
-    from gradw.data.datasets import SpeakerCrops
     from gradw.data.dirs import AugmentDir, SpeechDir
     from gradw.training.enhancer import _make_dataset
-    from gradw.training.speaker import SPEEDS
+    from gradw.training.speaker import speaker_crops
 
     with stage.timed("load list (check_audio=False; setup)", counted=False):
         speech = SpeechDir.load(paths["train"], check_audio=False)
@@ -455,15 +454,7 @@ def stage_dataset(args: argparse.Namespace, paths: dict[str, Path], stage: Stage
             section="train_speaker",
         )
         with stage.timed("build SpeakerCrops (paper)"):
-            dataset = SpeakerCrops(
-                speech,
-                crop_seconds=e_config.crop_seconds,
-                speed_perturb=SPEEDS if e_config.speed_perturb else None,
-                augment=augment,
-                augment_prob=e_config.augment_prob,
-                reverb_prob=e_config.reverb_prob,
-                seed=e_config.seed,
-            )
+            dataset = speaker_crops(e_config, speech, augment)
         batch, seed = e_config.optim.batch_size, e_config.seed
     stage.mark("after dataset")
     _sampler_keys(stage, len(dataset), batch, args.items, seed)

@@ -481,7 +481,7 @@ ROOT_KEY = "data.root"
 ROOT_REFERENCE = "${data.root}"
 
 
-def _split_root(overrides: list[str]) -> tuple[str | None, list[str]]:
+def split_root(overrides: list[str]) -> tuple[str | None, list[str]]:
     """(the value of a ``data.root=PATH`` override or None, the other overrides)."""
     root, rest = None, []
     for text in overrides:
@@ -525,7 +525,7 @@ def load_section(
             (it would change nothing).
     """
     whole: dict[str, Any] = load_yaml(preset_path(preset)) if preset is not None else {}
-    root, rest = _split_root(list(overrides or []))
+    root, rest = split_root(list(overrides or []))
     given = root is not None
     if root is None:
         configured = (whole.get("data") or {}).get("root") if isinstance(whole.get("data"), dict) else None

@@ -31,6 +31,7 @@ from gradw.config import (
     load_config,
     load_yaml,
     preset_path,
+    split_root,
     to_dict,
 )
 from gradw.data.lists import atomic_write_text
@@ -38,19 +39,19 @@ from gradw.runlock import RunLock
 from gradw.training.loop import TrainingError
 
 
-def _demo_config(preset: str, overrides: list[str] | None = None) -> tuple[dict[str, Any], DemoConfig]:
+def _demo_config(
+    preset: str, overrides: list[str] | None = None
+) -> tuple[dict[str, Any], DemoConfig, list[str]]:
     """The preset's data section (its ``root`` replaced by a ``data.root=PATH`` override) and its
-    demo section with the other overrides."""
+    demo section with the other overrides, and the ``data.root`` override to pass on to the
+    trainings (empty when none was given)."""
     data = load_yaml(preset_path(preset))
     if "demo" not in data or "data" not in data:
         raise ConfigError(f"preset {preset!r} has no demo or data section")
-    roots = [o for o in overrides or [] if o.partition("=")[0].strip() == ROOT_KEY]
-    rest = [o for o in overrides or [] if o not in roots]
-    data_cfg = dict(data["data"])
-    if roots:
-        data_cfg["root"] = roots[-1].partition("=")[2].strip()
-        data_cfg["moved"] = True
-    return data_cfg, from_dict(DemoConfig, apply_overrides(data["demo"] or {}, rest), "demo.")
+    root, rest = split_root(list(overrides or []))
+    data_cfg = dict(data["data"]) if root is None else {**data["data"], "root": root}
+    moved = [] if root is None else [f"{ROOT_KEY}={root}"]
+    return data_cfg, from_dict(DemoConfig, apply_overrides(data["demo"] or {}, rest), "demo."), moved
 
 
 def _log(message: str, quiet: bool) -> None:
@@ -66,13 +67,18 @@ def run_demo(
 ) -> Path:
     """Run every stage; returns the report path. ``overrides`` (``KEY=VALUE``) apply to the demo
     section, e.g. ``n_boot=200`` or ``peers=[]``."""
-    data_cfg, demo = _demo_config(preset, overrides)
+    data_cfg, demo, moved = _demo_config(preset, overrides)
     with RunLock(demo.out, "demo"):
-        return _run_demo(preset, data_cfg, demo, quiet, processes)
+        return _run_demo(preset, data_cfg, demo, quiet, processes, moved)
 
 
 def _run_demo(
-    preset: str, data_cfg: dict[str, Any], demo: DemoConfig, quiet: bool, processes: int | None
+    preset: str,
+    data_cfg: dict[str, Any],
+    demo: DemoConfig,
+    quiet: bool,
+    processes: int | None,
+    moved: list[str],
 ) -> Path:
     started = time.time()
     root = Path(data_cfg["root"])
@@ -93,7 +99,6 @@ def _run_demo(
     systems = ["noisy"]
     for name, overrides in demo.variants.items():
         run_dir = out / name
-        moved = [f"{ROOT_KEY}={root}"] if data_cfg.get("moved") else []  # data.root=PATH given
         config = load_config(TrainConfig, preset, [*overrides, f"out_dir={run_dir}", *moved], section="train")
         done = run_dir / "done.json"
         if done.is_file() and json.loads(done.read_text()).get("steps") == config.optim.steps:

@@ -96,3 +96,12 @@ def print_summary(summary: dict) -> int:
         else:
             print(f"{key}: {value}")
     return 0
+
+
+def add_device_args(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (checked by :func:`device_value`) and ``--threads`` (>= 0; 0: torch's
+    default), as the commands that run a network on one recording at a time take them."""
+    parser.add_argument("--device", type=device_value, default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--threads", type=int_at_least(0), default=0, help="torch intra-op threads (0: default)"
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from gradw.cli.common import device_value, int_at_least
+from gradw.cli.common import add_device_args
 from gradw.enhance.chunks import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 from gradw.enhance.dsp import gain_floor
 from gradw.enhance.enhancer import Enhancer
@@ -100,10 +100,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="S",
         help=f"overlap between chunks (default {DEFAULT_OVERLAP_SECONDS:g})",
     )
-    parser.add_argument("--device", type=device_value, default="cpu", help="torch device (default cpu)")
-    parser.add_argument(
-        "--threads", type=int_at_least(0), default=0, help="torch intra-op threads (0: default)"
-    )
+    add_device_args(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=cmd_enhance)
     return parser

@@ -40,16 +40,24 @@ def _snrs_text(text: str) -> str:
 
 def evaluation_config(args: argparse.Namespace) -> Any:
     """The :class:`~gradw.config.EvaluationConfig` that the preset, flags and overrides describe."""
-    from gradw.config import ROOT_KEY, ConfigError, EvaluationConfig, apply_overrides, from_dict, load_section
+    from gradw.config import (
+        ROOT_KEY,
+        ConfigError,
+        EvaluationConfig,
+        apply_overrides,
+        from_dict,
+        load_section,
+        split_root,
+    )
 
     data: dict[str, Any] = {}
     given = vars(args)
     overrides = list(given.get("overrides") or [])
     if getattr(args, "config", None):
         # the preset's evaluate section with ${data.root} expanded (data.root=PATH moves it)
-        roots = [o for o in overrides if o.partition("=")[0].strip() == ROOT_KEY]
-        overrides = [o for o in overrides if o not in roots]
-        data = dict(load_section(args.config, "evaluate", roots, required=False))
+        root, overrides = split_root(overrides)
+        moved = [] if root is None else [f"{ROOT_KEY}={root}"]
+        data = dict(load_section(args.config, "evaluate", moved, required=False))
     data.update({key: given[key] for key in _PLAIN if key in given})
     if "systems" in given:
         data["systems"] = _comma_list(given["systems"])

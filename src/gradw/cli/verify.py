@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gradw.cli.common import device_value, int_at_least
+from gradw.cli.common import add_device_args
 
 HELP = "score pairs of audio files (same speaker?), optionally through a trained G"
 DESCRIPTION = (
@@ -143,10 +143,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
         metavar="T",
         help="accept when score >= T; T is a number or a score file of gradw evaluate (its EER threshold)",
     )
-    parser.add_argument("--device", type=device_value, default="cpu", help="torch device (default cpu)")
-    parser.add_argument(
-        "--threads", type=int_at_least(0), default=0, help="torch intra-op threads (0: default)"
-    )
+    add_device_args(parser)
     parser.add_argument("--quiet", action="store_true", help="print the scores only")
     parser.set_defaults(func=cmd_verify)
     return parser

@@ -112,6 +112,19 @@ class Calibration:
         return cls(**known)
 
 
+def calibration_for(stored: dict[str, Any] | None, weights: str) -> Calibration | None:
+    """A checkpoint's stored calibration (:meth:`Calibration.to_dict`), when it was fitted with
+    the speaker network whose weights identity (``gradw.models.loading.weights_identity``) is
+    ``weights``; None otherwise, and always for random weights (their identity is only a seed)."""
+    if not stored:
+        return None
+    calibration = Calibration.from_dict(stored)
+    fitted_with = str(calibration.extra.get("scorer", ""))
+    if not fitted_with or "|random-" in fitted_with or fitted_with != weights:
+        return None
+    return calibration
+
+
 def _weighted_logistic_loss(
     theta: np.ndarray, x: np.ndarray, y: np.ndarray, weights: np.ndarray, shift: float
 ) -> tuple[float, np.ndarray]:
@@ -263,6 +276,7 @@ __all__ = [
     "Calibration",
     "act_dcf",
     "bayes_threshold",
+    "calibration_for",
     "calibration_metrics",
     "cllr",
     "fit_calibration",

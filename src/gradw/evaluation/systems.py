@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from gradw.checkpoint import CheckpointError, file_digest
 from gradw.errors import GradwError
-from gradw.evaluation.calibration import Calibration
+from gradw.evaluation.calibration import Calibration, calibration_for
 from gradw.models.loading import checkpoint_kind, load_adapted
 from gradw.models.speaker import SpeakerNetwork
 
@@ -345,15 +345,9 @@ def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
 
 
 def _calibration(stored: dict[str, Any] | None, scorer_id: str) -> Calibration | None:
-    """A G checkpoint's calibration, when it was fitted with the evaluation's scorer: the same
-    network and weights (never for random weights, whose identity is only their seed)."""
-    if not stored:
-        return None
-    calibration = Calibration.from_dict(stored)
-    fitted_with = str(calibration.extra.get("scorer", ""))
-    if not fitted_with or "|random-" in fitted_with or not scorer_id.startswith(fitted_with + "|"):
-        return None
-    return calibration
+    """A G checkpoint's calibration, when it was fitted with the evaluation's scorer (its
+    identity ``NAME|DIGEST|TAP`` without the tap: the same network and weights)."""
+    return calibration_for(stored, scorer_id.rsplit("|", 1)[0])
 
 
 def augment_overlap(systems: Iterable[System], test_fingerprints: np.ndarray) -> dict[str, int]:

@@ -68,7 +68,7 @@ import torch
 from gradw.audio.io import prepare_waveform, read_audio
 from gradw.enhance.enhancer import Enhancer
 from gradw.errors import GradwError
-from gradw.evaluation.calibration import Calibration
+from gradw.evaluation.calibration import Calibration, calibration_for
 
 __all__ = ["MAX_CHANNELS", "SpeakerVerifier", "VerificationError", "threshold_at_far"]
 
@@ -222,11 +222,7 @@ class SpeakerVerifier:
         stored = getattr(self.enhancer, "calibration", None)
         if not stored or not isinstance(speaker, str):
             return None
-        calibration = Calibration.from_dict(stored)
-        fitted_with = str(calibration.extra.get("scorer", ""))
-        if not fitted_with or "|random-" in fitted_with:
-            return None
-        return calibration if weights_identity(speaker, checkpoint) == fitted_with else None
+        return calibration_for(stored, weights_identity(speaker, checkpoint))
 
     def llr(self, score: float | np.ndarray) -> float | np.ndarray:
         """Calibrated log-likelihood ratio(s) of score(s) (see :attr:`calibration`).

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from gradw.checkpoint import save_checkpoint
 from gradw.config import ConfigError, SpeakerTrainConfig, check_config, to_dict
+from gradw.data.datasets import SpeakerCrops
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.fileio import atomic_write
 from gradw.models.loading import build_resnet
@@ -71,6 +72,20 @@ def aam_logits(cosine: Tensor, labels: Tensor, margin: float, scale: float) -> T
     return scale * cosine.scatter(1, labels[:, None], target)
 
 
+def speaker_crops(config: SpeakerTrainConfig, speech: SpeechDir, augment: AugmentDir | None) -> SpeakerCrops:
+    """Stage 1's training set, as ``config`` describes it (crops, speed perturbation, noise and
+    rooms)."""
+    return SpeakerCrops(
+        speech,
+        crop_seconds=config.crop_seconds,
+        speed_perturb=SPEEDS if config.speed_perturb else None,
+        augment=augment,
+        augment_prob=config.augment_prob,
+        reverb_prob=config.reverb_prob,
+        seed=config.seed,
+    )
+
+
 def class_names(speakers: list[str], speeds: tuple[float, ...]) -> list[str]:
     """Names of the classes: speaker ids, then speed-perturbed copies (``spk@0.9``)."""
     names = list(speakers)
@@ -91,7 +106,6 @@ def train_speaker(config: SpeakerTrainConfig, resume: bool = False, quiet: bool 
 
 
 def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Path:
-    from gradw.data.datasets import SpeakerCrops
 
     set_threads(config.threads)
     seed_everything(config.seed)
@@ -99,15 +113,7 @@ def _train(config: SpeakerTrainConfig, resume: bool, quiet: bool, info: DistInfo
     speech = SpeechDir.load(config.train)
     augment = AugmentDir.load(config.augment) if config.augment else None
     speeds = SPEEDS if config.speed_perturb else (1.0,)
-    dataset = SpeakerCrops(
-        speech,
-        crop_seconds=config.crop_seconds,
-        speed_perturb=speeds if config.speed_perturb else None,
-        augment=augment,
-        augment_prob=config.augment_prob,
-        reverb_prob=config.reverb_prob,
-        seed=config.seed,
-    )
+    dataset = speaker_crops(config, speech, augment)
     speakers = speech.speakers
     model_config = {**to_dict(config.model), "num_classes": dataset.num_classes, "scale": config.aam.scale}
     try:
