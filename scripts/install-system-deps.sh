@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages that gradw's embedded corpus builder ("synthvox") uses.
 #
-#   scripts/install-system-deps.sh tiny   # CI / tests: espeak-ng, mbrola + 10 voices, flite
+#   scripts/install-system-deps.sh tiny   # CI / tests: espeak-ng, mbrola + 10 voices, flite, and
+#                                         # the small sources of the out-of-domain test pool
 #   scripts/install-system-deps.sh full   # everything for the demo and full presets
 #
 # Idempotent: a rerun with everything installed does nothing and returns at once.
 # MBROLA lives in Debian's contrib (program) and non-free (voices) components. When they are
 # not enabled, this script adds them, reusing the mirror the machine is already configured
 # with (no host is written here). MBROLA voices are non-free: use them locally, never
-# redistribute them or the audio made from them.
+# redistribute them or the audio made from them (the same holds for the Pico and RHVoice voices).
 # Python packages come from pip, not from here (wordfreq, pyroomacoustics: see pyproject.toml).
 set -euo pipefail
 
@@ -22,7 +23,7 @@ say() { echo "install-system-deps: $*"; }
 case "$SET" in
   tiny | full) ;;
   -h | --help)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *) die "unknown set '$SET' (use 'tiny' or 'full')" ;;
@@ -33,7 +34,8 @@ esac
 . /etc/os-release
 [ "${ID:-}" = debian ] || die "this script supports Debian only (found '${ID:-unknown}'); \
 install the equivalents of: espeak-ng mbrola mbrola-XX flite festival festvox-* ffmpeg fluidsynth \
-fluid-soundfont-gm lincity-ng-data warzone2100-music planetblupi-music-midi"
+fluid-soundfont-gm lincity-ng-data warzone2100-music planetblupi-music-midi pico2wave \
+simutrans-pak64 asc-music openttd-opensfx singularity-music RHVoice"
 command -v apt-get >/dev/null && command -v dpkg-query >/dev/null || die "apt-get/dpkg-query not found"
 
 # --- package sets (notes/data.md §6.2) ---------------------------------------------------------
@@ -59,15 +61,26 @@ RECORDING_PKGS=(
 NOISE_MUSIC_PKGS=(
   lincity-ng-data warzone2100-music fluidsynth fluid-soundfont-gm planetblupi-music-midi
 )
+# The out-of-domain test pool (augment/test-ood): sources no other pool uses. tiny: Pico voices
+# (babble), Simutrans sounds (noise), the ASC soundtrack (music), about 18 MB to download.
+OOD_TINY_PKGS=(libttspico-utils simutrans-pak64 asc-music)
+# full adds: OpenTTD's OpenSFX recordings (noise), the Endgame: Singularity soundtrack and
+# Asterisk's music on hold (music), RHVoice and Festival's don voice and Asterisk's Russian
+# prompts (babble)
+OOD_FULL_PKGS=(
+  openttd-opensfx singularity-music asterisk-moh-opsound-g722 asterisk-core-sounds-ru-g722
+  rhvoice rhvoice-english festvox-don
+)
 
 # Install in batches: one apt-get call for every festvox-* at once was seen to fail with
 # "held broken packages", and smaller batches make a failure easier to read.
-BATCHES=("${TINY_PKGS[*]}")
+BATCHES=("${TINY_PKGS[*]}" "${OOD_TINY_PKGS[*]}")
 if [ "$SET" = full ]; then
   BATCHES+=("$(printf 'mbrola-%s ' "${MBROLA_FULL[@]}")")
   BATCHES+=("flite ${FESTIVAL_PKGS[*]}")
   BATCHES+=("${RECORDING_PKGS[*]}")
   BATCHES+=("${NOISE_MUSIC_PKGS[*]}")
+  BATCHES+=("${OOD_FULL_PKGS[*]}")
 fi
 
 is_installed() {

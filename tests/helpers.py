@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,8 @@ import soundfile as sf
 import torch
 
 from gradw.checkpoint import save_checkpoint
+from gradw.data.corpora.synthvox.ood import OOD_LICENCES
+from gradw.data.corpora.synthvox.presets import OOD_POOL
 from gradw.data.dirs import AugmentDir
 from gradw.models.unet import MaskUNet
 from gradw.training.loop import augment_fingerprints
@@ -129,3 +133,17 @@ def with_short_utterance(source: Path, out: Path, milliseconds: float = 10.0) ->
     (out / "wav.scp").write_text("".join(f"{u} {wavs[u]}\n" for u in sorted(wavs)))
     (out / "utt2dur").unlink(missing_ok=True)
     return out, utt
+
+
+def strip_ood_pool(root: Path) -> None:
+    """Make the synthvox corpus at ``root`` one built before the out-of-domain test pool existed:
+    its lists, audio and manifest entries removed."""
+    shutil.rmtree(root / "augment" / OOD_POOL)
+    shutil.rmtree(root / "audio" / "augment" / OOD_POOL)
+    manifest = json.loads((root / "manifest.json").read_text())
+    for key in ("ood", "ood_licence_note"):
+        del manifest[key]
+    del manifest["augment"][OOD_POOL], manifest["augment_sources"][OOD_POOL], manifest["preset_config"]["ood"]
+    for package in OOD_LICENCES:
+        manifest["licences"].pop(package, None)
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

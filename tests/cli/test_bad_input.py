@@ -913,6 +913,17 @@ FLAG_CASES = [
         usage="gradw data build",
         id="data-build-unknown-preset",
     ),
+    case(
+        "data build synthvox --pool test-ood --out {work}/nowhere",
+        "{work}/nowhere: no synthvox corpus here",
+        id="data-build-pool-without-a-corpus",
+    ),
+    case(
+        "data build synthvox --pool test --out {out}",
+        "test",
+        usage="gradw data build",
+        id="data-build-unknown-pool",
+    ),
     # the command itself
     case("frobnicate", "frobnicate", usage="gradw", id="unknown-command"),
 ]

@@ -10,8 +10,10 @@ from gradw.cli.common import open_fraction, print_summary
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from gradw.data.corpora.synthvox.build import build_synthvox
+    from gradw.data.corpora.synthvox.build import add_pool, build_synthvox
 
+    if args.pool:
+        return print_summary(add_pool(Path(args.out), args.pool, jobs=args.jobs, quiet=args.quiet))
     summary = build_synthvox(
         Path(args.out), preset=args.preset, seed=args.seed, jobs=args.jobs, quiet=args.quiet
     )
@@ -94,6 +96,12 @@ def register(sub: Any) -> None:
     build.add_argument("--out", required=True, help="output directory")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    build.add_argument(
+        "--pool",
+        choices=("test-ood",),
+        help="build only this augmentation pool into the corpus already in --out, with the preset "
+        "and seed its manifest names (every other file is left as it is)",
+    )
     build.add_argument("--quiet", action="store_true")
     build.set_defaults(func=cmd_data_build)
     prepare = data_sub.add_parser("prepare", help="write data directories from the real corpora")

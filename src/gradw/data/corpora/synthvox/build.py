@@ -8,22 +8,27 @@ corpus:
   recordings (Asterisk prompts, Fish Fillets dialogue). Each synthesised speaker gets its own
   pitch and rate, jittered per utterance. Speakers are split train / val / test with test
   speakers never seen in training; ``test/trials_real`` lists the real-recordings-only trials;
-* **augmentation** pools for train and test with disjoint sources: noise (real recordings and
-  coloured noise), music (a real soundtrack, MIDI through a sampled-instrument soundfont,
-  procedural music), babble talkers (espeak-ng formant voices) and simulated rooms
-  (pyroomacoustics).
+* **augmentation** pools for train, validation and test with disjoint sources: noise (real
+  recordings and coloured noise), music (a real soundtrack, MIDI through a sampled-instrument
+  soundfont, procedural music), babble talkers (espeak-ng formant voices) and simulated rooms
+  (pyroomacoustics);
+* an **out-of-domain test pool** (``augment/test-ood``, see ``ood.py``) whose noise, music,
+  babble and rooms come from packages, generators, voices and a room simulation that no item of
+  the other pools comes from: it measures how a system generalises to unseen noise.
 
 Output (the data contract)::
 
     OUT/train, OUT/val, OUT/test        speech dirs (wav.scp utt2spk spk2utt utt2dur spk2gender;
                                         val and test with trials; test with trials_real)
-    OUT/augment/{train,test}/{noise,music,babble,rirs}/wav.scp
+    OUT/augment/{train,val,test,test-ood}/{noise,music,babble,rirs}/wav.scp
     OUT/audio/...                       16 kHz mono 16-bit FLAC
     OUT/manifest.json                   sources, licences, sizes; OUT/utterances.csv
 
 The build uses every core, is resumable (finished files are skipped) and deterministic for a
-seed. Install the system packages with ``scripts/install-system-deps.sh tiny|full`` (as root).
-MBROLA voices are non-free: never redistribute them or the audio generated from them.
+seed. ``add_pool(out)`` builds the out-of-domain pool alone into a corpus built before it existed,
+leaving every other file as it is. Install the system packages with
+``scripts/install-system-deps.sh tiny|full`` (as root). MBROLA voices are non-free: never
+redistribute them or the audio generated from them.
 """
 
 from __future__ import annotations
@@ -44,15 +49,16 @@ from pathlib import Path
 from typing import Any
 
 from gradw.audio.io import audio_info, write_audio
-from gradw.data.corpora.synthvox.noise import (
-    make_aug_item,
-)
+from gradw.data.corpora.synthvox.noise import AugItem, make_aug_item
+from gradw.data.corpora.synthvox.ood import OOD_KINDS, make_ood_item
+from gradw.data.corpora.synthvox.ood_plan import OodPlan, ood_manifest, plan_ood
 from gradw.data.corpora.synthvox.plan import _Job, _make_jobs, _make_plan, _Plan
 from gradw.data.corpora.synthvox.presets import (
     _REAL_NOTE,
     MANIFEST_VERSION,
+    OOD_POOL,
+    POOLS,
     PRESETS,
-    SIDES,
     SPLITS,
     Preset,
     SynthvoxError,
@@ -67,7 +73,7 @@ from gradw.data.corpora.synthvox.voices import (
     make_espeak_data,
     synthesize_speaker_batch,
 )
-from gradw.data.dirs import write_augment_dir, write_speech_dir
+from gradw.data.dirs import AUGMENT_CATEGORIES, write_augment_dir, write_speech_dir
 from gradw.data.lists import atomic_write_text, read_map, write_map
 from gradw.data.trials import make_trials, write_trials
 from gradw.runlock import RunLock
@@ -98,7 +104,8 @@ def _run_job(job: _Job) -> tuple[str, int, dict[str, str]]:
             if os.path.exists(item.path):
                 continue
             try:
-                write_audio(item.path, make_aug_item(item), SAMPLE_RATE)
+                wav = make_ood_item(item) if item.kind in OOD_KINDS else make_aug_item(item)
+                write_audio(item.path, wav, SAMPLE_RATE)
                 written += 1
             except (RuntimeError, ValueError, OSError) as exc:
                 failed[item.key] = str(exc)
@@ -204,16 +211,22 @@ def _write_lists(out: Path, preset: Preset, seed: int, plan: _Plan) -> dict[str,
     writer.writerows(sorted(rows))
     atomic_write_text(out / "utterances.csv", buf.getvalue())
 
-    for side in SIDES:
-        stats[f"augment_{side}"] = {}
-        for category, items in plan.augment[side].items():
-            wavs = {i.key: i.path for i in items if os.path.exists(i.path)}
-            if not wavs:
-                raise SynthvoxError(f"synthvox: augmentation pool {side}/{category} is empty")
-            scp = write_augment_dir(out / "augment" / side, category, wavs)
-            _relative_scp(scp, out)
-            seconds = sum(frames / rate for rate, frames, _ in (audio_info(p) for p in wavs.values()))
-            stats[f"augment_{side}"][category] = {"files": len(wavs), "seconds": round(seconds, 1)}
+    for side in (s for s in POOLS if s in plan.augment):
+        stats[f"augment_{side}"] = _write_pool(out, side, plan.augment[side])
+    return stats
+
+
+def _write_pool(out: Path, side: str, pool: dict[str, list[AugItem]]) -> dict[str, dict[str, Any]]:
+    """Write the lists of one augmentation pool; returns files and seconds per category."""
+    stats = {}
+    for category, items in pool.items():
+        wavs = {i.key: i.path for i in items if os.path.exists(i.path)}
+        if not wavs:
+            raise SynthvoxError(f"synthvox: augmentation pool {side}/{category} is empty")
+        scp = write_augment_dir(out / "augment" / side, category, wavs)
+        _relative_scp(scp, out)
+        seconds = sum(frames / rate for rate, frames, _ in (audio_info(p) for p in wavs.values()))
+        stats[category] = {"files": len(wavs), "seconds": round(seconds, 1)}
     return stats
 
 
@@ -256,8 +269,8 @@ def _manifest(preset: Preset, seed: int, plan: _Plan, stats: dict[str, Any], fai
             "wordfreq": "Apache-2.0 code, CC-BY-SA-4.0 data",
         }
     )
-    aug_sources = {side: plan.aug_sources[side] for side in SIDES}
-    return {
+    pools = [side for side in POOLS if side in plan.augment]
+    manifest = {
         "corpus": "synthvox",
         "manifest_version": MANIFEST_VERSION,
         "gradw_version": __version__,
@@ -267,8 +280,8 @@ def _manifest(preset: Preset, seed: int, plan: _Plan, stats: dict[str, Any], fai
         "sample_rate": SAMPLE_RATE,
         "audio_format": "FLAC, 16-bit, mono",
         "splits": {s: stats[s] for s in SPLITS},
-        "augment": {side: stats[f"augment_{side}"] for side in SIDES},
-        "augment_sources": aug_sources,
+        "augment": {side: stats[f"augment_{side}"] for side in pools},
+        "augment_sources": {side: plan.aug_sources[side] for side in pools},
         "speakers": speakers,
         "speech_packages": packages,
         "licences": licences,
@@ -278,6 +291,37 @@ def _manifest(preset: Preset, seed: int, plan: _Plan, stats: dict[str, Any], fai
         "tools": _tool_versions(),
         "licence_note": _REAL_NOTE,
     }
+    if plan.ood is not None and plan.ood.complete:
+        _add_ood_to_manifest(manifest, plan.ood, preset, stats[f"augment_{OOD_POOL}"], {})
+    return manifest
+
+
+_OOD_NOTE = (
+    "The out-of-domain pool's Pico and RHVoice voices are non-free in Debian (trained models "
+    "without their sources): do not redistribute them or audio made from them. OpenSFX sounds are "
+    "CC-BY-3.0, CC-BY-SA-3.0 or CC0-1.0, Asterisk's music on hold and the Singularity soundtrack "
+    "CC-BY-SA-3.0, the Russian Asterisk prompts CC-BY-3.0, the ASC soundtrack GPL-2+, the "
+    "Simutrans sounds Artistic-1.0, Festival's don voice BSD-like: keep this attribution with any "
+    "derived audio and do not commit the generated audio."
+)
+
+
+def _add_ood_to_manifest(
+    manifest: dict, ood: OodPlan, preset: Preset, stats: dict[str, Any], failed: dict[str, str]
+) -> None:
+    """Record the out-of-domain pool in a manifest (in place): its sizes, sources, description,
+    licences, missing packages, notes and failures."""
+    manifest["preset_config"]["ood"] = dataclasses.asdict(preset.ood)
+    manifest["augment"][OOD_POOL] = stats
+    manifest["augment_sources"][OOD_POOL] = ood.sources
+    manifest["ood"] = ood_manifest(ood, preset)
+    manifest["licences"].update(manifest["ood"]["licences"])
+    for package, what in ood.missing.items():
+        have = manifest["missing"].setdefault(package, [])
+        have.extend(w for w in what if w not in have)
+    manifest["notes"].extend(n for n in ood.notes if n not in manifest["notes"])
+    manifest["failed"] = dict(sorted({**manifest["failed"], **failed}.items()))
+    manifest["ood_licence_note"] = _OOD_NOTE
 
 
 def _existing_files(paths: Iterable[str]) -> int:
@@ -347,7 +391,7 @@ def build_synthvox(
 
         used = sorted(
             {s.package for split in SPLITS for s in plan.speakers[split]}
-            | {src for side in SIDES for cat in plan.aug_sources[side].values() for src in cat}
+            | {src for side in plan.aug_sources for cat in plan.aug_sources[side].values() for src in cat}
         )
         summary: dict[str, Any] = {
             "out": str(out),
@@ -362,7 +406,11 @@ def build_synthvox(
                 "test": stats["test"]["trials"],
                 "test_real": stats["test"]["trials_real"],
             },
-            "augment": {side: {c: v["files"] for c, v in stats[f"augment_{side}"].items()} for side in SIDES},
+            "augment": {
+                side: {c: v["files"] for c, v in stats[f"augment_{side}"].items()}
+                for side in POOLS
+                if f"augment_{side}" in stats
+            },
             "sources_used": used,
             "sources_missing": {k: len(v) for k, v in sorted(plan.missing.items())},
             "files_made": n_files - skipped - len(failed),
@@ -371,3 +419,85 @@ def build_synthvox(
             "elapsed_s": round(time.monotonic() - start, 1),
         }
         return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# the out-of-domain pool alone, into an existing corpus
+
+
+def pool_ready(root: Path, pool: str = OOD_POOL) -> bool:
+    """Whether the corpus at ``root`` has augmentation pool ``pool``: listed in its manifest, with
+    a list per category."""
+    manifest = Path(root) / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        listed = pool in json.loads(manifest.read_text(encoding="utf-8")).get("augment", {})
+    except (ValueError, OSError):
+        return False
+    return listed and all(
+        (Path(root) / "augment" / pool / c / "wav.scp").is_file() for c in AUGMENT_CATEGORIES
+    )
+
+
+def add_pool(out: Path, pool: str = OOD_POOL, jobs: int | None = None, quiet: bool = False) -> dict:
+    """Build augmentation pool ``pool`` (the out-of-domain test pool) alone into the corpus at
+    ``out``, with the preset and seed its manifest names.
+
+    Only the pool's audio and lists are written, and the manifest is updated (atomically) to
+    describe it; every other file is left as it is. Resumable and deterministic as
+    :func:`build_synthvox`, whose full build makes the same pool.
+
+    Returns:
+        A summary: the pool's files per category, sources used and missing, failures, elapsed
+        seconds.
+
+    Raises:
+        SynthvoxError: ``out`` has no synthvox manifest, its preset is unknown, or the pool's
+            sources are not installed here (the message names the packages).
+    """
+    start = time.monotonic()
+    out = Path(out).absolute()
+    if pool != OOD_POOL:
+        raise SynthvoxError(
+            f"synthvox: only the {OOD_POOL} pool can be added to a built corpus, not {pool!r}"
+        )
+    path = out / "manifest.json"
+    if not path.is_file():
+        raise SynthvoxError(
+            f"{out}: no synthvox corpus here (no manifest.json); build it with `gradw data build`"
+        )
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("corpus") != "synthvox" or manifest.get("preset") not in PRESETS:
+        raise SynthvoxError(f"{path}: not a synthvox corpus of a known preset ({', '.join(PRESETS)})")
+    preset, seed = PRESETS[manifest["preset"]], int(manifest["seed"])
+    try:
+        ood = plan_ood(out, seed, preset)
+    except TextError as exc:
+        raise SynthvoxError(str(exc)) from None
+    if not ood.complete:
+        raise SynthvoxError(f"synthvox: {ood.notes[-1]}")
+    n_jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
+    with RunLock(out, "corpus build"):
+        plan = _Plan(augment={OOD_POOL: ood.items}, aug_sources={OOD_POOL: ood.sources})
+        all_jobs = _make_jobs(plan, "")
+        todo = [j for j in all_jobs if _existing_files(j.paths) < len(j.paths)]
+        n_files = sum(len(j.paths) for j in all_jobs)
+        skipped = n_files - sum(len(j.paths) - _existing_files(j.paths) for j in todo)
+        failed = _execute(todo, min(n_jobs, max(1, len(todo))), quiet)
+        stats = _write_pool(out, OOD_POOL, ood.items)
+        _add_ood_to_manifest(manifest, ood, preset, stats, failed)
+        atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return {
+        "out": str(out),
+        "preset": preset.name,
+        "seed": seed,
+        "pool": OOD_POOL,
+        "augment": {OOD_POOL: {c: v["files"] for c, v in stats.items()}},
+        "sources_used": sorted({src for cat in ood.sources.values() for src in cat}),
+        "sources_missing": {k: len(v) for k, v in sorted(ood.missing.items())},
+        "files_made": n_files - skipped - len(failed),
+        "files_skipped": skipped,
+        "failed": len(failed),
+        "elapsed_s": round(time.monotonic() - start, 1),
+    }

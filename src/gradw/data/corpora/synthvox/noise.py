@@ -62,6 +62,8 @@ BABBLE_LANGUAGES = (
     "en", "de", "fr", "es", "it", "pt", "nl", "sv", "pl", "cs",
     "ru", "el", "tr", "fi", "hu", "ro", "id", "da", "nb", "bg",
 )  # fmt: skip
+#: (low, high) room dimensions in metres of the simulated rooms
+ROOM_SIZE = ((3.0, 3.0, 2.5), (12.0, 10.0, 4.5))
 _EXCLUDED_VARIANTS = re.compile(r"whisper|fast|demonic|robot|robosoft|announcer", re.I)
 
 
@@ -73,16 +75,18 @@ class AugItem:
         key: the key in the category's ``wav.scp``.
         path: output file (absolute).
         kind: generator: ``coloured``, ``hum``, ``am``, ``synth_music``, ``copy``, ``warzone``,
-            ``midi``, ``babble`` or ``rir``.
+            ``midi``, ``babble`` or ``rir`` (the out-of-domain pool's kinds: ``ood.OOD_KINDS``).
         seed: the item's own random seed.
         seconds: length to make (0 for "as long as the source").
         source: the input file (``copy``, ``warzone``, ``midi``).
         offset: start in the source, seconds.
         text: babble prompt.
-        voice: espeak-ng voice for babble (``<lang>+<variant>``).
-        pitch: espeak-ng ``-p`` for babble.
-        rate: espeak-ng ``-s`` for babble.
+        voice: espeak-ng voice for babble (``<lang>+<variant>``; an out-of-domain talker's id).
+        pitch: espeak-ng ``-p`` for babble (a percentage for an out-of-domain talker).
+        rate: espeak-ng ``-s`` for babble (a percentage for an out-of-domain talker).
         max_order: image-source order cap for RIRs (0: Sabine's estimate).
+        sources: recordings concatenated into the item (an out-of-domain babble talker who is
+            actual recordings).
     """
 
     key: str
@@ -97,6 +101,7 @@ class AugItem:
     pitch: int = 50
     rate: int = 170
     max_order: int = 0
+    sources: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +317,7 @@ def _espeak_talker(item: AugItem) -> np.ndarray:
 def _rir_pyroomacoustics(rng: np.random.Generator, max_order: int) -> np.ndarray:
     import pyroomacoustics as pra
 
-    size = rng.uniform([3.0, 3.0, 2.5], [12.0, 10.0, 4.5])
+    size = rng.uniform(*ROOM_SIZE)
     e_absorption, order = pra.inverse_sabine(rng.uniform(0.2, 1.0), size)
     if max_order > 0:
         order = min(order, max_order)

@@ -31,12 +31,14 @@ from gradw.data.corpora.synthvox.noise import (
     split_families,
     warzone_tracks,
 )
+from gradw.data.corpora.synthvox.ood_plan import OodPlan, plan_ood
 from gradw.data.corpora.synthvox.presets import (
     _AUG_BATCH,
     _BATCH,
     _SECONDS_PER_WORD,
     _WORD_MARGIN,
     AUDIO_EXT,
+    OOD_POOL,
     SIDES,
     SPLITS,
     Preset,
@@ -87,6 +89,18 @@ class _Plan:
     aug_sources: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     missing: dict[str, list[str]] = field(default_factory=dict)  # package -> what it would add
     notes: list[str] = field(default_factory=list)
+    ood: OodPlan | None = None  # the out-of-domain test pool (in augment and aug_sources when complete)
+
+    def add_ood(self, ood: OodPlan) -> None:
+        """Take in the out-of-domain pool's plan: its items when complete, its missing packages
+        and notes in any case."""
+        self.ood = ood
+        for package, what in ood.missing.items():
+            self.missing.setdefault(package, []).extend(what)
+        self.notes.extend(ood.notes)
+        if ood.complete:
+            self.augment[OOD_POOL] = ood.items
+            self.aug_sources[OOD_POOL] = ood.sources
 
 
 def _select_speakers(preset: Preset, plan: _Plan) -> None:
@@ -330,7 +344,8 @@ def _plan_babble(pool: _Pool, seed: int, preset: Preset, variants: Sequence[str]
 
 
 def _plan_augment(out: Path, seed: int, preset: Preset, plan: _Plan) -> None:
-    """Plan the train, validation and test augmentation pools from the sources installed here."""
+    """Plan the train, validation, test and out-of-domain test augmentation pools from the
+    sources installed here."""
     lincity_paths = lincity_files() if preset.real_noise else []
     if preset.real_noise and not lincity_paths:
         plan.missing.setdefault("lincity-ng-data", []).append("real noise recordings")
@@ -367,6 +382,7 @@ def _plan_augment(out: Path, seed: int, preset: Preset, plan: _Plan) -> None:
             )
         plan.augment[side] = pool.items
         plan.aug_sources[side] = pool.sources
+    plan.add_ood(plan_ood(out, seed, preset))
 
 
 def _duration(path: str) -> float:
@@ -391,7 +407,7 @@ def _make_plan(out: Path, preset: Preset, seed: int) -> _Plan:
 def _make_jobs(plan: _Plan, espeak_path: str) -> list[_Job]:
     jobs: list[_Job] = []
     for split in SPLITS:
-        for speaker in plan.speakers[split]:
+        for speaker in plan.speakers.get(split, []):
             plans = plan.utts[speaker.id]
             step = _BATCH[speaker.engine]
             for start in range(0, len(plans), step):
@@ -411,6 +427,7 @@ def _make_jobs(plan: _Plan, espeak_path: str) -> list[_Job]:
                 step = _AUG_BATCH.get(kind, 1)
                 for start in range(0, len(group), step):
                     chunk = tuple(group[start : start + step])
-                    cost = sum(max(i.seconds, 2.0) for i in chunk) * (0.3 if kind != "babble" else 1.0)
+                    weight = {"babble": 1.0, "ood_talker": 1.0, "ood_rir": 5.0}.get(kind, 0.3)
+                    cost = sum(max(i.seconds, 2.0) for i in chunk) * weight
                     jobs.append(_Job("augment", f"{side}/{category}/{kind}:{start}", items=chunk, cost=cost))
     return jobs

@@ -1,6 +1,6 @@
-"""synthvox presets: the sizes of each split (speakers, utterances, trials, augmentation files)
-for ``tiny`` (tests), ``demo`` (the CPU default) and ``full``, and the seeding helpers every
-stage of the build derives its random streams from.
+"""synthvox presets: the sizes of each split (speakers, utterances, trials, augmentation files,
+the out-of-domain test pool) for ``tiny`` (tests), ``demo`` (the CPU default) and ``full``, and
+the seeding helpers every stage of the build derives its random streams from.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ SPLITS = ("train", "val", "test")
 #: the augmentation pools: training, validation (every choice: checkpoints, variants, calibration)
 #: and test; no recording, sound family, album, song, voice variant or seed is in two of them
 SIDES = ("train", "val", "test")
+#: the out-of-domain test pool: noise, music, babble and rooms from packages, generators, voices and
+#: a room simulation that no item of the three pools above comes from (see ``ood.py``)
+OOD_POOL = "test-ood"
+#: every augmentation pool of a corpus, in build order
+POOLS = (*SIDES, OOD_POOL)
 AUDIO_EXT = ".flac"
 MANIFEST_VERSION = 1
 
@@ -32,7 +37,10 @@ _SECONDS_PER_WORD = {
 }  # fmt: skip
 _WORD_MARGIN = 1.25  # synthesise a little more than needed, then cut to the target length
 _BATCH = {"mbrola": 10, "flite": 10, "festival": 60, "asterisk": 40, "fillets": 40}
-_AUG_BATCH = {"rir": 25, "babble": 6, "copy": 40, "coloured": 10, "hum": 10, "am": 10, "synth_music": 4}
+_AUG_BATCH = {
+    "rir": 25, "babble": 6, "copy": 40, "coloured": 10, "hum": 10, "am": 10, "synth_music": 4,
+    "ood_rir": 5, "ood_talker": 4, "ood_recording": 40, "ood_music": 4, "machine": 10, "crackle": 10,
+}  # fmt: skip
 
 _REAL_NOTE = (
     "MBROLA voices are non-free (use with MBROLA only, no sale, redistribution only free of "
@@ -67,6 +75,33 @@ class SplitSize:
 
 
 @dataclass(frozen=True)
+class OodSize:
+    """Size of the out-of-domain test pool (``augment/test-ood``).
+
+    Attributes:
+        noise: procedural clips of the pool's own generators (machinery and crackle), each
+            ``Preset.noise_seconds`` long.
+        recordings: at most this many noise recordings (None: all installed).
+        music: at most this many music segments of ``Preset.music_seconds`` (None: all).
+        babble: single-talker files of ``Preset.babble_seconds``.
+        rirs: room impulse responses.
+        packages: draw only on these Debian packages (None: every out-of-domain source installed),
+            so that a preset's pool does not depend on what else the machine has.
+    """
+
+    noise: int
+    recordings: int | None
+    music: int | None
+    babble: int
+    rirs: int
+    packages: tuple[str, ...] | None = None
+
+
+#: the packages of ``scripts/install-system-deps.sh tiny`` that the out-of-domain pool uses
+OOD_TINY_PACKAGES = ("libttspico-utils", "simutrans-pak64", "asc-music")
+
+
+@dataclass(frozen=True)
 class Preset:
     """Sizes of a synthvox build. Counts in triples are (train pool, validation pool, test pool).
 
@@ -86,6 +121,7 @@ class Preset:
         babble_seconds: length of a babble talker file.
         rirs: room impulse responses.
         rir_max_order: image-source order cap (0: Sabine's estimate, the full tail).
+        ood: the out-of-domain test pool.
     """
 
     name: str
@@ -104,6 +140,7 @@ class Preset:
     babble_seconds: float
     rirs: tuple[int, int, int]
     rir_max_order: int = 0
+    ood: OodSize = OodSize(noise=2, recordings=4, music=2, babble=7, rirs=3, packages=OOD_TINY_PACKAGES)
 
     def split(self, name: str) -> SplitSize:
         """The size of split ``name``."""
@@ -139,6 +176,7 @@ PRESETS: dict[str, Preset] = {
         babble_seconds=6.0,
         rirs=(6, 3, 3),
         rir_max_order=10,
+        ood=OodSize(noise=2, recordings=4, music=2, babble=7, rirs=3, packages=OOD_TINY_PACKAGES),
     ),
     # CPU demo that trains and evaluates in about 45 minutes
     "demo": Preset(
@@ -157,6 +195,8 @@ PRESETS: dict[str, Preset] = {
         babble=(100, 40, 40),
         babble_seconds=15.0,
         rirs=(200, 50, 50),
+        # about the size of the test pool: 48 noise files (28 recordings), 14 music segments
+        ood=OodSize(noise=20, recordings=30, music=14, babble=40, rirs=50),
     ),
     # the whole corpus: every speaker and every augmentation source
     "full": Preset(
@@ -175,6 +215,7 @@ PRESETS: dict[str, Preset] = {
         babble=(340, 86, 86),
         babble_seconds=20.0,
         rirs=(1000, 200, 200),
+        ood=OodSize(noise=60, recordings=None, music=None, babble=86, rirs=200),
     ),
 }
 
