@@ -1,15 +1,22 @@
-"""The recipe test: ``gradw demo`` on the tiny preset, end to end, as a user runs it."""
+"""The recipe test: ``gradw demo`` on the tiny preset, end to end, as a user runs it: on a corpus
+built before the out-of-domain test pool existed, which the demo builds, then evaluates apart."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from helpers import strip_ood_pool
 
 from gradw.checkpoint import load_checkpoint
 from gradw.config import DemoConfig, apply_overrides, from_dict, load_yaml, preset_path
+from gradw.data.corpora.synthvox.build import pool_ready
+from gradw.data.corpora.synthvox.presets import OOD_POOL
 from gradw.demo import run_demo
 from gradw.evaluation.calibration import Calibration
 from gradw.evaluation.report.document import threshold_sentence
@@ -21,15 +28,23 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*speaker resamples lacked:Runti
 def test_tiny_demo_trains_evaluates_and_reports(
     synthvox_tiny: tuple[Path, dict, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    corpus, _summary, _seconds = synthvox_tiny
+    built, summary, _seconds = synthvox_tiny
+    if OOD_POOL not in summary["augment"]:
+        pytest.skip(
+            "the out-of-domain pool's packages are missing: run `sudo scripts/install-system-deps.sh tiny`"
+        )
+    corpus = tmp_path / "corpus"  # a corpus as built before the out-of-domain pool existed
+    shutil.copytree(built, corpus, symlinks=True)
+    strip_ood_pool(corpus)
     monkeypatch.chdir(tmp_path)  # the preset's paths are relative to the working folder
     grid = ["snrs=[0]"]  # the preset's grid less one SNR: the same stages in less time
     demo = from_dict(DemoConfig, apply_overrides(load_yaml(preset_path("tiny"))["demo"], grid), "demo.")
-    assert demo.snrs == [0.0] and demo.variants and demo.peers
+    assert demo.snrs == [0.0] and demo.variants and demo.peers and demo.ood and demo.ood_snrs is None
     overrides = [*grid, f"data.root={corpus}"]  # the corpus built elsewhere: one override moves it
 
     report = run_demo("tiny", quiet=True, overrides=overrides)
     assert not (tmp_path / "data").exists()  # nothing was built in the preset's own data folder
+    assert pool_ready(corpus)  # the demo built the pool the corpus lacked
     for name in demo.variants:
         saved = load_yaml(tmp_path / demo.out / name / "config.yaml")
         assert saved["data"]["train"] == f"{corpus}/train"
@@ -76,7 +91,39 @@ def test_tiny_demo_trains_evaluates_and_reports(
         and threshold_sentence(next(iter(demo.variants)), results["calibration"][next(iter(demo.variants))])
         in text
     )
+
+    # the out-of-domain evaluation: the same systems and conditions on augment/test-ood, apart
+    ood = json.loads((out / "eval-ood" / "results.json").read_text())
+    assert ood["config"]["augment"] == str(corpus / "augment" / OOD_POOL)
+    assert results["config"]["augment"] == str(corpus / "augment" / "test")
+    assert "## " in (out / "eval-ood" / "report.md").read_text()
+    assert sorted((r["system"], r["condition"]) for r in ood["rows"]) == sorted(
+        (s, c) for s in systems for c in conditions
+    )
+    by_run = [{(r["system"], r["condition"]): r["metrics"] for r in run["rows"]} for run in (results, ood)]
+    for system in systems:  # clean speech is the same test; the noisy conditions are not
+        assert by_run[0][(system, "clean")]["eer"] == by_run[1][(system, "clean")]["eer"]
+    for condition in conditions[1:]:
+        scores = [
+            read_scores(out / run / "scores" / "noisy" / f"{condition}.txt")[2]
+            for run in ("eval", "eval-ood")
+        ]
+        assert len(scores[0]) == len(scores[1]) and not np.allclose(scores[0], scores[1]), condition
+    # the README's results section shows both, each under its own heading, and sets them side by side
+    spec = importlib.util.spec_from_file_location(
+        "readme_results", Path(__file__).parents[1] / "scripts" / "readme_results.py"
+    )
+    readme_results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme_results)
+    section = readme_results.section(out / "eval", out / "eval-ood")
+    assert section.index("### In-domain test (`augment/test`)") < section.index(
+        f"### Out-of-domain test (`augment/{OOD_POOL}`)"
+    )
+    assert section.count("Mean EER over the conditions at or below 0 dB:") == 2
+    assert "| system | in-domain | out-of-domain |" in section
+
     # a second run reuses every finished stage and gives the same rows
     run_demo("tiny", quiet=True, overrides=overrides)
     again = json.loads((out / "eval" / "results.json").read_text())
     assert again["rows"] == results["rows"]
+    assert json.loads((out / "eval-ood" / "results.json").read_text())["rows"] == ood["rows"]

@@ -294,6 +294,10 @@ class DemoConfig:
     max_trials: int | None = None
     n_boot: int = 1000
     eval_processes: int = 1
+    # a second evaluation, on the out-of-domain pool (augment/test-ood: noise, music, babble from
+    # sources no training or validation item comes from), into OUT/eval-ood; its SNRs (None: snrs)
+    ood: bool = True
+    ood_snrs: list[float] | None = None
 
 
 def check_config(config: Any, prefix: str = "") -> None:

@@ -4,8 +4,11 @@ Stages (each skipped when its output is already complete, so a rerun reuses what
 
 1. build the synthvox corpus of the preset (``data`` section of the preset);
 2. train G once per variant of the ``demo`` section (Grad-W and Equal-W against CAM++);
-3. evaluate noisy / each G / the waveform peers on clean speech and every category x SNR;
-4. print the EER table and write ``OUT/eval/report.md``.
+3. evaluate noisy / each G / the waveform peers on clean speech and every category x SNR, twice:
+   on the in-domain test pool (``augment/test``, into ``OUT/eval``) and on the out-of-domain one
+   (``augment/test-ood``: noise, music and babble from sources no training or validation item
+   comes from, into ``OUT/eval-ood``; built into a corpus that lacks it);
+4. print both EER tables and write ``OUT/eval/report.md`` and ``OUT/eval-ood/report.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from gradw.config import (
     split_root,
     to_dict,
 )
+from gradw.data.corpora.synthvox.presets import OOD_POOL
 from gradw.data.lists import atomic_write_text
 from gradw.runlock import RunLock
 from gradw.training.loop import TrainingError
@@ -92,6 +96,7 @@ def _run_demo(
         build_synthvox(root, preset=data_cfg["preset"], quiet=quiet)
     else:
         _log(f"corpus found in {root}", quiet)
+    ood = demo.ood and _ood_pool(root, quiet)
 
     # 2. training, one run per variant
     from gradw.training.enhancer import train_enhancer
@@ -111,40 +116,68 @@ def _run_demo(
         systems.append(f"{name}:{best if best.is_file() else run_dir / 'last.pt'}")
     systems.extend(_available_peers(demo.peers, quiet))
 
-    # 3. evaluation (sharded over processes with torchrun when asked)
-    eval_dir = out / "eval"
-    evaluation = EvaluationConfig(
-        test=str(root / "test"),
-        out=str(eval_dir),
-        systems=systems,
-        augment=str(root / "augment" / "test"),
-        categories=list(demo.categories),
-        snrs=list(demo.snrs),
-        clean=True,
-        max_trials=demo.max_trials or None,
-        n_boot=demo.n_boot,
-    )
+    # 3. evaluation (sharded over processes with torchrun when asked): the in-domain test pool,
+    # then the out-of-domain one; the second reads the first's cache, so the clean condition's
+    # embeddings (the same audio through the same systems) are computed once
     nproc = processes or demo.eval_processes
-    _log(f"evaluating {len(systems)} systems with {nproc} process(es) in {eval_dir}", quiet)
-    if nproc > 1:
-        _evaluate_in_processes(evaluation, out, nproc, quiet)
-    else:
-        from gradw.evaluation.grid import evaluate
-        from gradw.evaluation.report.tables import summary_table
+    runs = [("eval", "test", demo.snrs, "in-domain test: augment/test")]
+    if ood:
+        runs.append(
+            ("eval-ood", OOD_POOL, demo.ood_snrs or demo.snrs, f"out-of-domain test: augment/{OOD_POOL}")
+        )
+    for name, pool, snrs, title in runs:
+        evaluation = EvaluationConfig(
+            test=str(root / "test"),
+            out=str(out / name),
+            systems=systems,
+            augment=str(root / "augment" / pool),
+            categories=list(demo.categories),
+            snrs=list(snrs),
+            clean=True,
+            max_trials=demo.max_trials or None,
+            n_boot=demo.n_boot,
+            cache_dir=str(out / "eval" / "cache"),
+        )
+        _log(f"evaluating {len(systems)} systems with {nproc} process(es) in {out / name} ({title})", quiet)
+        print(f"{title} ({out / name})")
+        if nproc > 1:
+            _evaluate_in_processes(evaluation, out, nproc, quiet, name.replace("eval", "evaluate") + ".yaml")
+        else:
+            from gradw.evaluation.grid import evaluate
+            from gradw.evaluation.report.tables import summary_table
 
-        rows = evaluate(evaluation, quiet=quiet)
-        print(summary_table(rows), end="")
-        print(f"report: {eval_dir / 'report.md'}")
-    report = eval_dir / "report.md"
+            rows = evaluate(evaluation, quiet=quiet)
+            print(summary_table(rows), end="")
+            print(f"report: {out / name / 'report.md'}")
+    report = out / "eval" / "report.md"
     _log(f"done in {(time.time() - started) / 60:.1f} min; report: {report}", quiet)
     return report
 
 
-def _evaluate_in_processes(evaluation: EvaluationConfig, out: Path, nproc: int, quiet: bool) -> None:
+def _ood_pool(root: Path, quiet: bool) -> bool:
+    """Whether the corpus has the out-of-domain pool, built now when it lacks it (a corpus built
+    before the pool existed); False, with a line saying why, when its sources are not installed."""
+    from gradw.data.corpora.synthvox.build import add_pool, pool_ready
+    from gradw.data.corpora.synthvox.presets import SynthvoxError
+
+    if pool_ready(root, OOD_POOL):
+        return True
+    _log(f"building the out-of-domain test pool in {root / 'augment' / OOD_POOL}", quiet)
+    try:
+        add_pool(root, OOD_POOL, quiet=quiet)
+    except SynthvoxError as exc:
+        _log(f"no out-of-domain evaluation: {exc}", quiet)
+        return False
+    return True
+
+
+def _evaluate_in_processes(
+    evaluation: EvaluationConfig, out: Path, nproc: int, quiet: bool, name: str = "evaluate.yaml"
+) -> None:
     """Run the evaluation under torchrun on this machine: its config goes through a YAML file."""
     import socket
 
-    config_file = out / "evaluate.yaml"
+    config_file = out / name
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_file, yaml.safe_dump({"evaluate": to_dict(evaluation)}, sort_keys=False))
     with socket.socket() as sock:
