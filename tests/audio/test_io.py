@@ -13,7 +13,10 @@ import torch
 from gradw.audio.io import (
     AudioError,
     audio_info,
+    audio_length,
     read_audio,
+    read_windows,
+    rechunk,
     resample,
     stream_audio,
     write_audio,
@@ -357,3 +360,82 @@ def test_a_truncated_flac_is_refused(tmp_path: Path) -> None:
             read_audio(cut)
         with pytest.raises(AudioError, match=rf"{name}: cannot decode audio after \d+ of the 48000 samples"):
             list(stream_audio(cut, block_seconds=0.25))
+
+
+# containers whose header states a length (besides WAV): suffix -> soundfile format
+CONTAINERS = {".aiff": "AIFF", ".w64": "W64", ".rf64": "RF64", ".wav": "WAV"}
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+@pytest.mark.parametrize("suffix", list(CONTAINERS))
+def test_a_truncated_aiff_w64_or_rf64_is_refused_naming_both_counts(
+    tmp_path: Path, suffix: str, subtype: str
+) -> None:
+    path = tmp_path / f"whole{suffix}"
+    sf.write(path, sine(440, 16000, 2.0), 16000, format=CONTAINERS[suffix], subtype=subtype)
+    assert audio_info(path) == (16000, 32000, 1)  # whole: read as it is
+    assert audio_length(path) == 32000
+    np.testing.assert_array_equal(read_audio(path), sf.read(path, dtype="float32")[0])
+    cut = _cut(path, 0.6)
+    holds = sf.info(str(cut)).frames  # libsndfile lowers its count to what the cut file holds
+    assert 0 < holds < 32000
+    message = rf"cut-whole\{suffix}: truncated: its header promises 32000 samples, the file holds {holds}$"
+    for read in (audio_info, read_audio, audio_length, lambda p: list(stream_audio(p))):
+        with pytest.raises(AudioError, match=message):
+            read(cut)
+
+
+def test_a_stereo_aiff_counts_frames_not_samples(tmp_path: Path) -> None:
+    path = tmp_path / "stereo.aiff"
+    sf.write(path, np.stack([sine(300, 16000, 1.0), sine(500, 16000, 1.0)], axis=1), 16000, format="AIFF")
+    assert audio_info(path) == (16000, 16000, 2)
+    with pytest.raises(AudioError, match="promises 16000 samples, the file holds"):
+        read_audio(_cut(path, 0.5))
+
+
+def test_audio_length_is_what_read_audio_returns(tmp_path: Path) -> None:
+    wav = np.stack([sine(300, 44100, 1.3), sine(500, 44100, 1.3, amp=0.2)], axis=1)
+    sf.write(tmp_path / "a.flac", wav, 44100)  # resampled: counted by reading
+    sf.write(tmp_path / "b.wav", wav[:, 0], 16000, subtype="PCM_16")  # the header's count
+    sf.write(tmp_path / "c.ogg", wav[:, 0], 16000, format="OGG", subtype="VORBIS")  # an estimate
+    for name in ("a.flac", "b.wav", "c.ogg"):
+        for rate in (16000, 8000):
+            assert audio_length(tmp_path / name, rate) == read_audio(tmp_path / name, rate).shape[0]
+    with pytest.raises(AudioError, match="nowhere.wav: no such file"):
+        audio_length(tmp_path / "nowhere.wav")
+
+
+def test_rechunk_cuts_blocks_into_pieces_of_the_given_sizes() -> None:
+    wav = np.arange(100, dtype=np.float32)
+    blocks = [wav[:7], wav[7:7], wav[7:60], wav[60:]]  # an empty block, a piece-sized one
+    pieces = list(rechunk(blocks, [30, 30, 40]))
+    assert [p.shape[0] for p in pieces] == [30, 30, 40]
+    np.testing.assert_array_equal(np.concatenate(pieces), wav)
+    assert [p.dtype for p in pieces] == [np.float32] * 3
+    whole = list(rechunk([wav], [100]))
+    np.testing.assert_array_equal(whole[0], wav)
+    with pytest.raises(ValueError, match="90 samples where 100 were expected"):
+        list(rechunk([wav[:90]], [50, 50]))
+    with pytest.raises(ValueError, match="101 samples where 100 were expected"):
+        list(rechunk([wav, wav[:1]], [50, 50]))
+
+
+@pytest.mark.filterwarnings("ignore:.*beyond full scale")
+@pytest.mark.parametrize(("rate", "channels", "subtype"), [(16000, 1, "PCM_16"), (22050, 2, "FLOAT")])
+def test_windows_read_from_a_file_are_the_file_read_whole(
+    tmp_path: Path, rate: int, channels: int, subtype: str
+) -> None:
+    rng = np.random.default_rng(3)
+    data = (0.4 * rng.standard_normal((int(rate * 7.3), channels))).astype(np.float32)
+    data[100, 0] = 2.5 if subtype == "FLOAT" else 0.9  # a float file beyond full scale: divided by its peak
+    path = tmp_path / f"x-{rate}.wav"
+    sf.write(path, data, rate, subtype=subtype)
+    whole = read_audio(path)
+    n = audio_length(path)
+    assert n == whole.shape[0]
+    sizes = [n // 3, n // 3, n - 2 * (n // 3)]  # windows unrelated to the 1 s reads below
+    windows = list(read_windows(path, sizes, block_seconds=1.0))
+    assert [w.shape[0] for w in windows] == sizes
+    np.testing.assert_array_equal(np.concatenate(windows), whole)
+    with pytest.raises(AudioError, match=rf"x-{rate}\.wav: holds {n} samples where {n + 5} were expected"):
+        list(read_windows(path, [*sizes[:2], sizes[2] + 5]))

@@ -9,11 +9,16 @@ import pytest
 
 from gradw.audio.mixing import (
     MixingError,
+    Reverberator,
+    apply_scale,
     babble,
     fit_length,
+    fitted_power_db,
+    gain_for_levels,
     measure_snr,
     mix_at_snr,
     peak_normalise,
+    peak_scale,
     power_db,
     reverberate,
     snr_gain,
@@ -195,3 +200,75 @@ def test_peak_normalise_returns_scale() -> None:
     assert float(np.max(np.abs(scaled))) == pytest.approx(0.99)
     _, scale = peak_normalise(quiet, peak=0.5, only_if_above=None)
     assert scale == pytest.approx(1.0)
+
+
+# -- pieces of long signals --------------------------------------------------------------------
+
+
+def _room(length: int, direct: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rir = 0.2 * rng.standard_normal(length) * np.exp(-np.arange(length) / (length / 6))
+    rir[direct] = 3.0
+    return rir.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("rir_length", "direct", "pieces"),
+    [
+        (4000, 40, [50000, 50000, 60000]),  # a usual room: the direct path near the start
+        (3000, 2900, [1000, 1, 999, 2000, 156000]),  # a late direct path, pieces shorter than the RIR
+        (1, 0, [80000, 80000]),  # a delta: the speech itself
+    ],
+)
+def test_the_reverberator_in_pieces_is_the_whole_reverberation(
+    rir_length: int, direct: int, pieces: list[int]
+) -> None:
+    speech = _speech(sum(pieces), seed=3).astype(np.float32)
+    rir = _room(rir_length, direct, seed=4) if rir_length > 1 else np.ones(1, np.float32)
+    whole = reverberate(speech, rir)[0]  # one fftconvolve of the whole signal
+    reverb = Reverberator(rir, speech.shape[0], chunk=7000)  # also split inside the pieces
+    outs, start = [], 0
+    for size in pieces:
+        outs.append(reverb.push(speech[start : start + size]))
+        start += size
+    outs.append(reverb.finish())
+    got = np.concatenate(outs)
+    assert got.dtype == np.float32 and got.shape == whole.shape
+    np.testing.assert_allclose(got, whole, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="pushed of the"):
+        Reverberator(rir, 10).finish()
+    with pytest.raises(ValueError, match="more than the 10 samples"):
+        Reverberator(rir, 10).push(speech[:11])
+
+
+def test_the_power_of_a_long_segment_is_measured_in_blocks() -> None:
+    noise = (0.1 * np.random.default_rng(1).standard_normal(7001)).astype(np.float32)
+    for n, offset in ((50000, 6999), (7001, 0), (3000, 4500)):  # tiled, exact, cropped
+        whole = power_db(fit_length(noise, n, offset=offset)[0], 0.0)
+        assert fitted_power_db(noise, n, offset) == whole
+        assert fitted_power_db(noise, n, offset, block=1234) == pytest.approx(whole, abs=1e-9)
+    assert fitted_power_db(np.zeros(100, np.float32), 1000, 3, block=64) == -math.inf
+
+
+def test_the_gain_from_levels_is_snr_gain() -> None:
+    speech, noise = _speech(16000), _noise(16000)
+    for snr in (-10.0, 0.0, 7.5):
+        assert gain_for_levels(power_db(speech, 0.0), power_db(noise, 0.0), snr, True) == snr_gain(
+            speech, noise, snr, floor=0.0
+        )
+    with pytest.raises(MixingError, match="noise is near-silent"):
+        gain_for_levels(-20.0, -90.0, 0.0, True)
+    with pytest.raises(MixingError, match="speech is near-silent"):
+        gain_for_levels(-90.0, -20.0, 0.0, True)
+    assert gain_for_levels(-90.0, -90.0, 0.0) == 1.0  # no check without an exact SNR
+
+
+def test_a_scale_found_on_the_peak_scales_pieces_as_the_whole() -> None:
+    wav = 1.7 * _speech(9000, seed=2).astype(np.float32) / np.abs(_speech(9000, seed=2)).max()
+    whole, scale = peak_normalise(wav)
+    top = max(float(np.abs(piece).max()) for piece in np.array_split(wav, 3))
+    assert peak_scale(top) == scale
+    np.testing.assert_array_equal(
+        np.concatenate([apply_scale(p, scale) for p in np.array_split(wav, 3)]), whole
+    )
+    assert peak_scale(0.5) == 1.0 and peak_scale(0.0) == 1.0

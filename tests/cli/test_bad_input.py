@@ -80,6 +80,10 @@ AUDIO = {
     "empty-file": "empty.wav",
     "text-file": "text.wav",
     "truncated-header": "truncated.wav",
+    "truncated-wav-data": "cut.wav",
+    "truncated-aiff": "cut.aiff",
+    "truncated-w64": "cut.w64",
+    "truncated-rf64": "cut.rf64",
     "unsupported-extension": "clip.m4a",
     "zero-length": "zero.wav",
     "nan-samples": "nan.wav",
@@ -94,6 +98,11 @@ def _write_audio_inputs(folder: Path) -> None:
     (folder / "empty.wav").write_bytes(b"")
     (folder / "text.wav").write_text("this is a text file, not audio\n")
     (folder / "truncated.wav").write_bytes(good.read_bytes()[:30])
+    for suffix, container in ((".wav", "WAV"), (".aiff", "AIFF"), (".w64", "W64"), (".rf64", "RF64")):
+        whole = folder / f"whole{suffix}"  # cut in its data: the header promises more than it holds
+        sf.write(whole, toy_tone(16000, seed=4), 16000, format=container, subtype="PCM_16")
+        (folder / f"cut{suffix}").write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+        whole.unlink()
     (folder / "clip.m4a").write_bytes(bytes(range(256)) * 8)  # no container libsndfile knows
     sf.write(folder / "zero.wav", np.zeros(0, dtype=np.float32), 16000, subtype="FLOAT")
     nan = toy_tone(16000, seed=3)
@@ -885,6 +894,8 @@ FLAG_CASES = [
         marks=pytest.mark.skipif(CUDA, reason="CUDA is available here"),
     ),
     case("verify --speaker resnet-tiny --speaker-checkpoint {spk}", "0 path(s)", id="verify-no-files"),
+    case(f"{VERIFY} --window-seconds 0.5", "0.5", usage="gradw verify", id="verify-window-under-a-second"),
+    case(f"{VERIFY} --window-seconds all", "all", usage="gradw verify", id="verify-window-not-a-number"),
     # export
     case(_with(EXPORT, "-o", "{work}/model.txt"), "{work}/model.txt", id="export-output-not-onnx"),
     case(

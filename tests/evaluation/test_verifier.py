@@ -433,3 +433,49 @@ def test_calibrate_eer_and_far(tmp_path: Path) -> None:
         verifier.calibrate(scores, labels, target="dcf")
     with pytest.warns(UserWarning, match="rejected"):
         assert verifier.calibrate([0.9, 0.1], [0, 1], target="far", far=0.0) == np.inf
+
+
+# ---------------------------------------------------------------------------------------------
+# long recordings: by windows
+
+
+def test_a_long_recording_is_the_weighted_mean_of_its_windows(tiny, tmp_path: Path, monkeypatch) -> None:
+    whole = SpeakerVerifier("resnet-tiny", enhancer=tiny["g"], checkpoint=tiny["e"], window_seconds=None)
+    windowed = SpeakerVerifier("resnet-tiny", enhancer=tiny["g"], checkpoint=tiny["e"], window_seconds=1.0)
+    assert tiny["verifier"].window_seconds == 60.0  # the default, as gradw evaluate's
+    long = voice(2.5, 150, 31)  # 40000 samples in windows of 1 s: three of 0.83 s
+    pieces = [long[:13333], long[13333:26666], long[26666:]]  # written out
+    parts = [whole.embed(p).astype(np.float64) for p in pieces]  # each window alone
+    mean = sum(len(p) * e / np.linalg.norm(e) for p, e in zip(pieces, parts, strict=True))
+    expected = mean / np.linalg.norm(mean)
+    got = windowed.embed(long)
+    assert got.dtype == np.float32 and np.linalg.norm(got) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert 1 - float(expected @ whole.embed(long)) / np.linalg.norm(whole.embed(long)) > 1e-6  # differs
+    other = voice(2.5, 220, 32)
+    np.testing.assert_allclose(
+        windowed.embed(np.stack([long, other])), [got, windowed.embed(other)], atol=2e-6
+    )
+    np.testing.assert_allclose(windowed.embed([long, other[:SR]]), [got, whole.embed(other[:SR])], atol=2e-6)
+    # a recording within the window: exactly what it always was (not normalised)
+    short = voice(0.9, 150, 33)
+    np.testing.assert_array_equal(windowed.embed(short), whole.embed(short))
+    np.testing.assert_array_equal(tiny["verifier"].embed(long), whole.embed(long))  # 2.5 s < 60 s
+    # a long file is read window by window (never whole), at its own rate and channels
+    import soxr
+
+    path = tmp_path / "long.flac"
+    stereo = soxr.resample(long, SR, 44100).astype(np.float32)
+    sf.write(path, np.stack([stereo, 0.5 * stereo[::-1]], axis=1), 44100)
+    by_hand = windowed.embed(_convert_by_hand(path))
+    assert windowed.embed_files([path]).shape == (1, 64)
+
+    def whole_read(*args, **kwargs):
+        raise AssertionError("a long file was read whole")
+
+    monkeypatch.setattr(gradw.evaluation.verifier, "read_audio", whole_read)
+    np.testing.assert_allclose(windowed.embed(path), by_hand, atol=1e-5)
+    score, _ = windowed.verify_files(path, path)
+    assert score == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="window_seconds must be at least 1"):
+        SpeakerVerifier("resnet-tiny", checkpoint=tiny["e"], window_seconds=0.5)

@@ -13,17 +13,16 @@ networks' features are mean-normalised (a level is a constant offset of the log-
 is mixed at an SNR (rescaled to the speech whatever its level). Writing 16-bit PCM clips to
 [-1, 1], with a warning saying how many samples were clipped.
 
-A file that holds fewer samples than its header promises (a WAV cut short in a copy, a FLAC
-whose decoding breaks off) is an error, naming the file and both counts: it is not processed as
-if it were whole.
+A file that holds fewer samples than its header promises (a WAV, RF64, W64 or AIFF file cut
+short in a copy, a FLAC whose decoding breaks off) is an error, naming the file and both counts:
+it is not processed as if it were whole.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from gradw.audio.headers import promised_frames
 from gradw.errors import GradwError
 from gradw.fileio import atomic_path
 
@@ -39,7 +39,10 @@ __all__ = [
     "AudioError",
     "WRITE_FORMATS",
     "audio_info",
+    "audio_length",
     "read_audio",
+    "read_windows",
+    "rechunk",
     "resample",
     "stream_audio",
     "write_audio",
@@ -57,11 +60,6 @@ _FLOAT_SUBTYPES = frozenset(
 )
 #: lossy codecs, whose frame count in the header may be an estimate
 _LOSSY_SUBTYPES = frozenset({"VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"})
-#: WAV format tags whose data chunk holds ``block_align`` bytes per frame: PCM, IEEE float,
-#: A-law, mu-law, extensible
-_WAV_FRAME_TAGS = frozenset({0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE})
-#: a WAV data size at least this large is a "length unknown" placeholder of a streaming writer
-_WAV_UNKNOWN_SIZE = 0x7FFF0000
 
 
 class AudioError(GradwError, ValueError):
@@ -90,35 +88,10 @@ def _check_exists(path: Path) -> None:
         raise AudioError(path, "not a regular file")
 
 
-def _wav_promised_frames(path: Path) -> int | None:
-    """The frames a RIFF WAV header's data chunk promises; None for another format, an encoding
-    whose frames are not ``block_align`` bytes, or a streaming writer's "unknown" size."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(12)
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-                return None
-            order = "<" if head[:4] == b"RIFF" else ">"
-            tag = block_align = None
-            while len(chunk := handle.read(8)) == 8:
-                name, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
-                if name == b"data":
-                    if tag not in _WAV_FRAME_TAGS or not block_align or size >= _WAV_UNKNOWN_SIZE:
-                        return None
-                    return size // block_align
-                if name == b"fmt " and size >= 14:
-                    tag, _, _, _, block_align = struct.unpack(order + "HHIIH", handle.read(14))
-                    size -= 14
-                handle.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
-    except (OSError, struct.error):
-        return None
-    return None
-
-
 def _check_complete(path: Path, frames: int) -> None:
-    """Refuse a WAV whose data chunk promises more frames than the file holds (libsndfile
-    quietly reads what is there: ``frames``)."""
-    promised = _wav_promised_frames(path)
+    """Refuse a file whose header promises more frames than it holds (libsndfile quietly reads
+    what is there: ``frames``): WAV, RF64, W64 and AIFF (:func:`gradw.audio.headers.promised_frames`)."""
+    promised = promised_frames(path)
     if promised is not None and promised > frames:
         raise AudioError(path, f"truncated: its header promises {promised} samples, the file holds {frames}")
 
@@ -130,8 +103,8 @@ def audio_info(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         ``(sample_rate, num_frames, channels)``; ``num_frames`` counts samples per channel.
 
     Raises:
-        AudioError: the file is missing, libsndfile cannot parse it, or it is a WAV file that
-            holds fewer samples than its header promises (truncated).
+        AudioError: the file is missing, libsndfile cannot parse it, or it is a WAV, RF64, W64
+            or AIFF file that holds fewer samples than its header promises (truncated).
     """
     p = Path(path)
     _check_exists(p)
@@ -276,6 +249,99 @@ def _mono_blocks(path: Path, handle: sf.SoundFile, size: int) -> Iterator[np.nda
         raise AudioError(path, "file holds no audio samples (zero length)")
     if total < promised and handle.subtype not in _LOSSY_SUBTYPES:  # lossy: the count is an estimate
         raise AudioError(path, f"truncated: its header promises {promised} samples, {total} could be read")
+
+
+def audio_length(path: str | os.PathLike[str], sample_rate: int = 16000) -> int:
+    """The number of samples :func:`read_audio` returns for ``path``, without holding them: the
+    header's count for a file at ``sample_rate`` in a lossless encoding, else the length of a
+    streaming read (:func:`stream_audio`, memory bounded by a block).
+
+    Raises:
+        AudioError: as :func:`read_audio` (for a file read in full here).
+        ValueError: when ``sample_rate`` is not a positive integer.
+    """
+    target = _check_rate(sample_rate, "sample_rate")
+    p = Path(path)
+    _check_exists(p)
+    try:
+        info = sf.info(os.fspath(p))
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioError(p, f"cannot read audio header ({err})") from err
+    _check_complete(p, int(info.frames))
+    if int(info.samplerate) == target and info.subtype not in _LOSSY_SUBTYPES and info.frames > 0:
+        return int(info.frames)
+    with warnings.catch_warnings():  # a float file's level is reported when it is read
+        warnings.simplefilter("ignore")
+        total = sum(block.shape[0] for block in stream_audio(p, target))
+    if total == 0:
+        raise AudioError(p, f"too short to resample to {target} Hz")
+    return total
+
+
+def rechunk(blocks: Iterable[np.ndarray], sizes: Sequence[int]) -> Iterator[np.ndarray]:
+    """Consecutive (N_i,) blocks of a waveform -> its consecutive pieces of ``sizes[j]`` samples
+    (float32), holding one piece and one block at a time.
+
+    Raises:
+        ValueError: the blocks hold fewer or more samples than ``sum(sizes)`` (found once the
+            pieces before the shortfall were yielded, or after the last one).
+    """
+    source = iter(blocks)
+    pending = np.zeros(0, dtype=np.float32)
+    done = 0
+    expected = sum(sizes)
+    for size in sizes:
+        if pending.shape[0] == size:  # a block that is exactly the piece: no copy
+            piece, pending = pending, pending[:0]
+        else:
+            piece = np.empty(size, dtype=np.float32)
+            filled = 0
+            while filled < size:
+                if pending.shape[0] == 0:
+                    block = next(source, None)
+                    if block is None:
+                        raise ValueError(f"{done + filled} samples where {expected} were expected")
+                    pending = np.asarray(block, dtype=np.float32)
+                    continue
+                take = min(size - filled, pending.shape[0])
+                piece[filled : filled + take] = pending[:take]
+                pending = pending[take:]
+                filled += take
+        done += size
+        yield np.asarray(piece, dtype=np.float32)
+    extra = pending.shape[0] + sum(np.shape(block)[0] for block in source)
+    if extra:
+        raise ValueError(f"{done + extra} samples where {expected} were expected")
+
+
+def read_windows(
+    path: str | os.PathLike[str], sizes: Sequence[int], sample_rate: int = 16000, block_seconds: float = 10.0
+) -> Iterator[np.ndarray]:
+    """Read a file as consecutive windows of ``sizes[j]`` samples: what :func:`read_audio`
+    returns, cut into those pieces (the same downmix, level and resampling, read by
+    :func:`stream_audio`), holding one window and one block of the file at a time.
+
+    Args:
+        path: the audio file.
+        sizes: the windows' lengths at ``sample_rate``; they sum to the file's length
+            (:func:`audio_length`).
+        sample_rate: the rate of the windows in Hz.
+        block_seconds: how much of the file each read takes (at most a window's length).
+
+    Raises:
+        AudioError: as :func:`read_audio`, or the file does not hold ``sum(sizes)`` samples (it
+            changed since it was measured).
+    """
+    p = Path(path)
+    longest = max(sizes, default=0)
+    if longest:
+        block_seconds = min(block_seconds, longest / _check_rate(sample_rate, "sample_rate"))
+    try:
+        yield from rechunk(stream_audio(p, sample_rate, block_seconds), sizes)
+    except AudioError:
+        raise
+    except ValueError as err:
+        raise AudioError(p, f"holds {err} at {sample_rate} Hz (did it change while it was read?)") from None
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

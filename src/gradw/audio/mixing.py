@@ -31,14 +31,22 @@ __all__ = [
     "MIN_POWER_DB",
     "MixingError",
     "PAPER_FLOOR",
+    "Reverberator",
+    "apply_scale",
     "babble",
+    "draw_offset",
     "fit_length",
+    "fitted_power_db",
+    "gain_for_levels",
     "measure_snr",
     "mix_at_snr",
     "peak_normalise",
+    "peak_scale",
     "power_db",
     "reverberate",
     "snr_gain",
+    "unit_gains",
+    "weighted_sum",
 ]
 
 PAPER_FLOOR = 1e-4
@@ -100,9 +108,19 @@ def snr_gain(
     noise = _as_wave(noise, "noise")
     if floor < 0:
         raise ValueError(f"floor must be >= 0, got {floor}")
-    speech_db = power_db(speech, floor)
-    noise_db = power_db(noise, floor)
-    if floor == 0:
+    return gain_for_levels(power_db(speech, floor), power_db(noise, floor), snr_db, floor == 0, min_power_db)
+
+
+def gain_for_levels(
+    speech_db: float, noise_db: float, snr_db: float, exact: bool = False, min_power_db: float = MIN_POWER_DB
+) -> float:
+    """:func:`snr_gain` from the two levels (``power_db`` of the speech and of the noise, with
+    the same floor): ``sqrt(10 ** ((speech_db - noise_db - snr_db) / 10))``.
+
+    Raises:
+        MixingError: with ``exact`` (floor 0), a level below ``min_power_db``.
+    """
+    if exact:
         if noise_db < min_power_db:
             raise MixingError(
                 f"noise is near-silent ({noise_db:.1f} dBFS < {min_power_db} dBFS); "
@@ -142,13 +160,36 @@ def fit_length(
     if offset is None:
         if rng is None:
             raise ValueError("fit_length needs rng or offset")
-        offset = int(rng.integers(0, length - n + 1)) if length >= n else int(rng.integers(0, length))
+        offset = draw_offset(length, n, rng)
     offset = int(offset)
     if not 0 <= offset < length:
         raise ValueError(f"offset {offset} outside [0, {length})")
     if offset + n <= length:
         return noise[offset : offset + n].copy(), offset
-    return np.take(noise, np.arange(offset, offset + n), mode="wrap"), offset
+    out = np.empty(n, dtype=np.float32)  # noise[offset:], then whole copies, then its head
+    out[: length - offset] = noise[offset:]
+    for start in range(length - offset, n, length):
+        out[start : start + length] = noise[: min(length, n - start)]
+    return out, offset
+
+
+def draw_offset(length: int, n: int, rng: np.random.Generator) -> int:
+    """The start :func:`fit_length` draws for an (n,) segment of a (length,) noise: uniform in
+    ``[0, length - n]`` for a long noise, in ``[0, length)`` for a short one."""
+    return int(rng.integers(0, length - n + 1)) if length >= n else int(rng.integers(0, length))
+
+
+def fitted_power_db(noise: np.ndarray, n: int, offset: int, block: int | None = None) -> float:
+    """``power_db(fit_length(noise, n, offset=offset)[0], 0.0)``, the segment taken ``block``
+    samples at a time (None: whole), so that a long segment is never held."""
+    if block is None or n <= block:
+        return power_db(fit_length(noise, n, offset=offset)[0], 0.0)
+    length = np.asarray(noise).shape[0]
+    total = 0.0
+    for start in range(0, n, block):
+        piece = fit_length(noise, min(block, n - start), offset=(offset + start) % length)[0]
+        total += float(np.sum(np.square(piece.astype(np.float64))))
+    return 10.0 * math.log10(total / n) if total > 0 else -math.inf
 
 
 def mix_at_snr(
@@ -258,23 +299,45 @@ def babble(
             raise ValueError(f"{len(snrs_db)} SNRs for {len(talkers)} talkers")
         gains = [snr_gain(speech, seg, snr, floor=floor) for seg, snr in zip(segments, snrs_db, strict=True)]
     else:
-        levels = [power_db(seg, 0.0) for seg in segments]
-        unit = [0.0 if db < min_power_db else 10.0 ** (-db / 20.0) for db in levels]
-        if not any(unit):
-            raise MixingError("every babble talker segment is near-silent")
-        total = _weighted_sum(segments, unit)
+        unit = unit_gains([power_db(seg, 0.0) for seg in segments], min_power_db)
+        total = weighted_sum(segments, unit)
         overall = snr_gain(speech, total, float(snr_db), floor=floor)  # type: ignore[arg-type]
         gains = [overall * u for u in unit]
-    return BabbleMix(_weighted_sum(segments, gains), used, gains)
+    return BabbleMix(weighted_sum(segments, gains), used, gains)
 
 
-def _weighted_sum(segments: Sequence[np.ndarray], gains: Sequence[float]) -> np.ndarray:
+def unit_gains(levels_db: Sequence[float], min_power_db: float = MIN_POWER_DB) -> list[float]:
+    """The gains that bring babble talker segments of these levels (dBFS, floor 0) to unit power;
+    0 for a near-silent segment (below ``min_power_db``).
+
+    Raises:
+        MixingError: every segment is near-silent.
+    """
+    unit = [0.0 if db < min_power_db else 10.0 ** (-db / 20.0) for db in levels_db]
+    if not any(unit):
+        raise MixingError("every babble talker segment is near-silent")
+    return unit
+
+
+def weighted_sum(segments: Sequence[np.ndarray], gains: Sequence[float]) -> np.ndarray:
     """``Σ gains[i] * segments[i]`` in float32, in a fixed order (so results are reproducible)."""
     out = np.zeros_like(segments[0], dtype=np.float32)
     for segment, gain in zip(segments, gains, strict=True):
         if gain:
             out += np.float32(gain) * segment
     return out
+
+
+def _unit_rir(rir: np.ndarray) -> tuple[np.ndarray, int]:
+    """(L,) RIR -> (its float64 copy normalised by its energy, the index of its direct path)."""
+    rir = np.asarray(rir, dtype=np.float64)
+    if rir.ndim != 1 or rir.shape[0] == 0:
+        raise ValueError(f"rir must be a non-empty 1-D array, got shape {rir.shape}")
+    energy = float(np.sum(rir**2))
+    if not energy > 0:
+        raise MixingError("the RIR is all zeros")
+    rir = rir / math.sqrt(energy)
+    return rir, int(np.argmax(np.abs(rir)))
 
 
 def reverberate(
@@ -306,14 +369,7 @@ def reverberate(
         ``(reverberant, aligned_clean)``, both (N,) float32.
     """
     speech = _as_wave(speech, "speech")
-    rir = np.asarray(rir, dtype=np.float64)
-    if rir.ndim != 1 or rir.shape[0] == 0:
-        raise ValueError(f"rir must be a non-empty 1-D array, got shape {rir.shape}")
-    energy = float(np.sum(rir**2))
-    if not energy > 0:
-        raise MixingError("the RIR is all zeros")
-    rir = rir / math.sqrt(energy)
-    peak = int(np.argmax(np.abs(rir)))
+    rir, peak = _unit_rir(rir)
     n = speech.shape[0]
     dry = speech.astype(np.float64)
     reverberant = fftconvolve(dry, rir)[peak : peak + n].astype(np.float32)
@@ -347,8 +403,82 @@ def peak_normalise(
         ``(scaled, scale)``: the (N,) float32 waveform and the factor applied.
     """
     wav = np.asarray(wav, dtype=np.float32)
-    top = float(np.max(np.abs(wav))) if wav.size else 0.0
-    if top == 0.0 or (only_if_above is not None and top <= only_if_above):
+    scale = peak_scale(float(np.max(np.abs(wav))) if wav.size else 0.0, peak, only_if_above)
+    if scale == 1.0:
         return wav, 1.0
-    scale = peak / top
-    return (wav * np.float32(scale)).astype(np.float32), scale
+    return apply_scale(wav, scale), scale
+
+
+def peak_scale(top: float, peak: float = 0.99, only_if_above: float | None = 1.0) -> float:
+    """The factor :func:`peak_normalise` applies to a waveform whose largest absolute sample is
+    ``top`` (1.0: left as it is), so that a waveform held in pieces is scaled as if whole."""
+    if top == 0.0 or (only_if_above is not None and top <= only_if_above):
+        return 1.0
+    return peak / top
+
+
+def apply_scale(wav: np.ndarray, scale: float) -> np.ndarray:
+    """``wav`` scaled as :func:`peak_normalise` scales it (float32; ``wav`` itself for 1.0)."""
+    if scale == 1.0:
+        return np.asarray(wav, dtype=np.float32)
+    return (np.asarray(wav, dtype=np.float32) * np.float32(scale)).astype(np.float32)
+
+
+class Reverberator:
+    """:func:`reverberate`'s reverberant output, computed piece by piece (overlap-add).
+
+    Feed the speech in consecutive pieces of any length (:meth:`push`), then call
+    :meth:`finish`: the pieces returned, in order, make the (N,) float32 waveform that
+    ``reverberate(speech, rir)[0]`` gives for the whole speech, to float rounding (each piece is
+    convolved on its own and the tails of the convolutions are carried into the next). Memory is
+    bounded by a piece and the RIR, whatever N.
+
+    Args:
+        rir: (L,) impulse response (normalised by its energy and aligned on its direct path, as
+            :func:`reverberate` does).
+        num_samples: N, the length of the whole speech.
+        chunk: the most samples convolved at once (bounds the FFT's memory; at least four times
+            the RIR's length, so that the FFTs are not mostly the RIR's tail).
+    """
+
+    def __init__(self, rir: np.ndarray, num_samples: int, chunk: int = 1 << 15) -> None:
+        self.rir, self.peak = _unit_rir(rir)
+        self.num_samples = int(num_samples)
+        self.chunk = max(int(chunk), 4 * self.rir.shape[0])
+        self._carry = np.zeros(self.rir.shape[0] - 1, dtype=np.float64)  # the tail still to come
+        self._fed = 0
+        self._skip = self.peak  # samples of the full convolution before the direct path
+        self._left = self.num_samples  # output samples still to give
+
+    def _emit(self, full: np.ndarray) -> np.ndarray:
+        """Final samples of the full convolution -> the output samples among them."""
+        drop = min(self._skip, full.shape[0])
+        self._skip -= drop
+        out = full[drop : drop + self._left].astype(np.float32)
+        self._left -= out.shape[0]
+        return out
+
+    def push(self, piece: np.ndarray) -> np.ndarray:
+        """Feed the next (M,) speech samples; returns the output samples now final (float32)."""
+        piece = np.asarray(piece)
+        if piece.ndim != 1:
+            raise ValueError(f"expected a (M,) piece of speech, got shape {piece.shape}")
+        if self._fed + piece.shape[0] > self.num_samples:
+            raise ValueError(f"more than the {self.num_samples} samples announced")
+        self._fed += piece.shape[0]
+        outs = []
+        for start in range(0, piece.shape[0], self.chunk):
+            part = piece[start : start + self.chunk].astype(np.float64)
+            full = fftconvolve(part, self.rir)  # (m + L - 1,), aligned on the first sample of part
+            full[: self._carry.shape[0]] += self._carry
+            self._carry = full[part.shape[0] :]
+            outs.append(self._emit(full[: part.shape[0]]))
+        return np.concatenate(outs) if len(outs) != 1 else outs[0]
+
+    def finish(self) -> np.ndarray:
+        """The last output samples, once every speech sample was pushed."""
+        if self._fed != self.num_samples:
+            raise ValueError(f"{self._fed} samples pushed of the {self.num_samples} announced")
+        out = self._emit(self._carry)
+        self._carry = self._carry[:0]
+        return out

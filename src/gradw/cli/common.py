@@ -48,6 +48,19 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return value
 
 
+def window_value(text: str) -> float | None:
+    """An argparse type: a window of at least 1 second, or ``none`` (no window)."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds or 'none': {text!r}") from None
+    if not value >= 1.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 1, or 'none': {text}")
+    return value
+
+
 #: the torch device types --device takes
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gradw.cli.common import add_device_args
+from gradw.cli.common import add_device_args, window_value
 
 HELP = "score pairs of audio files (same speaker?), optionally through a trained G"
 DESCRIPTION = (
@@ -76,6 +76,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             enhancer=args.checkpoint,
             checkpoint=args.speaker_checkpoint,
             device=args.device,
+            **({"window_seconds": args.window_seconds} if "window_seconds" in args else {}),
         )
         threshold = _threshold(verifier, args.threshold)
         if threshold is None:
@@ -142,6 +143,14 @@ def register(sub: Any) -> argparse.ArgumentParser:
         default=None,
         metavar="T",
         help="accept when score >= T; T is a number or a score file of gradw evaluate (its EER threshold)",
+    )
+    parser.add_argument(
+        "--window-seconds",
+        type=window_value,
+        default=argparse.SUPPRESS,
+        metavar="S",
+        help="embed a longer recording as the mean of its windows' embeddings, read window by window "
+        "(default 60, as gradw evaluate; 'none': every recording whole)",
     )
     add_device_args(parser)
     parser.add_argument("--quiet", action="store_true", help="print the scores only")

@@ -25,7 +25,6 @@ How the manifest is drawn (all from ``seed``):
   relative to the reverberant speech, the signal actually in the mixture.
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +39,8 @@ import numpy as np
 
 from gradw.audio.mixing import (
     MixingError,
-    fit_length,
-    power_db,
+    draw_offset,
+    fitted_power_db,
     reverberate,
 )
 from gradw.data.conditions import (
@@ -57,9 +56,12 @@ from gradw.data.conditions import (
 )
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.data.lists import DataError, atomic_write_text, format_offenders
+from gradw.data.streaming import speech_levels, streamed_gains
 
 _FORMAT = "gradw.conditions.manifest"
 _VERSION = 1
+
+
 @dataclass
 class Manifest:
     """Every (utterance, condition) of a noisy test set, fixed.
@@ -181,21 +183,30 @@ class _Picker:
     """Draws audible segments for one category."""
 
     def __init__(
-        self, category: str, augment: AugmentDir, loader: Loader, seed: int, min_noise_db: float
+        self,
+        category: str,
+        augment: AugmentDir,
+        loader: Loader,
+        seed: int,
+        min_noise_db: float,
+        block: int | None = None,
     ) -> None:
         self.category = category
         self.keys = augment.keys(category)
         self.loader = loader
         self.seed = seed
         self.min_noise_db = min_noise_db
+        self.block = block  # a segment is measured this many samples at a time (None: whole)
         self.stream = _stream(self.keys, np.random.default_rng([seed, _CATEGORY_STREAM[category]]))
 
     def _offset(self, key: str, n: int, rng: np.random.Generator, tries: int = 10) -> int | None:
         """The offset of an audible (n,)-sample segment of ``key``, or None after ``tries``."""
         audio = self.loader(self.category, key)
+        if n <= 0:
+            raise ValueError(f"n must be positive, got {n}")
         for _ in range(tries):
-            segment, offset = fit_length(audio, n, rng)
-            if power_db(segment, 0.0) >= self.min_noise_db:
+            offset = draw_offset(audio.shape[0], n, rng)
+            if fitted_power_db(audio, n, offset, self.block) >= self.min_noise_db:
                 return offset
         return None
 
@@ -244,6 +255,7 @@ def build_manifest(
     min_noise_db: float = -60.0,
     sample_rate: int = 16000,
     progress: Callable[[Iterable[str]], Iterable[str]] | None = None,
+    window_seconds: float | None = None,
 ) -> Manifest:
     """Fix the noise of every (test utterance, condition), reading the actual audio.
 
@@ -258,12 +270,15 @@ def build_manifest(
         min_noise_db: noise segments below this power (dBFS) are not used.
         sample_rate: the rate audio is read at.
         progress: optional wrapper over the utterance iterable (e.g. ``tqdm``).
+        window_seconds: an utterance longer than this is read and measured window by window, so
+            that no whole-length copy of it is held (:mod:`gradw.data.streaming`; its gains are
+            those of the whole utterance to float rounding); None: every utterance is read whole.
 
     Raises:
         DataError: a needed category is missing, a clean utterance is silent, or no audible noise
             segment can be found.
     """
-    from gradw.audio.io import read_audio
+    from gradw.audio.io import audio_length, read_audio, stream_audio
 
     if not conditions:
         raise ValueError("no conditions")
@@ -274,12 +289,13 @@ def build_manifest(
     if missing:
         where = "no augmentation directory" if augment is None else str(augment.root)
         raise DataError(f"{where}: conditions need the missing categor(ies) {', '.join(missing)}")
+    block = None if window_seconds is None else max(1, round(window_seconds * sample_rate))
     pickers: dict[str, _Picker] = {}
     rir_stream: Iterator[str] | None = None
     if augment is not None:
         if loader is None:
             loader = augment_loader(augment, AudioCache(sample_rate=sample_rate))
-        pickers = {c: _Picker(c, augment, loader, seed, min_noise_db) for c in needed if c != "rirs"}
+        pickers = {c: _Picker(c, augment, loader, seed, min_noise_db, block) for c in needed if c != "rirs"}
         if "rirs" in needed:
             rir_stream = _stream(
                 augment.keys("rirs"), np.random.default_rng([seed, _CATEGORY_STREAM["rirs"]])
@@ -288,15 +304,26 @@ def build_manifest(
     entries: dict[str, dict[str, Entry]] = {c.name: {} for c in conditions}
     utts = test_dir.utts
     for utt in progress(utts) if progress is not None else utts:
-        clean = read_audio(test_dir.wavs[utt], sample_rate)
-        n = clean.shape[0]
-        speech = {False: clean}
-        rir_ref = None
+        path = test_dir.wavs[utt]
+        length = None if block is None else audio_length(path, sample_rate)
+        long = length is not None and block is not None and length > block
+        clean = None if long else read_audio(path, sample_rate)  # a long one is read in windows
+        n = length if clean is None else clean.shape[0]
+        assert n is not None
+        speech = {} if clean is None else {False: clean}
+        rir_ref = rir = None
         if rir_stream is not None and loader is not None:
             key = next(rir_stream)
             rir = loader("rirs", key)
             rir_ref = RirRef(key, int(rir.shape[0]))
-            speech[True] = reverberate(clean, rir)[0]
+            if clean is not None:
+                speech[True] = reverberate(clean, rir)[0]
+        levels = {}
+        if clean is None and pickers:  # the levels the gains need, in one pass over the file
+            try:
+                levels = speech_levels(stream_audio(path, sample_rate), n, rir)
+            except DataError as exc:
+                raise DataError(f"{path}: utterance {utt!r}: {exc}") from None
         picks = {
             cat: picker.pick(utt, n, babble_talkers if cat == "babble" else 1)
             for cat, picker in pickers.items()
@@ -308,9 +335,15 @@ def build_manifest(
                 audio = [loader(condition.category, key) for key, _ in chosen]
                 offsets = [offset for _, offset in chosen]
                 try:
-                    gains = _gains(speech[condition.reverb], audio, offsets, condition.snr_db)
+                    if clean is None:
+                        assert block is not None
+                        gains = streamed_gains(
+                            levels[condition.reverb], audio, offsets, condition.snr_db, n, block
+                        )
+                    else:
+                        gains = _gains(speech[condition.reverb], audio, offsets, condition.snr_db)
                 except MixingError as exc:
-                    raise DataError(f"{test_dir.wavs[utt]}: utterance {utt!r}: {exc}") from None
+                    raise DataError(f"{path}: utterance {utt!r}: {exc}") from None
                 sources = tuple(
                     Source(condition.category, key, offset, gain, int(wav.shape[0]))
                     for (key, offset), wav, gain in zip(chosen, audio, gains, strict=True)

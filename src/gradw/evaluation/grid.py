@@ -23,8 +23,10 @@ work.
 
 Long utterances: one longer than ``window_seconds`` (60 s by default) is embedded as the
 length-weighted mean of the embeddings of consecutive windows, each through the whole system
-(:func:`gradw.evaluation.systems.window_bounds`), so the models' memory does not grow with the
-length of an utterance; shorter utterances are embedded whole, as before.
+(:mod:`gradw.evaluation.windows`), and it is never held whole: the manifest measures it window
+by window, and each window is read from the file and rendered under a condition on its own
+(:mod:`gradw.data.streaming`), so memory does not grow with the length of an utterance. Shorter
+utterances are read, rendered and embedded whole, as before.
 """
 
 from __future__ import annotations
@@ -37,27 +39,27 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from gradw.audio.io import read_audio
 from gradw.config import ConfigError, EvaluationConfig
-from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions, render
-from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
+from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions
+from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.data.lists import DataError
 from gradw.data.manifest import Manifest, build_manifest
 from gradw.data.trials import Trial, load_trials, select_trials
 from gradw.evaluation.bootstrap import paired_bootstrap_diff, summarise
 from gradw.evaluation.calibration import calibration_metrics
 from gradw.evaluation.content import InputDigests
+from gradw.evaluation.embedding import embed_conditions
 from gradw.evaluation.report.document import write_report
 from gradw.evaluation.results import Row, write_results
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
-from gradw.evaluation.systems import System, augment_overlap, embed_many, load_system, parse_systems
+from gradw.evaluation.systems import System, augment_overlap, load_system, parse_systems
 from gradw.fileio import atomic_path, atomic_write, blocking_file
 from gradw.models.loading import (
     RANDOM_WEIGHTS,
@@ -139,7 +141,7 @@ def _manifest(
     stamp = path.with_name("manifest.inputs")
     if path.is_file() and stamp.is_file() and stamp.read_text().strip() == fingerprint:
         return Manifest.load(path)
-    manifest = build_manifest(test, augment, conditions, config.seed)
+    manifest = build_manifest(test, augment, conditions, config.seed, window_seconds=config.window_seconds)
     manifest.save(path)
     atomic_write(stamp, fingerprint + "\n")
     return manifest
@@ -197,41 +199,6 @@ class EmbeddingStore:
         utts = sorted(embeddings)
         with atomic_path(self.path(key)) as tmp, open(tmp, "wb") as handle:  # a path would gain ".npz"
             np.savez(handle, utts=np.array(utts), embeddings=np.stack([embeddings[u] for u in utts]))
-
-
-def embed_conditions(
-    system: System,
-    utts: Sequence[str],
-    conditions: Sequence[Condition],
-    test: SpeechDir,
-    manifest: Manifest | None,
-    loader: Callable[[str, str], np.ndarray] | None,
-    batch_seconds: float | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, dict[str, np.ndarray]]:
-    """Embeddings of ``utts`` under each condition through ``system``: condition -> utt -> (D,).
-
-    Each utterance is read once; its renderings under the conditions (all of its length) are
-    embedded together, batched with neighbouring utterances of the same length.
-    """
-
-    def items() -> Iterable[tuple[tuple[str, str], np.ndarray]]:
-        for utt in utts:
-            clean = read_audio(test.wavs[utt])
-            check_duration(
-                utt, test.wavs[utt], clean.shape[0], system.scorer.min_samples, "the speaker network"
-            )
-            for condition in conditions:
-                if condition.category == "clean" and not condition.reverb:
-                    yield (condition.name, utt), clean
-                else:
-                    assert manifest is not None and loader is not None
-                    yield (condition.name, utt), render(manifest.entry(utt, condition), clean, loader)
-
-    out: dict[str, dict[str, np.ndarray]] = {c.name: {} for c in conditions}
-    for (name, utt), emb in embed_many(system, items(), batch_seconds, progress).items():
-        out[name][utt] = emb
-    return out
 
 
 def by_length(

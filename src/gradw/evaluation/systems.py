@@ -20,14 +20,19 @@ A system spec is a string:
 the embeddings of consecutive windows, the fewest of at most that length, of equal length (to a
 sample), no overlap; each window goes through the whole system on its own (a waveform enhancer,
 G, E), as a short utterance would, and the mean is length-normalised. This is the usual way of
-embedding long recordings, and it bounds the models' memory by one window whatever the length.
-An utterance no longer than the window is embedded whole, exactly as without one.
+embedding long recordings, and it bounds the models' memory by one window whatever the length
+(:mod:`gradw.evaluation.windows`, shared with the verifier; the evaluation also reads and renders
+such an utterance window by window, :mod:`gradw.evaluation.embedding`). An utterance no longer
+than the window is embedded whole, exactly as without one.
+
+A peer's identity (part of its cached embeddings' key) names the installed version of its
+package (:func:`gradw.evaluation.peers.peer_identity`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +44,7 @@ from torch.nn import functional as F
 from gradw.checkpoint import CheckpointError, file_digest
 from gradw.errors import GradwError
 from gradw.evaluation.calibration import Calibration, calibration_for
+from gradw.evaluation.windows import embed_windows, window_bounds
 from gradw.models.loading import checkpoint_kind, load_adapted
 from gradw.models.speaker import SpeakerNetwork
 
@@ -140,21 +146,20 @@ class System:
         Every item is computed as it would be alone: no padding, E's mean normalisation and
         pooling and G's instance normalisation are per item (BatchNorm runs in eval mode), so a
         batch changes the result only by floating-point summation order. Waveforms longer than
-        ``window_seconds`` are embedded window by window (:func:`window_bounds`): the
-        length-weighted mean of the windows' embeddings, normalised.
+        ``window_seconds`` are embedded window by window
+        (:func:`gradw.evaluation.windows.window_bounds`): the length-weighted mean of the
+        windows' embeddings, normalised (:func:`gradw.evaluation.windows.embed_windows`).
         """
         wavs = np.asarray(wavs, dtype=np.float32)
         if wavs.ndim != 2:
             raise ValueError(f"embed_batch expects (B, N) waveforms of one length, got shape {wavs.shape}")
         bounds = window_bounds(wavs.shape[1], self.window_seconds)
         if len(bounds) == 1:
-            return self._embed_whole(wavs)
-        total = np.zeros((wavs.shape[0], 1), dtype=np.float64)
-        for start, stop in bounds:
-            total = total + (stop - start) * self._embed_whole(wavs[:, start:stop]).astype(np.float64)
-        return (total / np.linalg.norm(total, axis=1, keepdims=True)).astype(np.float32)
+            return self.embed_whole(wavs)
+        return embed_windows((wavs[:, start:stop] for start, stop in bounds), self.embed_whole)
 
-    def _embed_whole(self, wavs: np.ndarray) -> np.ndarray:
+    @torch.no_grad()
+    def embed_whole(self, wavs: np.ndarray) -> np.ndarray:
         """(B, N) float32 waveforms of one length -> (B, D) L2-normalised embeddings, each whole."""
         if self.waveform is not None:  # waveform enhancers run one recording at a time
             wavs = np.stack([np.asarray(self.waveform.enhance(w), dtype=np.float32) for w in wavs])
@@ -165,25 +170,6 @@ class System:
             noisy = self.scorer(self.scorer.features(mel))
             emb = F.normalize(emb, dim=-1) + F.normalize(noisy, dim=-1)
         return F.normalize(emb, dim=-1).cpu().numpy().astype(np.float32)
-
-
-def window_bounds(
-    num_samples: int, window_seconds: float | None, sample_rate: int = 16000
-) -> Sequence[tuple[int, int]]:
-    """The windows a waveform of ``num_samples`` is embedded by: ``[(start, stop), ...]``.
-
-    One window ``(0, N)`` when ``window_seconds`` is None or N fits in it; otherwise the fewest
-    consecutive windows of at most ``window_seconds``, of equal length to a sample
-    (``k = ceil(N / W)``, window i is ``[i N // k, (i + 1) N // k)``): none is shorter than half a
-    window, so no window is a scrap too short to embed.
-    """
-    if window_seconds is None:
-        return [(0, num_samples)]
-    window = max(1, int(round(window_seconds * sample_rate)))
-    count = -(-num_samples // window)
-    if count <= 1:
-        return [(0, num_samples)]
-    return [(i * num_samples // count, (i + 1) * num_samples // count) for i in range(count)]
 
 
 def default_batch_seconds(device: torch.device) -> float:
@@ -265,11 +251,11 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
     if spec.kind == "noisy":
         return System(spec, scorer, device, identity=f"noisy|{scorer_id}")
     if spec.kind == "waveform":
-        from gradw.evaluation.peers import build_peer
+        from gradw.evaluation.peers import build_peer, peer_identity
 
-        return System(
-            spec, scorer, device, identity=f"{spec.name}|{scorer_id}", waveform=build_peer(spec.name)
-        )
+        peer = build_peer(spec.name)
+        identity = peer_identity(spec.name)  # NAME|PACKAGE==VERSION: an upgrade is another system
+        return System(spec, scorer, device, f"{identity}|{scorer_id}", waveform=peer, info={"peer": identity})
     from gradw.audio.frontends import frontend_name
     from gradw.checkpoint import CheckpointError
     from gradw.models.loading import load_enhancer

@@ -16,6 +16,11 @@ list of recordings of any lengths, or files (:meth:`SpeakerVerifier.embed_files`
 own rate). A 2-D array is always a batch, never channels: multi-channel audio is downmixed by the
 caller, or passed as a path.
 
+A recording longer than ``window_seconds`` (60 s by default, as ``gradw evaluate``) is embedded as
+the length-weighted mean of its windows' embeddings (:mod:`gradw.evaluation.windows`, the helper
+the evaluation uses), and a file that long is read window by window: memory stays that of one
+window however long the recording. Shorter recordings are embedded whole, as ever.
+
 A checkpoint selected on validation (``best.pt`` of ``gradw train`` or ``gradw adapt``) carries a
 calibration (:mod:`gradw.evaluation.calibration`) fitted on the validation speakers and noise:
 :meth:`SpeakerVerifier.llr` turns scores into log-likelihood ratios, and the default decision
@@ -65,12 +70,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradw.audio.io import prepare_waveform, read_audio
+from gradw.audio.io import audio_length, prepare_waveform, read_audio, read_windows
 from gradw.enhance.enhancer import Enhancer
 from gradw.errors import GradwError
 from gradw.evaluation.calibration import Calibration, calibration_for
+from gradw.evaluation.windows import DEFAULT_WINDOW_SECONDS, embed_windows, window_bounds, window_sizes
 
-__all__ = ["MAX_CHANNELS", "SpeakerVerifier", "VerificationError", "threshold_at_far"]
+__all__ = [
+    "DEFAULT_WINDOW_SECONDS",
+    "MAX_CHANNELS",
+    "SpeakerVerifier",
+    "VerificationError",
+    "threshold_at_far",
+]
 
 #: a 2-D array whose last axis is at most this long is taken for (N, C) channels and refused
 MAX_CHANNELS = 8
@@ -130,6 +142,8 @@ class SpeakerVerifier:
             trained ``resnet34``), or ``"random"`` to use randomly initialised weights on purpose.
         threshold: an initial decision threshold (see :meth:`calibrate`).
         device: where E (and G) run; default CPU.
+        window_seconds: a recording longer than this is embedded by windows (see the module
+            docstring); None: every recording whole.
 
     Attributes:
         speaker: the E in use (eval mode).
@@ -138,6 +152,7 @@ class SpeakerVerifier:
             :func:`gradw.models.loading.load_adapted`), or None.
         threshold: the decision threshold used by :meth:`verify` and :meth:`verify_files` when
             none is passed.
+        window_seconds: the window of long recordings (None: none).
 
     Raises:
         gradw.checkpoint.CheckpointError: an unreadable checkpoint, or a ResNet without weights.
@@ -155,11 +170,15 @@ class SpeakerVerifier:
         checkpoint: str | os.PathLike[str] | None = None,
         threshold: float | None = None,
         device: str | torch.device = "cpu",
+        window_seconds: float | None = DEFAULT_WINDOW_SECONDS,
     ) -> None:
         from gradw.audio.frontends import frontend_name
         from gradw.models.loading import checkpoint_kind, is_random_weights, load_speaker_network
         from gradw.models.speaker import SpeakerNetwork
 
+        if window_seconds is not None and not window_seconds >= 1:
+            raise ValueError(f"window_seconds must be at least 1 (or None), got {window_seconds!r}")
+        self.window_seconds = None if window_seconds is None else float(window_seconds)
         self.device = torch.device(device)
         self.adapted: dict[str, Any] | None = None
         if _is_path(enhancer) and checkpoint_kind(Path(enhancer)) == "adapted":  # type: ignore[arg-type]
@@ -286,6 +305,26 @@ class SpeakerVerifier:
 
         return network.embed_through(wav, mask_model)
 
+    def _embed_rows(self, wavs: np.ndarray) -> np.ndarray:
+        """(B, N) float32 16 kHz recordings -> (B, D): whole when N fits in the window (as
+        :meth:`embed_tensor` gives them), else by windows (unit length)."""
+        bounds = window_bounds(wavs.shape[1], self.window_seconds, self.sample_rate)
+        if len(bounds) == 1:
+            return self._embed_array(wavs)
+        return embed_windows((wavs[:, start:stop] for start, stop in bounds), self._embed_array)
+
+    def _embed_array(self, wavs: np.ndarray) -> np.ndarray:
+        return self.embed_tensor(torch.from_numpy(np.ascontiguousarray(wavs))).cpu().numpy()
+
+    def _embed_path(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """One file -> (D,): read whole when it fits in the window, else read window by window
+        (never held whole)."""
+        sizes = window_sizes(audio_length(path, self.sample_rate), self.window_seconds, self.sample_rate)
+        if len(sizes) == 1:
+            return self._embed_array(read_audio(path, self.sample_rate)[None])[0]
+        windows = (w[None] for w in read_windows(path, sizes, self.sample_rate))
+        return embed_windows(windows, self._embed_array)[0]
+
     def _mono(self, item: Any, sample_rate: int) -> np.ndarray:
         """One recording -> (N,) float32 at E's rate: a path is read at its own rate (downmixed);
         an array must be 1-D (a 2-D one could hold channels or a batch: never guessed)."""
@@ -317,7 +356,9 @@ class SpeakerVerifier:
             sample_rate: the rate in Hz of the arrays (resampled to 16 kHz); not used for paths.
 
         Returns:
-            (D,) or (B, D) float32 embeddings (not normalised).
+            (D,) or (B, D) float32 embeddings: not normalised, except those of recordings longer
+            than :attr:`window_seconds`, which are unit-length means of their windows'
+            embeddings (a file that long is read window by window, never whole).
 
         Raises:
             VerificationError: (a ValueError) a 2-D array shaped like channels, a list item that
@@ -325,13 +366,18 @@ class SpeakerVerifier:
             gradw.audio.io.AudioError: an unreadable file (named).
         """
         if _is_path(waveform):
-            wav = torch.from_numpy(self._mono(waveform, sample_rate))
-            return self.embed_tensor(wav[None])[0].cpu().numpy()
+            return self._embed_path(waveform)
         if isinstance(waveform, list | tuple):
             if not waveform:
                 raise VerificationError("nothing to embed: the list is empty")
-            rows = [self._mono(item, sample_rate) for item in waveform]
-            return np.stack([self.embed_tensor(torch.from_numpy(r)[None])[0].cpu().numpy() for r in rows])
+            return np.stack(
+                [
+                    self._embed_path(item)
+                    if _is_path(item)
+                    else self._embed_rows(self._mono(item, sample_rate)[None])[0]
+                    for item in waveform
+                ]
+            )
         arr = _as_array(waveform)
         if arr.ndim == 1:
             return self.embed([arr], sample_rate)[0]
@@ -347,7 +393,7 @@ class SpeakerVerifier:
                 "a list of 1-D waveforms"
             )
         rows = [prepare_waveform(row, sample_rate, self.sample_rate) for row in arr]
-        return self.embed_tensor(torch.from_numpy(np.stack(rows))).cpu().numpy()
+        return self._embed_rows(np.stack(rows))
 
     def embed_files(self, paths: Iterable[str | os.PathLike[str]]) -> np.ndarray:
         """Embeddings of audio files, each read at its own rate and downmixed
