@@ -175,3 +175,28 @@ def test_a_calibrated_checkpoint_prints_the_llr_and_decides_by_default(setup, ca
     assert float(llr) == pytest.approx(8.0 * float(score) - 2.0, abs=1e-3)
     assert decision == ("accept" if float(score) >= 0.25 else "reject")
     assert "threshold: 0.250000" in err and "fitted on validation: 2 speakers" in err
+
+
+def test_a_quality_aware_calibration_prints_per_pair_llrs_and_decisions(setup, capsys, tmp_path) -> None:
+    from gradw.evaluation.quality import QualityFunctions
+
+    root = setup["root"]
+    functions = QualityFunctions.build(["snr_percentile"], interactions=False)
+    record = Calibration(
+        8.0,
+        -2.0,
+        quality_names=functions.names,
+        quality_weights=(0.05, 0.02),
+        fitted_on="validation: 2 speakers",
+        extra={"scorer": weights_identity("resnet-tiny", str(setup["e"]))},
+        quality_functions=functions.to_dict(),
+    )
+    g = make_enhancer_checkpoint(
+        tmp_path / "g.pt", seed=1, speaker_checkpoint=str(setup["e"]), calibration=record.to_dict()
+    )
+    code, out, err = run([str(root / "a.flac"), str(root / "b.wav"), "--checkpoint", str(g)], capsys)
+    assert code == 0 and len(out) == 1
+    _enroll, _test, score, llr, decision = out[0].split()
+    assert decision == ("accept" if float(llr) >= 0 else "reject")
+    assert "accept when the calibrated LLR >= 0" in err and "snr_percentile" in err
+    assert "threshold:" not in err

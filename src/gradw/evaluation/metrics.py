@@ -340,3 +340,21 @@ def det_curve(
     x = norm.ppf(np.clip(fpr, eps_fa, 1.0 - eps_fa))
     yy = norm.ppf(np.clip(fnr, eps_miss, 1.0 - eps_miss))
     return x, yy
+
+
+def threshold_at_far(scores: ArrayLike, labels: ArrayLike, far: float) -> float:
+    """The lowest threshold whose false-acceptance rate is at most ``far``.
+
+    A trial is accepted when ``score >= threshold`` (this module's convention). The threshold is
+    one of the scores (or ``+inf`` when even the highest score would accept too many non-target
+    trials), so the FAR on these trials is exactly the fraction of non-target scores at or above
+    it.
+
+    Raises:
+        ValueError: ``far`` outside [0, 1], or invalid scores/labels.
+    """
+    if not 0.0 <= far <= 1.0:
+        raise ValueError(f"far must lie in [0, 1], got {far!r}")
+    fpr, _fnr, thresholds = roc(scores, labels)
+    ok = np.flatnonzero(fpr <= far)  # fpr falls as the threshold rises: the first index is lowest
+    return float(thresholds[ok[0]])
