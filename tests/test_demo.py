@@ -18,7 +18,7 @@ from gradw.config import DemoConfig, apply_overrides, from_dict, load_yaml, pres
 from gradw.data.corpora.synthvox.build import pool_ready
 from gradw.data.corpora.synthvox.presets import OOD_POOL
 from gradw.demo import run_demo
-from gradw.evaluation.calibration import Calibration
+from gradw.evaluation.calibration import Calibration, threshold_record
 from gradw.evaluation.report.document import threshold_sentence
 from gradw.evaluation.scoring import read_scores
 
@@ -77,10 +77,14 @@ def test_tiny_demo_trains_evaluates_and_reports(
     for name in demo.variants:
         best = load_checkpoint(out / name / "best.pt", kind="enhancer")
         calibration = Calibration.from_dict(best["extra"]["calibration"])
-        assert calibration.scale > 0 and calibration.fitted_on.startswith("validation: 2 speakers")
-        assert calibration.extra["conditions"] == ["noise_0"]
+        assert calibration.fitted_on.startswith("validation: 2 speakers")
+        assert calibration.extra["conditions"] == ["clean", "noise_0"]  # the preset's calibration grid
+        assert calibration.measures == ("snr_percentile",)  # quality-aware: the threshold moves
         recorded = results["calibration"][name]
-        assert recorded["threshold"] == pytest.approx(calibration.score_threshold())
+        assert recorded["threshold"] is None
+        assert recorded["thresholds_by_snr"] == pytest.approx(
+            threshold_record(calibration)["thresholds_by_snr"]
+        )
         rows = [r for r in results["rows"] if r["system"] == name]
         assert all(r["metrics"]["min_cllr"] <= r["metrics"]["cllr"] + 1e-9 for r in rows)
         assert all("act_dcf_0.01" in r["metrics"] for r in rows)
@@ -122,8 +126,19 @@ def test_tiny_demo_trains_evaluates_and_reports(
     assert section.count("Mean EER over the conditions at or below 0 dB:") == 2
     assert "| system | in-domain | out-of-domain |" in section
 
+    # a run trained before its config asked for this calibration (here: one holding a calibration
+    # of the score alone, fitted for no stated request) is calibrated again, not trained again
+    name = next(iter(demo.variants))
+    best_path, last_path = out / name / "best.pt", out / name / "last.pt"
+    state = torch.load(best_path, weights_only=True)
+    wanted = state["extra"]["calibration"]
+    state["extra"]["calibration"] = Calibration(scale=10.0, offset=-5.0, fitted_on="validation").to_dict()
+    torch.save(state, best_path)
+    last_bytes, done_bytes = last_path.read_bytes(), (out / name / "done.json").read_bytes()
     # a second run reuses every finished stage and gives the same rows
     run_demo("tiny", quiet=True, overrides=overrides)
     again = json.loads((out / "eval" / "results.json").read_text())
     assert again["rows"] == results["rows"]
     assert json.loads((out / "eval-ood" / "results.json").read_text())["rows"] == ood["rows"]
+    assert torch.load(best_path, weights_only=True)["extra"]["calibration"] == wanted
+    assert last_path.read_bytes() == last_bytes and (out / name / "done.json").read_bytes() == done_bytes

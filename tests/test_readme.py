@@ -279,8 +279,8 @@ def test_pipeline_verification_and_api_sections_run_on_the_tiny_corpus(
 
     pipeline = bash_commands(readme_section("The pipeline"))
     assert [c[1] for c in pipeline] == [
-        "data", "train-speaker", "train", "evaluate", "report", "inspect", "enhance", "enhance", "verify",
-        "export",
+        "data", "train-speaker", "train", "calibrate", "evaluate", "report", "inspect", "enhance", "enhance",
+        "verify", "export",
     ]  # fmt: skip
     _run_all(pipeline, replace, work, {"evaluate": ["n_boot=20"]})
     assert (work / "exp" / "mine-eval" / "report.md").is_file() and (work / "fig.pdf").is_file()

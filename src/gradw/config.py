@@ -129,6 +129,26 @@ class ValidationConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """The score-to-LLR map of the selected checkpoint (``best.pt``), fitted once at the end of
+    training (and by ``gradw calibrate``) on the validation speakers x the validation noise over
+    this grid (see gradw.evaluation.calibration_fit), with quality measure functions of blind
+    per-recording measures (gradw.evaluation.quality; ``quality: []`` for a map of the score
+    alone)."""
+
+    categories: tuple[str, ...] = ("clean", "noise", "music", "babble")
+    snrs: tuple[float, ...] = (5.0, 0.0, -5.0, -10.0)
+    rooms: bool = False
+    # per-recording measures (gradw.audio.quality.MEASURES); each enters as min and max of the sides
+    quality: tuple[str, ...] = ("snr_percentile",)
+    # measure -> [low, high] (dB, or seconds for durations); missing: the default range
+    clip: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # also the score times each quality term (the slope then depends on the quality)
+    interactions: bool = True
+    max_trials: int = 2000
+
+
+@dataclass
 class TrainConfig:
     """Training of the enhancer G against a fixed E (``gradw train``).
 
@@ -146,6 +166,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     checkpoint_every: int = 500
     log_every: int = 10
     tensorboard: bool = True
@@ -243,6 +264,7 @@ class AdaptConfig:
         default_factory=lambda: OptimConfig(lr=3e-5, warmup_steps=0, steps=200, batch_size=8)
     )
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     checkpoint_every: int = 100
     log_every: int = 10
     tensorboard: bool = True

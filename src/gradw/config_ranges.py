@@ -3,6 +3,7 @@ when a section is built (the section classes live in :mod:`gradw.config`, which 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -98,6 +99,15 @@ RULES: dict[str, dict[str, tuple[Any, str]]] = {
     },
     "ValidationConfig": {
         "every": (_non_negative, "an integer >= 0 (0: no validation)"),
+        "max_trials": (lambda v: v >= 2, "an integer >= 2"),
+    },
+    "CalibrationConfig": {
+        "categories": (lambda v: len(v) > 0, "a non-empty list of categories"),
+        "snrs": (lambda v: all(math.isfinite(x) for x in v), "a list of finite SNRs in dB"),
+        "clip": (
+            lambda v: all(lo < hi for lo, hi in v.values()),
+            "a mapping measure: [low, high] with low < high",
+        ),
         "max_trials": (lambda v: v >= 2, "an integer >= 2"),
     },
     "TrainConfig": _RUN,

@@ -3,7 +3,9 @@
 Stages (each skipped when its output is already complete, so a rerun reuses what is done):
 
 1. build the synthvox corpus of the preset (``data`` section of the preset);
-2. train G once per variant of the ``demo`` section (Grad-W and Equal-W against CAM++);
+2. train G once per variant of the ``demo`` section (Grad-W and Equal-W against CAM++), and
+   calibrate its selected ``best.pt`` when the calibration it holds is not the one its config
+   asks for (a run trained before the config changed is calibrated without training again);
 3. evaluate noisy / each G / the waveform peers on clean speech and every category x SNR, twice:
    on the in-domain test pool (``augment/test``, into ``OUT/eval``) and on the out-of-domain one
    (``augment/test-ood``: noise, music and babble from sources no training or validation item
@@ -99,6 +101,7 @@ def _run_demo(
     ood = demo.ood and _ood_pool(root, quiet)
 
     # 2. training, one run per variant
+    from gradw.training.calibrate import calibrate_checkpoint, needs_calibration
     from gradw.training.enhancer import train_enhancer
 
     systems = ["noisy"]
@@ -113,6 +116,9 @@ def _run_demo(
             train_enhancer(config, resume=(run_dir / "last.pt").is_file(), quiet=quiet)
         # checkpoint selection on the validation speakers' EER when validation ran, else the last
         best = run_dir / "best.pt"
+        if best.is_file() and needs_calibration(best, config):
+            _log(f"{name}: calibrating {best} on the validation speakers", quiet)
+            calibrate_checkpoint(best, config, quiet=quiet)
         systems.append(f"{name}:{best if best.is_file() else run_dir / 'last.pt'}")
     systems.extend(_available_peers(demo.peers, quiet))
 

@@ -272,6 +272,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     (work / "afile").write_text("an ordinary file where a folder is expected\n")
     (work / "afile.wav").write_text("an ordinary file\n")
     (work / "locked").mkdir()
+    shutil.copyfile(root / "ck" / "g.pt", work / "locked" / "g.pt")  # for gradw calibrate --in-place
     (work / "folder.onnx").mkdir()
     (root / "cwd").mkdir()
     paths = {
@@ -431,6 +432,7 @@ INSPECT = (
 ENHANCE = "enhance {in}/good.wav -o {out} --checkpoint {g} --quiet"
 VERIFY = "verify {in}/good.wav {in}/good2.wav --speaker resnet-tiny --speaker-checkpoint {spk} --quiet"
 EXPORT = "export onnx --checkpoint {g} -o {work}/model.onnx"
+CALIBRATE = "calibrate --checkpoint {g} -o {work}/g-cal.pt --quiet data.val={val} data.val_augment={aug}"
 
 
 def _without(command: str, option: str) -> str:
@@ -536,6 +538,15 @@ LIST_CASES = [
         )
     ),
     case(_with(EVALUATE, "--trials", "nonesuch"), "nonesuch", id="evaluate-trials-name-unknown"),
+    # the validation data gradw calibrate fits on
+    *(
+        case(_with(CALIBRATE, "data.val", "{lists}/" + k), *_list_culprit(k), id=f"calibrate-val-{k}")
+        for k in LISTS
+    ),
+    *(
+        case(_with(CALIBRATE, "data.val_augment", "{lists}/" + k), "{lists}/" + k, id=f"calibrate-{k}")
+        for k in ("aug-missing-audio", "aug-empty-list", "aug-no-category", "aug-speech-and-babble")
+    ),
 ]
 
 
@@ -563,6 +574,7 @@ ENHANCER_USES = {
     "export": lambda ck: _with(EXPORT, "--checkpoint", ck),
     "inspect": lambda ck: _with(INSPECT, "--checkpoint", "g=" + ck),
     "adapt": lambda ck: f"{ADAPT} enhancer_checkpoint={ck}",
+    "calibrate": lambda ck: _with(CALIBRATE, "--checkpoint", ck),
 }
 SPEAKER_USES = {
     "evaluate-scorer": lambda ck: _with(EVALUATE, "--scorer-checkpoint", ck),
@@ -592,6 +604,11 @@ CHECKPOINT_CASES = [
         "{ck}/tampered-adapted.pt",
         id="evaluate-tampered-adapted",
     ),
+    case(
+        _with(CALIBRATE, "--checkpoint", "{ck}/tampered-adapted.pt"),
+        "{ck}/tampered-adapted.pt",
+        id="calibrate-tampered-adapted",
+    ),
 ]
 
 
@@ -605,6 +622,7 @@ CONFIG_COMMANDS = {
     "config": (CONFIG, "nonsense=1", "seed=zero"),
     "evaluate": (EVALUATE, "nonsense=1", "n_boot=lots"),
     "demo": (DEMO, "nonsense=1", "n_boot=[1]"),
+    "calibrate": (CALIBRATE, "calibration.nonsense=1", "calibration.max_trials=many"),
 }
 
 
@@ -640,6 +658,10 @@ OUT_OF_RANGE = {
         "dpi=10", "systems=[]", "scorer=nonesuch", "scorer_tap=nowhere", "categories=[thunder]",
     ],
     "demo": ["n_boot=0", "eval_processes=0", "max_trials=1", "snrs=abc"],
+    "calibrate": [
+        "calibration.max_trials=1", "calibration.snrs=[.nan]", "calibration.categories=[thunder]",
+        "calibration.categories=[]", "calibration.quality=[loudness]", "seed=-1",
+    ],
 }  # fmt: skip
 
 
@@ -935,6 +957,37 @@ FLAG_CASES = [
         usage="gradw data build",
         id="data-build-unknown-pool",
     ),
+    # calibrate
+    case(_with(CALIBRATE, "-o", "{g}"), "--in-place", id="calibrate-output-is-the-checkpoint"),
+    case(
+        _with(CALIBRATE, "-o", "{work}/folder.onnx"), "{work}/folder.onnx", id="calibrate-output-is-a-folder"
+    ),
+    case(_with(CALIBRATE, "-o", "{work}/afile/g.pt"), "{work}/afile", id="calibrate-output-under-a-file"),
+    case(
+        _with(_with(CALIBRATE, "--checkpoint", "{adapted}"), "-o", "{spk}"),
+        "{spk}",
+        id="calibrate-output-is-the-base-network",
+    ),
+    case(
+        f"{CALIBRATE} --in-place", "--in-place", usage="gradw calibrate", id="calibrate-output-and-in-place"
+    ),
+    case(_without(CALIBRATE, "-o"), "--in-place", usage="gradw calibrate", id="calibrate-no-output"),
+    case(
+        _without(CALIBRATE, "--checkpoint"),
+        "--checkpoint",
+        usage="gradw calibrate",
+        id="calibrate-no-checkpoint",
+    ),
+    case(_without(CALIBRATE, "data.val"), "data.val", id="calibrate-no-validation-speakers"),
+    case(f"{CALIBRATE} --threads -3", "-3", usage="gradw calibrate", id="calibrate-threads-negative"),
+    case(
+        f"{CALIBRATE} --device nonesuch", "nonesuch", usage="gradw calibrate", id="calibrate-device-unknown"
+    ),
+    case(
+        f"{CALIBRATE} calibration.clip={{{{seconds:[1,2]}}}}",
+        "calibration.clip",
+        id="calibrate-clip-of-an-unused-measure",
+    ),
     # the command itself
     case("frobnicate", "frobnicate", usage="gradw", id="unknown-command"),
 ]
@@ -950,6 +1003,11 @@ LOCK_CASES = [
     ),
     case(_with(ADAPT, "out_dir", "{work}/locked"), "{work}/locked", id="adapt-into-a-locked-folder"),
     case("demo --preset tiny --quiet out={work}/locked", "{work}/locked", id="demo-into-a-locked-folder"),
+    case(
+        "calibrate --checkpoint {work}/locked/g.pt --in-place --quiet data.val={val} data.val_augment={aug}",
+        "{work}/locked",
+        id="calibrate-in-place-in-a-locked-folder",
+    ),
 ]
 
 

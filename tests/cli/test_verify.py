@@ -195,3 +195,28 @@ def test_a_recording_longer_than_the_window_is_scored_by_windows(setup, capsys) 
     assert scores["none"] == pytest.approx(whole.verify_files(*files)[0], abs=1e-6)
     assert scores[None] == scores["none"]  # the default window (60 s) holds 2.5 s whole
     assert abs(scores["1"] - scores["none"]) > 1e-4
+
+
+def test_a_quality_aware_calibration_prints_per_pair_llrs_and_decisions(setup, capsys, tmp_path) -> None:
+    from gradw.evaluation.quality import QualityFunctions
+
+    root = setup["root"]
+    functions = QualityFunctions.build(["snr_percentile"], interactions=False)
+    record = Calibration(
+        8.0,
+        -2.0,
+        quality_names=functions.names,
+        quality_weights=(0.05, 0.02),
+        fitted_on="validation: 2 speakers",
+        extra={"scorer": weights_identity("resnet-tiny", str(setup["e"]))},
+        quality_functions=functions.to_dict(),
+    )
+    g = make_enhancer_checkpoint(
+        tmp_path / "g.pt", seed=1, speaker_checkpoint=str(setup["e"]), calibration=record.to_dict()
+    )
+    code, out, err = run([str(root / "a.flac"), str(root / "b.wav"), "--checkpoint", str(g)], capsys)
+    assert code == 0 and len(out) == 1
+    _enroll, _test, score, llr, decision = out[0].split()
+    assert decision == ("accept" if float(llr) >= 0 else "reject")
+    assert "accept when the calibrated LLR >= 0" in err and "snr_percentile" in err
+    assert "threshold:" not in err

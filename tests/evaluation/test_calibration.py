@@ -18,6 +18,7 @@ from gradw.evaluation.calibration import (
     min_cllr,
     optimal_llrs,
     pav,
+    threshold_record,
 )
 
 
@@ -143,3 +144,94 @@ def test_calibration_metrics_keys() -> None:
     metrics = calibration_metrics(scores, labels, fit_calibration(scores, labels))
     assert set(metrics) == {"min_cllr", "cllr", "act_dcf_0.01", "act_dcf_0.05"}
     assert metrics["min_cllr"] <= metrics["cllr"]
+
+
+def _two_conditions(n: int, seed: int):
+    """Trials of a clean condition (side SNRs near 15 dB: scores far apart) and of a noisy one
+    (near -10 dB: scores close together and shifted): the best LLR's slope and offset both
+    depend on the quality. Returns scores, labels, (N, 1) SNRs of each side, condition index."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 2 * n)
+    noisy = np.r_[np.zeros(n), np.ones(n)].astype(bool)
+    centre = np.where(noisy, np.where(labels == 1, 0.38, 0.3), np.where(labels == 1, 0.8, 0.1))
+    scores = centre + np.where(noisy, 0.12, 0.1) * rng.standard_normal(2 * n)
+    snr = np.where(noisy, -10.0, 15.0)[:, None]
+    return scores, labels, snr + rng.normal(0, 1, (2 * n, 1)), snr + rng.normal(0, 1, (2 * n, 1)), noisy
+
+
+def test_quality_functions_fit_a_map_per_condition() -> None:
+    from gradw.evaluation.quality import QualityFunctions
+
+    scores, labels, enroll, test, noisy = _two_conditions(4000, seed=4)
+    functions = QualityFunctions.build(["snr_percentile"])
+    plain = fit_calibration(scores, labels)
+    aware = fit_calibration(
+        scores,
+        labels,
+        quality=functions.matrix(scores, enroll, test),
+        quality_names=functions.names,
+    )
+    from dataclasses import replace
+
+    aware = replace(aware, quality_functions=functions.to_dict())
+    assert aware.measures == ("snr_percentile",)
+    llr = aware.trial_llr(scores, enroll, test)
+    assert llr == pytest.approx(aware.llr(scores, functions.matrix(scores, enroll, test)))
+    for part in (noisy, ~noisy):  # better in each condition than one map for both
+        low = min_cllr(scores[part], labels[part])
+        assert cllr(llr[part], labels[part]) - low < 0.03
+        assert cllr(llr[part], labels[part]) < cllr(plain.llr(scores[part]), labels[part]) - 0.02
+    with pytest.raises(ValueError, match="needs the quality measures snr_percentile"):
+        aware.trial_llr(scores)
+    # the threshold moves with the quality: where the trial's LLR is 0
+    for snr in (15.0, -10.0):
+        side = np.array([snr])
+        t = aware.score_threshold(enroll=side, test=side)
+        assert aware.trial_llr([t], side[None], side[None])[0] == pytest.approx(0.0, abs=1e-9)
+    assert aware.score_threshold(enroll=np.array([15.0]), test=np.array([15.0])) != pytest.approx(
+        aware.score_threshold(enroll=np.array([-10.0]), test=np.array([-10.0])), abs=0.01
+    )
+    with pytest.raises(ValueError, match="give its measures"):
+        aware.score_threshold()
+    # stored and read back with its functions; results and reports state its thresholds by SNR
+    back = Calibration.from_dict(aware.to_dict())
+    assert back == aware and back.trial_llr(scores, enroll, test) == pytest.approx(llr)
+    record = threshold_record(aware)
+    assert record["threshold"] is None and set(record["thresholds_by_snr"]) == {"15", "10", "5", "0"}
+    assert threshold_record(plain) == {"threshold": pytest.approx(plain.score_threshold())}
+    metrics = calibration_metrics(scores, labels, aware, sides=(enroll, test))
+    assert metrics["cllr"] == pytest.approx(cllr(llr, labels))
+
+
+def test_a_flat_map_has_no_threshold_and_an_old_record_still_loads() -> None:
+    assert Calibration(scale=0.0, offset=-1.0).score_threshold() == math.inf
+    assert Calibration(scale=0.0, offset=1.0).score_threshold() == -math.inf
+    old = {"scale": 10.0, "offset": -5.0, "prior": 0.5, "fitted_on": "validation", "extra": {"scorer": "x|1"}}
+    loaded = Calibration.from_dict(old)  # written before quality functions existed
+    assert loaded.measures == () and loaded.functions is None
+    assert loaded.trial_llr([0.5]) == pytest.approx([0.0])
+
+
+def test_calibration_for_checks_the_scorer_and_the_version() -> None:
+    from gradw.evaluation.calibration import calibration_for
+    from gradw.evaluation.quality import QualityFunctions
+
+    functions = QualityFunctions.build(["snr_wada"])
+    stored = Calibration(
+        scale=1.0,
+        offset=0.0,
+        quality_names=functions.names,
+        quality_weights=(0.0,) * 4,
+        extra={"scorer": "campplus|abc"},
+        quality_functions=functions.to_dict(),
+    ).to_dict()
+    assert calibration_for(stored, "campplus|abc") is not None
+    assert calibration_for(stored, "campplus|other") is None
+    assert calibration_for(stored, None) is not None  # an adapted network's own calibration
+    assert (
+        calibration_for({**stored, "extra": {"scorer": "resnet-tiny|random-0"}}, "resnet-tiny|random-0")
+        is None
+    )
+    stale = {**stored, "quality_functions": {**stored["quality_functions"], "version": 99}}
+    with pytest.raises(ValueError, match="version 99"):
+        calibration_for(stale, "campplus|abc")

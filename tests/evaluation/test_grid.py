@@ -686,3 +686,73 @@ def test_fingerprints_follow_content_not_paths(toy_corpus: Path, tmp_path: Path)
     assert np.array_equal(AugmentDir.load(moved).fingerprints(), original)
     other = AugmentDir.load(toy_corpus / "augment" / "test").fingerprints()
     assert np.intersect1d(original, other).size == 0
+
+
+def test_a_quality_aware_calibration_is_applied_with_each_recordings_measures(
+    toy_corpus: Path, tmp_path: Path
+) -> None:
+    from helpers import make_speaker_checkpoint
+
+    from gradw.audio.quality import quality_measures
+    from gradw.config import TrainConfig, from_dict
+    from gradw.data.conditions import AudioCache, augment_loader, render
+    from gradw.evaluation.calibration import Calibration, cllr
+    from gradw.training.calibrate import calibrate_checkpoint
+
+    e = make_speaker_checkpoint(tmp_path / "e.pt")
+    g = make_enhancer_checkpoint(tmp_path / "g.pt", seed=5, speaker_checkpoint=str(e))
+    data = {"val": str(toy_corpus / "val"), "val_augment": str(toy_corpus / "augment" / "test")}
+    grid = {"categories": ["clean", "noise", "babble"], "snrs": [0, -10], "max_trials": 200}
+    stored = {}
+    for name, quality in (("plain", []), ("quality", ["snr_percentile", "seconds"])):
+        config = from_dict(TrainConfig, {"data": data, "calibration": {**grid, "quality": quality}})
+        stored[name] = calibrate_checkpoint(g, config, tmp_path / f"{name}.pt")
+    config = _config(
+        toy_corpus,
+        tmp_path / "out",
+        g,
+        systems=["noisy", *(f"{n}:{tmp_path / n}.pt" for n in stored)],
+        scorer_checkpoint=str(e),
+        scorer_tap="layer4",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    rows = {(r.system, r.condition): r.metrics for r in evaluate(config, quiet=True)}
+    conditions = ["clean", "noise_0", "babble_0"]
+    for name in stored:
+        assert all("cllr" in rows[name, c] and "act_dcf_0.01" in rows[name, c] for c in conditions)
+    assert all("cllr" not in rows["noisy", c] for c in conditions)
+    # one G, calibrated twice: its embeddings are computed once; the measures once for all systems
+    cache = tmp_path / "cache"
+    assert len(list(cache.glob("emb-*.npz"))) == 2 * len(conditions)
+    measures = {p.name: p.stat().st_mtime_ns for p in cache.glob("quality-*.npz")}
+    assert len(measures) == len(conditions)
+    # the quality-aware Cllr, by hand from the score files and the measures of the audio itself
+    test = SpeechDir.load(toy_corpus / "test")
+    manifest = Manifest.load(tmp_path / "out" / "manifest.json")
+    loader = augment_loader(AugmentDir.load(toy_corpus / "augment" / "test"), AudioCache())
+    aware = stored["quality"]
+    for condition in ("noise_0", "clean"):
+        enroll, test_side, scores, labels = read_scores(
+            tmp_path / "out" / "scores" / "quality" / f"{condition}.txt"
+        )
+
+        def audio(utt: str, condition: str = condition) -> np.ndarray:
+            clean = read_audio(test.wavs[utt])
+            return clean if condition == "clean" else render(manifest.entry(utt, condition), clean, loader)
+
+        side = {u: quality_measures(audio(u), aware.measures) for u in set(enroll) | set(test_side)}
+        llr = aware.trial_llr(
+            scores, np.stack([side[u] for u in enroll]), np.stack([side[u] for u in test_side])
+        )
+        assert rows["quality", condition]["cllr"] == pytest.approx(cllr(llr, labels), rel=1e-9)
+        assert rows["plain", condition]["cllr"] == pytest.approx(cllr(stored["plain"].llr(scores), labels))
+    recorded = json.loads((tmp_path / "out" / "results.json").read_text())["calibration"]
+    assert recorded["plain"]["threshold"] == pytest.approx(stored["plain"].score_threshold())
+    assert recorded["quality"]["threshold"] is None
+    assert set(recorded["quality"]["thresholds_by_snr"]) == {"15", "10", "5", "0"}
+    assert Calibration.from_dict(recorded["quality"]) == aware
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "mean min Cllr" in text and "moves with their estimated SNR" in text
+    # a second run reads the measures from the cache
+    evaluate(config, quiet=True)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("quality-*.npz")} == measures

@@ -455,3 +455,30 @@ def test_report_command_figure_options(
         main(["report", str(out), "--dpi", "10"])
     assert info.value.code == 2
     assert "argument --dpi: must be in [50, 1200]: 10" in capsys.readouterr().err
+
+
+def test_calibration_loss_table_and_threshold_sentences() -> None:
+    from gradw.evaluation.report.document import threshold_sentence
+    from gradw.evaluation.report.tables import format_calibration_loss_table
+
+    rows = [
+        Row("gradw", "clean", "clean", None, False, {"cllr": 0.2, "min_cllr": 0.1}),
+        Row("gradw", "noise_0", "noise", 0.0, False, {"cllr": 0.5, "min_cllr": 0.2}),
+        Row("noisy", "clean", "clean", None, False, {"min_cllr": 0.1}),
+    ]
+    table = format_calibration_loss_table(rows)
+    assert table.splitlines()[0].endswith("| mean Cllr | mean min Cllr | mean loss |")
+    assert "| gradw | 0.100 | 0.300 | 0.350 | 0.150 | 0.200 |" in table and "noisy" not in table
+    plain = {"threshold": 0.4321, "fitted_on": "validation: 6 speakers"}
+    assert "a cosine score of at least 0.432; the calibration was fitted on validation" in threshold_sentence(
+        "gradw", plain
+    )
+    aware = {
+        "threshold": None,
+        "thresholds_by_snr": {"15": 0.41, "0": 0.55, "-10": None},
+        "quality_names": ["min_snr_percentile", "max_snr_percentile"],
+        "fitted_on": "validation: 6 speakers",
+    }
+    sentence = threshold_sentence("gradw", aware)
+    assert "LLR is at least 0" in sentence and "min_snr_percentile" in sentence
+    assert "0.410 at 15 dB, 0.550 at 0 dB, none (no score) at -10 dB" in sentence

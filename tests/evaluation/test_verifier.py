@@ -257,6 +257,53 @@ def test_a_calibrated_checkpoint_gives_llrs_and_the_default_threshold(tmp_path: 
             verifier.llr(0.5)
 
 
+def test_a_quality_aware_calibration_measures_each_recording_and_decides_on_the_llr(tmp_path: Path) -> None:
+    from gradw.audio.quality import quality_measures
+    from gradw.evaluation.quality import QualityFunctions
+
+    e_ckpt = make_speaker_checkpoint(tmp_path / "e.pt", seed=2)
+    functions = QualityFunctions.build(["snr_percentile"])
+    weights = (0.1, 0.05, 0.5, 0.2)  # min, max, score*min, score*max
+    record = Calibration(
+        scale=6.0,
+        offset=-3.0,
+        quality_names=functions.names,
+        quality_weights=weights,
+        fitted_on="validation",
+        extra={"scorer": weights_identity("resnet-tiny", str(e_ckpt))},
+        quality_functions=functions.to_dict(),
+    )
+    g = make_checkpoint(
+        tmp_path / "g.pt",
+        frontend="logmel",
+        speaker="resnet-tiny",
+        speaker_checkpoint=str(e_ckpt),
+        calibration=record.to_dict(),
+    )
+    verifier = SpeakerVerifier(enhancer=g)
+    assert verifier.calibration == record and verifier.threshold is None  # no one score threshold
+    rng = np.random.default_rng(0)
+    a = voice(1.0, 150, 1)
+    b = (voice(1.0, 150, 2) + 0.3 * rng.standard_normal(SR)).astype(np.float32)  # a noisier side
+    qa, qb = (quality_measures(w, ("snr_percentile",)) for w in (a, b))
+    assert verifier.measures(a).tolist() == qa.tolist() and qa[0] > qb[0]
+    by_hand = record.trial_llr([0.4], qa[None], qb[None])[0]
+    assert verifier.llr(0.4, a, b) == pytest.approx(by_hand)
+    with pytest.raises(ValueError, match="give the two recordings"):
+        verifier.llr(0.4)
+    accepted, score = verifier.verify(a, b)
+    assert accepted == (verifier.llr(score, a, b) >= 0)
+    pa, pb = write_pair(tmp_path, a, b)
+    (result,) = verifier.score_pairs([(pa, pb)])
+    assert result.score == pytest.approx(score, abs=5e-3) and result.llr == pytest.approx(  # 16-bit files
+        verifier.llr(result.score, pa, pb)
+    )
+    assert result.decision == (result.llr >= 0) and verifier.verify_files(pa, pb)[1] == result.decision
+    # an explicit threshold still decides on the score
+    fixed = SpeakerVerifier(enhancer=g, threshold=2.0)
+    assert fixed.verify_files(pa, pb)[1] is False and fixed.verify(a, b)[0] is False
+
+
 def write_pair(root: Path, a: np.ndarray, b: np.ndarray) -> tuple[Path, Path]:
     sf.write(root / "a.wav", a, SR)
     sf.write(root / "b.wav", b, SR)

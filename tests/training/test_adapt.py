@@ -189,6 +189,8 @@ def test_adaptation_writes_one_self_describing_checkpoint_and_logs(
     assert val[0]["eer_noisy"] == val[1]["eer_noisy"]  # the teacher's baseline, computed once
     best = load_checkpoint(tmp_path / "run" / "best.pt", kind="adapted")
     assert best["extra"]["val"]["eer"] == min(r["eer"] for r in val)
+    calibration = best["extra"]["calibration"]  # fitted at the end, with the student as E
+    assert calibration["extra"]["conditions"] == ["clean", "noise_0"] and "scorer" not in calibration["extra"]
 
     # loaded back, the student is no longer the teacher, and the merged and unmerged agree
     student, enhancer, info = load_adapted(last)

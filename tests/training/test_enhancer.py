@@ -68,6 +68,17 @@ def test_training_writes_a_self_describing_checkpoint_and_logs(toy_corpus: Path,
     val = read_metrics(tmp_path / "run", "val")
     assert [r["step"] for r in val] == [3, 6] and all(0 <= r["eer"] <= 100 for r in val)
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+    # the selected checkpoint is calibrated once, at the end, over the config's grid; last.pt is not
+    from gradw.evaluation.calibration import Calibration
+    from gradw.training.calibrate import calibration_request
+
+    best = load_checkpoint(tmp_path / "run" / "best.pt", kind="enhancer")
+    calibration = Calibration.from_dict(best["extra"]["calibration"])
+    assert calibration.extra["request"] == calibration_request(config)
+    assert calibration.extra["conditions"] == ["clean", "noise_0"] and calibration.extra["scorer"] == (
+        "resnet-tiny|random-0"
+    )
+    assert calibration.measures == ("snr_percentile",) and "calibration" not in state["extra"]
 
 
 def test_an_existing_run_is_not_overwritten(toy_corpus: Path, tmp_path: Path):

@@ -18,8 +18,9 @@ DESCRIPTION = (
     "target|nontarget' (a label is reported in the last column, never used). Each file is read at "
     "its own rate and downmixed (any format libsndfile reads). One line per pair on stdout: ENROLL "
     "TEST SCORE, then the calibrated LLR when the checkpoint carries a calibration (a best.pt "
-    "selected on validation), then accept|reject when a threshold is known (by default the score "
-    "where that LLR is 0), then the label when the list has them."
+    "selected on validation; a quality-aware one also measures each file, e.g. its estimated SNR), "
+    "then accept|reject when a decision can be made (by default: that LLR >= 0, a fixed score "
+    "threshold unless the calibration is quality-aware), then the label when the list has them."
 )
 
 
@@ -84,24 +85,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a front-end mismatch, a bad score file...: one line
         print(f"gradw: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    calibrated = verifier.calibration is not None
+    calibration = verifier.calibration
     note = None  # printed once the first pair is scored, so that an unreadable file is the only line
-    if threshold is not None and not args.quiet:
+    if not args.quiet and calibration is not None and threshold is None and calibration.measures:
+        note = (
+            f"decision: accept when the calibrated LLR >= 0; the LLR also uses the quality measures "
+            f"{', '.join(calibration.measures)} of each file, so the score it takes varies by pair "
+            f"(fitted on {calibration.fitted_on})"
+        )
+    elif threshold is not None and not args.quiet:
         source = (
-            f" (calibrated: LLR >= 0; fitted on {verifier.calibration.fitted_on})"  # type: ignore[union-attr]
-            if calibrated and args.threshold is None
+            f" (calibrated: LLR >= 0; fitted on {calibration.fitted_on})"
+            if calibration is not None and args.threshold is None
             else ""
         )
         note = f"threshold: {threshold:.6f}, accept when score >= threshold{source}"
     labelled = any(label is not None for _e, _t, label in pairs)
-    scored = verifier.verify_pairs([(e, t) for e, t, _label in pairs], threshold)
-    for (enroll, test, label), (score, decision) in zip(pairs, scored, strict=True):
+    scored = verifier.score_pairs([(e, t) for e, t, _label in pairs], threshold)
+    for (enroll, test, label), (score, llr, decision) in zip(pairs, scored, strict=True):
         if note is not None:
             print(note, file=sys.stderr)
             note = None
         fields = [str(enroll), str(test), f"{score:.6f}"]
-        if calibrated:
-            fields.append(f"{verifier.llr(score):.4f}")
+        if llr is not None:
+            fields.append(f"{llr:.4f}")
         if decision is not None:
             fields.append("accept" if decision else "reject")
         if labelled:

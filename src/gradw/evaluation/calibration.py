@@ -7,7 +7,9 @@ regression on trials with known labels (the validation speakers mixed with valid
 the test trials), weighted so that targets and non-targets count as if the target prior were
 ``prior`` (Brümmer's prior-weighted logistic regression, the objective whose value is Cllr).
 Optional quality measures per trial (e.g. the log duration of the shorter side, an estimated
-SNR) enter as extra linear terms, as in quality measure functions.
+SNR) enter as extra linear terms, as in quality measure functions; a calibration fitted with
+:class:`gradw.evaluation.quality.QualityFunctions` stores them, so that the LLR of a trial can be
+computed from its score and the raw measures of its two recordings (:meth:`Calibration.trial_llr`).
 
 With an LLR, the Bayes decision for a target prior ``p`` and costs ``c_miss``, ``c_fa`` is to accept
 when ``llr >= log(c_fa (1 - p) / (c_miss p))``: 0 for equal priors and costs. That gives a default
@@ -32,9 +34,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import optimize
+from scipy import optimize, special
 
 from gradw.evaluation.metrics import check_cost, check_scores_labels
+from gradw.evaluation.quality import QualityFunctions
 
 LN2 = math.log(2.0)
 
@@ -61,6 +64,10 @@ class Calibration:
         quality_weights: one weight per quality measure.
         fitted_on: what the fit saw, in words (speakers, trials, conditions).
         n_target, n_nontarget: trial counts of the fit.
+        quality_functions: :meth:`QualityFunctions.to_dict` of how the quality columns are built
+            from the raw measures of a trial's two recordings (empty: none, or a matrix given by
+            the caller).
+        extra: provenance (the conditions, the scorer, the request it was fitted for).
     """
 
     scale: float
@@ -72,6 +79,36 @@ class Calibration:
     n_target: int = 0
     n_nontarget: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    quality_functions: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def functions(self) -> QualityFunctions | None:
+        """The stored :class:`QualityFunctions`, or None.
+
+        Raises:
+            ValueError: they were fitted by another version of the quality measures.
+        """
+        return QualityFunctions.from_dict(self.quality_functions) if self.quality_functions else None
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """The raw measures (:mod:`gradw.audio.quality`) each recording of a trial needs; empty
+        when the LLR depends on the score alone."""
+        functions = self.functions
+        return () if functions is None else functions.measures
+
+    def trial_llr(
+        self, scores: ArrayLike, enroll: ArrayLike | None = None, test: ArrayLike | None = None
+    ) -> np.ndarray:
+        """(N,) scores and, when :attr:`measures` is not empty, (N, M) raw measures of each
+        side -> (N,) LLRs."""
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        functions = self.functions
+        if functions is None:
+            return self.llr(s)
+        if enroll is None or test is None:
+            raise ValueError(f"this calibration needs the quality measures {', '.join(functions.measures)}")
+        return self.llr(s, functions.matrix(s, np.asarray(enroll), np.asarray(test)))
 
     def llr(self, scores: ArrayLike, quality: ArrayLike | None = None) -> np.ndarray:
         """(N,) scores (and (N, K) quality measures when the fit used them) -> (N,) LLRs."""
@@ -87,14 +124,43 @@ class Calibration:
             raise ValueError("this calibration uses no quality measures")
         return out
 
-    def score_threshold(self, p_target: float = 0.5, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
-        """The score at which the LLR equals :func:`bayes_threshold` (no quality measures):
-        accepting ``score >= threshold`` is the Bayes decision for this prior and these costs."""
+    def score_threshold(
+        self,
+        p_target: float = 0.5,
+        c_miss: float = 1.0,
+        c_fa: float = 1.0,
+        enroll: ArrayLike | None = None,
+        test: ArrayLike | None = None,
+    ) -> float:
+        """The score at which the LLR equals :func:`bayes_threshold`: accepting
+        ``score >= threshold`` is the Bayes decision for this prior and these costs.
+
+        With quality measures the threshold depends on the trial: give the (M,) raw measures of
+        its two recordings (``enroll``, ``test``). The LLR is affine in the score for given
+        measures, ``llr = slope * score + intercept``; ``inf`` when the slope is 0 and no score
+        reaches the threshold, ``-inf`` when every score does.
+
+        Raises:
+            ValueError: measures missing, or a slope below 0 (the map does not order the scores).
+        """
+        target = bayes_threshold(p_target, c_miss, c_fa)
         if self.quality_names:
-            raise ValueError("with quality measures the threshold depends on the trial: compare llr()")
-        if self.scale <= 0:
-            raise ValueError(f"a calibration with scale {self.scale} does not order the scores")
-        return (bayes_threshold(p_target, c_miss, c_fa) - self.offset) / self.scale
+            if enroll is None or test is None:
+                raise ValueError(
+                    "with quality measures the threshold depends on the trial: give its measures"
+                )
+            sides = [
+                np.repeat(np.asarray(m, dtype=np.float64).reshape(1, -1), 2, axis=0) for m in (enroll, test)
+            ]
+            intercept, at_one = self.trial_llr([0.0, 1.0], *sides)
+            slope = at_one - intercept
+        else:
+            slope, intercept = self.scale, self.offset
+        if slope < 0:
+            raise ValueError(f"a calibration with slope {slope} does not order the scores")
+        if slope == 0:
+            return math.inf if intercept < target else -math.inf
+        return float((target - intercept) / slope)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (stored in checkpoints, which load with ``weights_only=True``)."""
@@ -109,20 +175,59 @@ class Calibration:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         known["quality_names"] = tuple(known.get("quality_names", ()))
         known["quality_weights"] = tuple(float(w) for w in known.get("quality_weights", ()))
+        known["quality_functions"] = dict(known.get("quality_functions") or {})
         return cls(**known)
 
 
-def calibration_for(stored: dict[str, Any] | None, weights: str) -> Calibration | None:
+def calibration_for(stored: dict[str, Any] | None, weights: str | None) -> Calibration | None:
     """A checkpoint's stored calibration (:meth:`Calibration.to_dict`), when it was fitted with
     the speaker network whose weights identity (``gradw.models.loading.weights_identity``) is
-    ``weights``; None otherwise, and always for random weights (their identity is only a seed)."""
+    ``weights``; None otherwise, and always for random weights (their identity is only a seed).
+    ``weights=None``: the checkpoint holds its own speaker network (an adapted one), whose
+    calibration always applies.
+
+    Raises:
+        ValueError: its quality measures are of another version (it must be fitted again).
+    """
     if not stored:
         return None
     calibration = Calibration.from_dict(stored)
+    calibration.functions  # noqa: B018 - refuses another version of the quality measures, here
+    if weights is None:
+        return calibration
     fitted_with = str(calibration.extra.get("scorer", ""))
     if not fitted_with or "|random-" in fitted_with or fitted_with != weights:
         return None
     return calibration
+
+
+#: the estimated SNRs (dB, both sides) at which :func:`threshold_record` states a quality-aware
+#: calibration's score threshold: the range blind estimates of speech in noise mostly fall in
+#: (they read low SNRs several dB high: an estimate of 0 dB is a mixture at -5 to -10 dB)
+EXAMPLE_SNRS = (15.0, 10.0, 5.0, 0.0)
+
+
+def threshold_record(calibration: Calibration) -> dict[str, Any]:
+    """The default decision (LLR >= 0) as score thresholds, for results and reports:
+    ``{"threshold": t}`` without quality measures; with them ``{"threshold": None,
+    "thresholds_by_snr": {"15": t, ...}}``, both sides at each of :data:`EXAMPLE_SNRS` (durations
+    at :data:`gradw.evaluation.quality.REFERENCE_SECONDS`); a threshold that does not exist (a
+    slope below 0) is None."""
+
+    def safe(**sides: np.ndarray) -> float | None:
+        try:
+            return calibration.score_threshold(**sides)
+        except ValueError:
+            return None
+
+    functions = calibration.functions
+    if functions is None:
+        return {"threshold": safe()}
+    by_snr = {}
+    for snr in EXAMPLE_SNRS:
+        side = functions.example_side(snr)
+        by_snr[f"{snr:g}"] = safe(enroll=side, test=side)
+    return {"threshold": None, "thresholds_by_snr": by_snr}
 
 
 def _weighted_logistic_loss(
@@ -133,7 +238,7 @@ def _weighted_logistic_loss(
     sign = np.where(y, -1.0, 1.0)  # targets pay log(1 + e^-llr), non-targets log(1 + e^llr)
     z = sign * llr
     loss = float(np.sum(weights * np.logaddexp(0.0, z)))
-    dz = weights * sign / (1.0 + np.exp(-z))  # d/dllr of log(1 + e^z) = sign * sigmoid(z)
+    dz = weights * sign * special.expit(z)  # d/dllr of log(1 + e^z) = sign * sigmoid(z)
     return loss, x.T @ dz
 
 
@@ -262,11 +367,14 @@ def calibration_metrics(
     labels: ArrayLike,
     calibration: Calibration | None,
     p_targets: tuple[float, ...] = (0.01, 0.05),
+    sides: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """``min_cllr`` always; with a calibration also ``cllr`` and ``act_dcf_<p>`` per prior."""
+    """``min_cllr`` always; with a calibration also ``cllr`` and ``act_dcf_<p>`` per prior
+    (``sides``: the (N, M) raw quality measures of the enrolment and test sides, when the
+    calibration uses them)."""
     out = {"min_cllr": min_cllr(scores, labels)}
     if calibration is not None:
-        llrs = calibration.llr(scores)
+        llrs = calibration.trial_llr(scores, *(sides or (None, None)))
         out["cllr"] = cllr(llrs, labels)
         out.update({f"act_dcf_{p:g}": act_dcf(llrs, labels, p) for p in p_targets})
     return out
@@ -279,6 +387,7 @@ __all__ = [
     "calibration_for",
     "calibration_metrics",
     "cllr",
+    "threshold_record",
     "fit_calibration",
     "logit",
     "min_cllr",

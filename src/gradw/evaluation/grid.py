@@ -7,11 +7,16 @@ minDCF (P_target 0.01 and 0.05) with 95 % bootstrap intervals over speakers, plu
 difference against ``noisy``.
 
 Embeddings are cached on disk per (system, scorer, manifest, condition), keyed by content: the
-system's identity (its checkpoint's digest and the scorer's), the condition's manifest entries and
+system's identity (the digest of its weights and the scorer's), the condition's manifest entries and
 the digests of every audio file they read (:mod:`gradw.evaluation.content`). Adding a system or an
 SNR recomputes only what is new, an interrupted evaluation resumes, and a test or noise recording
 replaced in place is read again, its manifest entries drawn again, and its embeddings recomputed.
 Under ``torchrun`` the utterances are sharded across ranks and rank 0 merges and scores.
+
+A system whose calibration uses quality measures (:mod:`gradw.evaluation.quality`) has its Cllr
+and actual DCF computed from quality-aware LLRs: the measures of every utterance under every
+condition are computed from the corrupted audio the systems receive, once for all systems, and
+cached beside the embeddings, keyed by the same condition content.
 
 Batching by length, exactly: each utterance is read once and rendered under every condition a
 system still needs; these renderings all have the utterance's length, and so do other utterances
@@ -53,9 +58,10 @@ from gradw.data.lists import DataError
 from gradw.data.manifest import Manifest, build_manifest
 from gradw.data.trials import Trial, load_trials, select_trials
 from gradw.evaluation.bootstrap import paired_bootstrap_diff, summarise
-from gradw.evaluation.calibration import calibration_metrics
+from gradw.evaluation.calibration import calibration_metrics, threshold_record
 from gradw.evaluation.content import InputDigests
 from gradw.evaluation.embedding import embed_conditions
+from gradw.evaluation.quality import QualityStore, grid_measures, trial_sides
 from gradw.evaluation.report.document import write_report
 from gradw.evaluation.results import Row, write_results
 from gradw.evaluation.scoring import cosine_scores, score_trials, write_scores
@@ -326,8 +332,13 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
         for c in conditions
     }
     mine = by_length(needed, test, manifest, conditions)[rank::world]
+    # a system with the identity of an earlier one (the same weights under another calibration or
+    # name) shares its cache keys: the earlier one embeds for both
+    first = {s.identity: s.spec.name for s in reversed(systems)}
     todo = {
         s.spec.name: [c for c in conditions if not store.path(keys[s.spec.name, c.name]).is_file()]
+        if first[s.identity] == s.spec.name
+        else []
         for s in systems
     }
     show = not quiet and sys.stderr.isatty() and rank == 0
@@ -361,10 +372,14 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
         if rank != 0:
             return []
 
-    rows = _score(config, systems, conditions, trials, test, store, keys)
+    names = list(
+        dict.fromkeys(m for s in systems if s.calibration is not None for m in s.calibration.measures)
+    )
+    measures = grid_measures(names, conditions, needed, test, manifest, loader, QualityStore(cache), hashes)
+    rows = _score(config, systems, conditions, trials, test, store, keys, (names, measures))
     elapsed = time.time() - started
     calibrations = {
-        s.spec.name: {**s.calibration.to_dict(), "threshold": s.calibration.score_threshold()}
+        s.spec.name: {**s.calibration.to_dict(), **threshold_record(s.calibration)}
         for s in systems
         if s.calibration is not None
     }
@@ -449,8 +464,12 @@ def _score(
     test: SpeechDir,
     store: EmbeddingStore,
     keys: dict[tuple[str, str], str],
+    quality: tuple[list[str], dict[str, dict[str, np.ndarray]]],
 ) -> list[Row]:
+    """Score every system x condition; ``quality``: the measure names and the measures
+    (:func:`gradw.evaluation.quality.grid_measures`) the calibrations need."""
     out = Path(config.out)
+    names, measures = quality
     labels = np.array([t.target for t in trials])
     enroll_spk = [test.utt2spk[t.enroll] for t in trials]
     test_spk = [test.utt2spk[t.test] for t in trials]
@@ -474,7 +493,13 @@ def _score(
             scores_of[(system.spec.name, condition.name)] = scores
             write_scores(out / "scores" / system.spec.name / f"{condition.name}.txt", pairs, scores)
             metrics = summarise(scores, labels, enroll_spk, test_spk, n_boot=config.n_boot, seed=config.seed)
-            metrics.update(calibration_metrics(scores, labels, system.calibration))
+            sides = None
+            if system.calibration is not None and system.calibration.measures:
+                columns = [names.index(m) for m in system.calibration.measures]
+                enroll = measures["clean"] if config.clean_enroll else None
+                e, t = trial_sides(pairs, measures[condition.name], enroll)
+                sides = (e[:, columns], t[:, columns])
+            metrics.update(calibration_metrics(scores, labels, system.calibration, sides=sides))
             rows.append(
                 Row(
                     system.spec.name,

@@ -24,6 +24,8 @@ Metric parameters follow WeSpeaker / 3D-Speaker / SpeechBrain (``p_target=0.01``
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -340,3 +342,50 @@ def det_curve(
     x = norm.ppf(np.clip(fpr, eps_fa, 1.0 - eps_fa))
     yy = norm.ppf(np.clip(fnr, eps_miss, 1.0 - eps_miss))
     return x, yy
+
+
+def threshold_at_far(scores: ArrayLike, labels: ArrayLike, far: float) -> float:
+    """The lowest threshold whose false-acceptance rate is at most ``far``.
+
+    A trial is accepted when ``score >= threshold`` (this module's convention). The threshold is
+    one of the scores (or ``+inf`` when even the highest score would accept too many non-target
+    trials), so the FAR on these trials is exactly the fraction of non-target scores at or above
+    it.
+
+    Raises:
+        ValueError: ``far`` outside [0, 1], or invalid scores/labels.
+    """
+    if not 0.0 <= far <= 1.0:
+        raise ValueError(f"far must lie in [0, 1], got {far!r}")
+    fpr, _fnr, thresholds = roc(scores, labels)
+    ok = np.flatnonzero(fpr <= far)  # fpr falls as the threshold rises: the first index is lowest
+    return float(thresholds[ok[0]])
+
+
+#: the operating points :func:`operating_threshold` knows
+OPERATING_TARGETS = ("eer", "far")
+
+
+def operating_threshold(
+    scores: ArrayLike, labels: ArrayLike, target: str = "eer", far: float = 0.01
+) -> float:
+    """The decision threshold of (N,) scores and (N,) labels at an operating point: ``"eer"``, the
+    equal error rate's (:func:`eer`); ``"far"``, the lowest threshold whose false-acceptance rate is
+    at most ``far`` (:func:`threshold_at_far`; a warning when none reaches it, then every trial is
+    rejected).
+
+    Raises:
+        ValueError: unknown target, or invalid scores/labels (e.g. no target or no non-target).
+    """
+    if target == "eer":
+        return float(eer(scores, labels)[1])
+    if target != "far":
+        raise ValueError(f"target must be one of {', '.join(OPERATING_TARGETS)}, got {target!r}")
+    threshold = threshold_at_far(scores, labels, far)
+    if math.isinf(threshold):
+        warnings.warn(
+            f"no threshold reaches FAR <= {far}: the highest score belongs to a non-target trial; "
+            "every trial will be rejected",
+            stacklevel=3,
+        )
+    return float(threshold)

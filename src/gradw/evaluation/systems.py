@@ -41,10 +41,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from gradw.checkpoint import CheckpointError, file_digest
+from gradw.checkpoint import CheckpointError
 from gradw.errors import GradwError
 from gradw.evaluation.calibration import Calibration, calibration_for
 from gradw.evaluation.windows import embed_windows, window_bounds
+from gradw.models.adapters import base_digest
 from gradw.models.loading import checkpoint_kind, load_adapted
 from gradw.models.speaker import SpeakerNetwork
 
@@ -267,7 +268,8 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
         bundle = load_enhancer(spec.checkpoint)
     except CheckpointError as exc:  # torch's unpickling errors run over many lines: keep the first
         raise SystemSpecError(f"system {spec.name}: {str(exc).splitlines()[0]}") from None
-    identity = f"mask:{file_digest(spec.checkpoint)}|fuse={spec.fuse}|{scorer_id}"
+    # the weights, not the file: storing another calibration in it leaves its embeddings valid
+    identity = f"mask:{base_digest(bundle.enhancer)}|fuse={spec.fuse}|{scorer_id}"
     info = {"checkpoint": str(spec.checkpoint), "step": bundle.step, "trained_against": bundle.speaker}
     if bundle.frontend == frontend_name(scorer.frontend):
         return System(
@@ -278,7 +280,7 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
             enhancer=bundle.enhancer.to(device).eval(),
             info=info,
             train_augment=bundle.augment_fingerprints,
-            calibration=_calibration(bundle.calibration, scorer_id),
+            calibration=_stored_calibration(spec, bundle.calibration, scorer_id.rsplit("|", 1)[0]),
         )
     # the scorer's mel grid is not G's: resynthesise the enhanced waveform, then score it
     from gradw.enhance.enhancer import Enhancer
@@ -296,7 +298,7 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
         waveform=Enhancer.from_checkpoint(spec.checkpoint),
         info=info,
         train_augment=bundle.augment_fingerprints,
-        calibration=_calibration(bundle.calibration, scorer_id),
+        calibration=_stored_calibration(spec, bundle.calibration, scorer_id.rsplit("|", 1)[0]),
     )
 
 
@@ -318,22 +320,30 @@ def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
         "adapter": {k: adapted["adapter"][k] for k in ("mode", "rank", "alpha", "layers")},
         "enhancer": None if adapted["enhancer"] is None else adapted["enhancer"]["checkpoint"],
     }
+    g = "none" if enhancer is None else base_digest(enhancer)
     return System(
         spec,
         student.to(device),
         device,
-        identity=f"adapted:{file_digest(spec.checkpoint)}",
+        identity=f"adapted:{base_digest(student)}|{g}",  # the weights (see _load_system)
         enhancer=None if enhancer is None else enhancer.to(device),
         info=info,
         train_augment=adapted["augment_fingerprints"],
-        calibration=None if adapted["calibration"] is None else Calibration.from_dict(adapted["calibration"]),
+        calibration=_stored_calibration(spec, adapted["calibration"], None),
     )
 
 
-def _calibration(stored: dict[str, Any] | None, scorer_id: str) -> Calibration | None:
-    """A G checkpoint's calibration, when it was fitted with the evaluation's scorer (its
-    identity ``NAME|DIGEST|TAP`` without the tap: the same network and weights)."""
-    return calibration_for(stored, scorer_id.rsplit("|", 1)[0])
+def _stored_calibration(
+    spec: SystemSpec, stored: dict[str, Any] | None, weights: str | None
+) -> Calibration | None:
+    """A checkpoint's calibration (:func:`calibration_for`): G's when it was fitted with the
+    evaluation's scorer, ``weights`` its identity ``NAME|DIGEST`` (the scorer's ``NAME|DIGEST|TAP``
+    without the tap: the same network and weights); an adapted student's (``weights`` None)
+    always. Its refusal of another version of the quality measures names the system."""
+    try:
+        return calibration_for(stored, weights)
+    except ValueError as exc:
+        raise SystemSpecError(f"system {spec.name}: {exc}") from None
 
 
 def augment_overlap(systems: Iterable[System], test_fingerprints: np.ndarray) -> dict[str, int]:

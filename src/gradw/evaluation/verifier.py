@@ -16,19 +16,17 @@ list of recordings of any lengths, or files (:meth:`SpeakerVerifier.embed_files`
 own rate). A 2-D array is always a batch, never channels: multi-channel audio is downmixed by the
 caller, or passed as a path.
 
-A recording longer than ``window_seconds`` (60 s by default, as ``gradw evaluate``) is embedded as
-the length-weighted mean of its windows' embeddings (:mod:`gradw.evaluation.windows`, the helper
-the evaluation uses), and a file that long is read window by window: memory stays that of one
-window however long the recording. Shorter recordings are embedded whole, as ever.
+A recording longer than ``window_seconds`` is read and embedded window by window
+(:mod:`gradw.evaluation.windows`, as in the evaluation): memory stays that of one window.
 
-A checkpoint selected on validation (``best.pt`` of ``gradw train`` or ``gradw adapt``) carries a
-calibration (:mod:`gradw.evaluation.calibration`) fitted on the validation speakers and noise:
-:meth:`SpeakerVerifier.llr` turns scores into log-likelihood ratios, and the default decision
-threshold is the score where the LLR is 0 (equal priors and costs). Other thresholds come from an
-evaluation run: a score file (``enroll test score target|nontarget``) read by
-:meth:`SpeakerVerifier.load_threshold`, or scores and labels handed to
-:meth:`SpeakerVerifier.calibrate`, at the EER operating point or at a target false-acceptance
-rate. ``gradw verify`` is the command-line side.
+A checkpoint selected on validation carries a calibration (:mod:`gradw.evaluation.calibration`):
+:meth:`SpeakerVerifier.llr` gives log-likelihood ratios, and the default decision accepts when the
+LLR is at least 0. Without quality measures that is a score threshold
+(:attr:`SpeakerVerifier.threshold`); a quality-aware calibration also reads blind measures of the
+two recordings (:mod:`gradw.audio.quality`, e.g. estimated SNR), so it decides per trial on the
+LLR (the threshold stays None). Other thresholds come from an evaluation's score file
+(:meth:`SpeakerVerifier.load_threshold`) or scores and labels (:meth:`SpeakerVerifier.calibrate`),
+at the EER or at a target false-acceptance rate. ``gradw verify`` is the command-line side.
 
 Example (a tiny checkpoint stands in for a trained one in ``tests/evaluation/test_verifier.py``)::
 
@@ -60,12 +58,11 @@ Example (a tiny checkpoint stands in for a trained one in ``tests/evaluation/tes
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -74,11 +71,13 @@ from gradw.audio.io import audio_length, prepare_waveform, read_audio, read_wind
 from gradw.enhance.enhancer import Enhancer
 from gradw.errors import GradwError
 from gradw.evaluation.calibration import Calibration, calibration_for
+from gradw.evaluation.metrics import operating_threshold, threshold_at_far
 from gradw.evaluation.windows import DEFAULT_WINDOW_SECONDS, embed_windows, window_bounds, window_sizes
 
 __all__ = [
     "DEFAULT_WINDOW_SECONDS",
     "MAX_CHANNELS",
+    "PairResult",
     "SpeakerVerifier",
     "VerificationError",
     "threshold_at_far",
@@ -87,27 +86,14 @@ __all__ = [
 #: a 2-D array whose last axis is at most this long is taken for (N, C) channels and refused
 MAX_CHANNELS = 8
 
-_TARGETS = ("eer", "far")
 
+class PairResult(NamedTuple):
+    """One scored pair: the cosine ``score``, the calibrated ``llr`` (None without a calibration)
+    and the ``decision`` (None when none can be made)."""
 
-def threshold_at_far(scores: Any, labels: Any, far: float) -> float:
-    """The lowest threshold whose false-acceptance rate is at most ``far``.
-
-    A trial is accepted when ``score >= threshold`` (the convention of
-    :mod:`gradw.evaluation.metrics`). The threshold is one of the scores (or ``+inf`` when even
-    the highest score would accept too many non-target trials), so the FAR on these trials is
-    exactly the fraction of non-target scores at or above it.
-
-    Raises:
-        ValueError: ``far`` outside [0, 1], or invalid scores/labels.
-    """
-    from gradw.evaluation.metrics import roc
-
-    if not 0.0 <= far <= 1.0:
-        raise ValueError(f"far must lie in [0, 1], got {far!r}")
-    fpr, _fnr, thresholds = roc(scores, labels)
-    ok = np.flatnonzero(fpr <= far)  # fpr falls as the threshold rises: the first index is lowest
-    return float(thresholds[ok[0]])
+    score: float
+    llr: float | None
+    decision: bool | None
 
 
 class VerificationError(GradwError, ValueError):
@@ -151,7 +137,9 @@ class SpeakerVerifier:
         adapted: the provenance of an adapted checkpoint (see
             :func:`gradw.models.loading.load_adapted`), or None.
         threshold: the decision threshold used by :meth:`verify` and :meth:`verify_files` when
-            none is passed.
+            none is passed (None with a quality-aware calibration: then they accept when the
+            trial's LLR is at least 0).
+        calibration: the checkpoint's :class:`~gradw.evaluation.calibration.Calibration`, or None.
         window_seconds: the window of long recordings (None: none).
 
     Raises:
@@ -225,7 +213,7 @@ class SpeakerVerifier:
                 )
         self.enhancer = enhancer
         self.calibration = self._find_calibration(speaker, checkpoint)
-        if threshold is None and self.calibration is not None:
+        if threshold is None and self.calibration is not None and not self.calibration.measures:
             threshold = self.calibration.score_threshold()
         self.threshold: float | None = None if threshold is None else float(threshold)
 
@@ -236,23 +224,58 @@ class SpeakerVerifier:
         from gradw.models.loading import weights_identity
 
         if self.adapted is not None:
-            stored = self.adapted.get("calibration")
-            return None if not stored else Calibration.from_dict(stored)
+            return calibration_for(self.adapted.get("calibration"), None)
         stored = getattr(self.enhancer, "calibration", None)
         if not stored or not isinstance(speaker, str):
             return None
         return calibration_for(stored, weights_identity(speaker, checkpoint))
 
-    def llr(self, score: float | np.ndarray) -> float | np.ndarray:
+    def measures(self, item: Any, sample_rate: int = 16000) -> np.ndarray:
+        """(M,) the quality measures of one recording (a (N,) waveform at ``sample_rate``, or a
+        path) that this verifier's calibration uses, computed on the 16 kHz mono audio E receives;
+        (0,) when it uses none."""
+        from gradw.audio.quality import quality_measures
+
+        names = () if self.calibration is None else self.calibration.measures
+        return quality_measures(self._mono(item, sample_rate), names) if names else np.zeros(0)
+
+    def llr(
+        self,
+        score: float | np.ndarray,
+        a: Any = None,
+        b: Any = None,
+        sample_rate: int = 16000,
+        *,
+        sample_rate_b: int | None = None,
+    ) -> float | np.ndarray:
         """Calibrated log-likelihood ratio(s) of score(s) (see :attr:`calibration`).
+
+        Args:
+            score: a score, or (N,) scores (a calibration of the score alone).
+            a, b: the trial's two recordings ((N,) waveforms or paths), which a quality-aware
+                calibration needs (their measures, :meth:`measures`); ``score`` is then theirs.
+            sample_rate, sample_rate_b: the rates of ``a`` and ``b`` (as :meth:`score`).
 
         Raises:
             ValueError: this verifier has no calibration (a checkpoint without one, or G used
-                with another speaker network than the one it was calibrated with).
+                with another speaker network than the one it was calibrated with), or a
+                quality-aware one without the two recordings.
         """
         if self.calibration is None:
             raise ValueError("no calibration: a best.pt selected on validation carries one")
-        values = self.calibration.llr(np.atleast_1d(np.asarray(score, dtype=np.float64)))
+        scores = np.atleast_1d(np.asarray(score, dtype=np.float64))
+        if self.calibration.measures:
+            if a is None or b is None:
+                names = ", ".join(self.calibration.measures)
+                raise ValueError(f"this calibration uses quality measures ({names}): give the two recordings")
+            rate_b = sample_rate if sample_rate_b is None else sample_rate_b
+            sides = [
+                np.repeat(m[None], scores.shape[0], 0)
+                for m in (self.measures(a, sample_rate), self.measures(b, rate_b))
+            ]
+            values = self.calibration.trial_llr(scores, *sides)
+        else:
+            values = self.calibration.llr(scores)
         return float(values[0]) if np.ndim(score) == 0 else values
 
     def _load_adapted(self, path: Path, speaker: Any, checkpoint: Any) -> tuple[Any, Enhancer | None]:
@@ -451,18 +474,26 @@ class SpeakerVerifier:
 
         Returns:
             ``(accepted, score)`` (for files, :meth:`verify_files` returns ``(score, decision)``
-            as SpeechBrain's ``verify_files`` does).
+            as SpeechBrain's ``verify_files`` does). Without a threshold, a quality-aware
+            calibration decides: accepted when the trial's LLR is at least 0.
 
         Raises:
             ValueError: no threshold given and none calibrated.
         """
         value = self._threshold(threshold)
-        if value is None:
+        if value is None and not self._by_llr:
             raise ValueError(
                 "no decision threshold: pass threshold=..., or call calibrate() or load_threshold() first"
             )
         s = self.score(a, b, sample_rate, sample_rate_b=sample_rate_b)
+        if value is None:
+            return bool(self.llr(s, a, b, sample_rate, sample_rate_b=sample_rate_b) >= 0.0), s
         return bool(s >= value), s
+
+    @property
+    def _by_llr(self) -> bool:
+        """Whether the default decision is made per trial on the LLR (a quality-aware calibration)."""
+        return self.threshold is None and self.calibration is not None and bool(self.calibration.measures)
 
     def verify_files(
         self, a: str | os.PathLike[str], b: str | os.PathLike[str], threshold: float | None = None
@@ -491,7 +522,26 @@ class SpeakerVerifier:
         the run before any score (:class:`gradw.audio.io.AudioError`, naming it).
 
         Yields:
-            ``(score, decision)`` per pair, in order (decision None when no threshold is known).
+            ``(score, decision)`` per pair, in order (decision None when no threshold is known);
+            see :meth:`score_pairs` for the LLRs too.
+        """
+        for result in self.score_pairs(pairs, threshold):
+            yield result.score, result.decision
+
+    def score_pairs(
+        self,
+        pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+        threshold: float | None = None,
+    ) -> Iterator[PairResult]:
+        """Score, calibrate and decide pairs of files, each distinct file read and embedded once
+        (and its quality measured once, when the calibration uses quality measures).
+
+        The decision: ``score >= threshold`` (default :attr:`threshold`); without one, the
+        trial's LLR >= 0 under a quality-aware calibration; else None. Every file's header is read
+        before any embedding (:class:`gradw.audio.io.AudioError`, naming a bad one).
+
+        Yields:
+            :class:`PairResult` per pair, in order.
         """
         from gradw.audio.io import audio_info
         from gradw.evaluation.scoring import cosine_scores
@@ -500,51 +550,36 @@ class SpeakerVerifier:
         for path in dict.fromkeys(p for pair in items for p in pair):
             audio_info(path)
         value = self._threshold(threshold)
-        cache: dict[Path, np.ndarray] = {}
+        by_llr = value is None and self._by_llr
+        cache: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
 
-        def embedding(path: Path) -> np.ndarray:
+        def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
             key = path.resolve()
             if key not in cache:
-                cache[key] = self.embed(path)
+                wav = self._mono(path, self.sample_rate)
+                cache[key] = (self.embed(wav, self.sample_rate), self.measures(wav, self.sample_rate))
             return cache[key]
 
+        calibration = self.calibration
         for a, b in items:
-            score = float(cosine_scores(embedding(a)[None], embedding(b)[None])[0])
-            yield score, None if value is None else bool(score >= value)
+            (ea, qa), (eb, qb) = read(a), read(b)
+            score = float(cosine_scores(ea[None], eb[None])[0])
+            llr = (
+                None if calibration is None else float(calibration.trial_llr([score], qa[None], qb[None])[0])
+            )
+            if value is not None:
+                decision: bool | None = score >= value
+            else:
+                decision = None if not by_llr or llr is None else llr >= 0.0
+            yield PairResult(score, llr, decision)
 
     # -- thresholds --------------------------------------------------------------------------
     def calibrate(self, scores: Any, labels: Any, target: str = "eer", far: float = 0.01) -> float:
-        """Set :attr:`threshold` from evaluation scores and labels (True/1 = same speaker).
-
-        Args:
-            scores: (N,) trial scores.
-            labels: (N,) trial labels.
-            target: ``"eer"``: the threshold at the equal error rate
-                (:func:`gradw.evaluation.metrics.eer`); ``"far"``: the lowest threshold whose
-                false-acceptance rate is at most ``far`` (:func:`threshold_at_far`).
-            far: the target false-acceptance rate for ``target="far"``.
-
-        Returns:
-            The new threshold.
-
-        Raises:
-            ValueError: unknown target, or invalid scores/labels (e.g. no target or no
-                non-target trial).
-        """
-        from gradw.evaluation.metrics import eer
-
-        if target == "eer":
-            _value, threshold = eer(scores, labels)
-        elif target == "far":
-            threshold = threshold_at_far(scores, labels, far)
-            if math.isinf(threshold):
-                warnings.warn(
-                    f"no threshold reaches FAR <= {far}: the highest score belongs to a non-target trial; "
-                    "every trial will be rejected",
-                    stacklevel=2,
-                )
-        else:
-            raise ValueError(f"target must be one of {', '.join(_TARGETS)}, got {target!r}")
+        """Set :attr:`threshold` from (N,) evaluation scores and (N,) labels (True/1 = same
+        speaker) at ``target``: ``"eer"`` or ``"far"`` (at most ``far`` false acceptances); see
+        :func:`gradw.evaluation.metrics.operating_threshold`, whose ValueError it raises. Returns
+        the new threshold."""
+        threshold = operating_threshold(scores, labels, target, far)
         self.threshold = float(threshold)
         return self.threshold
 

@@ -46,6 +46,12 @@ from gradw.models.adapters import (
 from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_enhancer, load_speaker_network
 from gradw.models.speaker import SpeakerNetwork
 from gradw.models.unet import MaskUNet
+from gradw.training.calibrate import (
+    calibrate_checkpoint,
+    check_calibration_config,
+    check_calibration_data,
+    needs_calibration,
+)
 from gradw.training.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -141,6 +147,7 @@ def check_adapt_config(config: AdaptConfig) -> None:
     """Refuse an adaptation config that cannot work, naming the key (before any work): every
     value's range (:func:`gradw.config.check_config`), then what the values must do together."""
     check_config(config)
+    check_calibration_config(config)
     adapter, loss = config.adapter, config.loss
     if adapter.mode not in ADAPTER_MODES:
         raise ConfigError(
@@ -293,6 +300,8 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     )
 
     validator = StudentValidator.from_config(config, teacher, info.device)  # its data checked here too
+    if validator is not None:
+        check_calibration_data(config)
     out = Path(config.out_dir)
     last = open_run(out, config, resume, info)
     model, optimizer, start_step = start_training(
@@ -375,7 +384,7 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
                         optimizer,
                         done,
                         model_config,
-                        {**extra, "val": scores, "calibration": validator.calibration().to_dict()},
+                        {**extra, "val": scores},
                     )
             if info.is_main and (done % config.checkpoint_every == 0 or done == steps):
                 _save(last, config, model, optimizer, done, model_config, extra)
@@ -386,6 +395,9 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     if info.is_main and step < steps:
         raise TrainingError(f"training stopped early at step {step} of {steps}: the data loader ran dry")
     if info.is_main:
+        selected = out / "best.pt"
+        if selected.is_file() and needs_calibration(selected, config):  # once, on the selected weights
+            calibrate_checkpoint(selected, config, device=info.device, quiet=quiet, lock=False)
         atomic_write(
             out / "done.json",
             json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best}),

@@ -37,6 +37,12 @@ from gradw.losses.weights import check_weight_options
 from gradw.models.loading import RESNET_PRESETS, SPEAKER_NETWORKS, load_speaker_network
 from gradw.models.speaker import CosineHead, SpeakerNetwork
 from gradw.models.unet import MaskUNet
+from gradw.training.calibrate import (
+    calibrate_checkpoint,
+    check_calibration_config,
+    check_calibration_data,
+    needs_calibration,
+)
 from gradw.training.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -267,6 +273,7 @@ def check_loss_config(config: TrainConfig) -> None:
     that cannot be a folder, loss options that cannot work together, and a ResNet E without
     weights."""
     check_config(config)
+    check_calibration_config(config)
     if config.loss.scheme not in OBJECTIVE_SCHEMES:
         raise ConfigError(
             f"loss.scheme: unknown scheme {config.loss.scheme!r} "
@@ -306,7 +313,8 @@ def train_enhancer(config: TrainConfig, resume: bool = False, quiet: bool = Fals
     """Train G; returns the path of the final checkpoint (``OUT/last.pt``).
 
     Checkpoints: ``last.pt`` every ``checkpoint_every`` steps and at the end (atomic), and
-    ``best.pt`` on the best validation EER when validation is on.
+    ``best.pt`` on the best validation EER when validation is on; at the end, ``best.pt`` gets the
+    calibration of the ``calibration`` section (:mod:`gradw.training.calibrate`).
     """
     check_loss_config(config)
     info = setup_distributed()
@@ -329,6 +337,8 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     # checked before the run folder exists too: a bad name, tap, checkpoint or list leaves nothing
     network = load_fixed_speaker(config).to(info.device)
     validator = Validator.from_config(config, network, info.device)
+    if validator is not None:
+        check_calibration_data(config)
     out = Path(config.out_dir)
     last = open_run(out, config, resume, info)
     speaker = prepare_speaker(config, speech, info, network)
@@ -407,8 +417,7 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
                 logger.log(done, scores, kind="val")
                 if info.is_main and scores["eer"] < best:
                     best = scores["eer"]
-                    selected = {**extra, "val": scores, "calibration": validator.calibration().to_dict()}
-                    _save(out / "best.pt", config, enhancer, optimizer, done, selected)
+                    _save(out / "best.pt", config, enhancer, optimizer, done, {**extra, "val": scores})
             if info.is_main and (done % config.checkpoint_every == 0 or done == steps):
                 _save(last, config, enhancer, optimizer, done, extra)
             step = done
@@ -418,6 +427,11 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     if info.is_main and step < steps:
         raise TrainingError(f"training stopped early at step {step} of {steps}: the data loader ran dry")
     if info.is_main:
+        selected = out / "best.pt"
+        if selected.is_file() and needs_calibration(selected, config):  # once, on the selected weights
+            calibrate_checkpoint(
+                selected, config, speaker=speaker, device=info.device, quiet=quiet, lock=False
+            )
         atomic_write(
             out / "done.json",
             json.dumps({"steps": steps, "best_val_eer": None if best == math.inf else best}),

@@ -2,14 +2,13 @@
 
 The corrupted validation audio is rendered once (seeded manifest) and kept in memory; each call
 embeds it through E with the current G and returns the EER of every condition and their mean.
-The noisy baseline (no G) is computed once, so the log shows both. The scores of the last call
-are kept: :meth:`Validator.calibration` fits the score-to-LLR map on them (all conditions
-pooled), which the training stores with the checkpoint it selects on the same call.
+The noisy baseline (no G) is computed once, so the log shows both. The calibration of the
+selected checkpoint is fitted once, at the end of training, over a wider grid
+(:mod:`gradw.training.calibrate`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Self
 
 import numpy as np
@@ -20,11 +19,9 @@ from gradw.data.conditions import AudioCache, augment_loader, parse_conditions, 
 from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
 from gradw.data.manifest import build_manifest
 from gradw.data.trials import load_trials, select_trials
-from gradw.evaluation.calibration import Calibration, fit_calibration
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.scoring import score_trials
 from gradw.evaluation.systems import System, SystemSpec, embed_many
-from gradw.models.loading import weights_identity
 from gradw.models.speaker import SpeakerNetwork
 
 
@@ -41,7 +38,6 @@ class Validator:
         max_trials: int,
         seed: int,
         device: torch.device,
-        scorer: str = "",
     ) -> None:
         test = SpeechDir.load(test_dir)
         self.trials = select_trials(load_trials(test, "trials"), max_trials, seed)
@@ -61,9 +57,6 @@ class Validator:
             c.name: {u: render(manifest.entry(u, c), clean[u], loader) for u in utts} for c in self.conditions
         }
         self.speaker, self.device = speaker, device
-        self.scorer = scorer  # the weights identity of E (evaluation.grid.weights_identity)
-        self.n_speakers = len(test.spk2utt)
-        self.last_scores: dict[str, np.ndarray] = {}
         self.baseline = self._eers(None)
 
     @classmethod
@@ -81,7 +74,6 @@ class Validator:
             max_trials=config.validation.max_trials,
             seed=config.seed,
             device=device,
-            scorer=weights_identity(config.speaker.name, config.speaker.checkpoint, config.seed),
         )
 
     def _eers(self, enhancer: torch.nn.Module | None) -> dict[str, float]:
@@ -92,26 +84,10 @@ class Validator:
         items = (((c, u), audio[u]) for u in utts for c, audio in self.audio.items())
         flat = embed_many(system, items)
         out: dict[str, float] = {}
-        self.last_scores = {}
         for condition in self.audio:
             embeddings = {u: flat[condition, u] for u in utts}
-            scores = score_trials(embeddings, self.pairs)
-            self.last_scores[condition] = scores
-            out[condition] = 100 * eer(scores, self.labels)[0]
+            out[condition] = 100 * eer(score_trials(embeddings, self.pairs), self.labels)[0]
         return out
-
-    def calibration(self) -> Calibration:
-        """The score-to-LLR map fitted on the last call's scores, every condition pooled
-        (validation speakers and validation noise only)."""
-        conditions = list(self.last_scores)
-        scores = np.concatenate([self.last_scores[c] for c in conditions])
-        labels = np.tile(self.labels, len(conditions))
-        described = (
-            f"validation: {self.n_speakers} speakers, {len(self.labels)} trials x "
-            f"{len(conditions)} conditions ({', '.join(conditions)})"
-        )
-        calibration = fit_calibration(scores, labels, fitted_on=described)
-        return replace(calibration, extra={"conditions": conditions, "scorer": self.scorer})
 
     def __call__(self, enhancer: torch.nn.Module) -> dict[str, float]:
         was_training = enhancer.training

@@ -27,6 +27,7 @@ why there are no plots.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
@@ -50,6 +51,7 @@ from gradw.evaluation.report.tables import (
     _format_snr,
     condition_groups,
     equalw_system,
+    format_calibration_loss_table,
     format_calibration_table,
     format_diff_table,
     format_metric_table,
@@ -260,11 +262,26 @@ def _difference_sections(
 
 def threshold_sentence(system: str, calibration: dict[str, Any]) -> str:
     """One sentence: the default decision threshold of a calibrated system and what it was
-    fitted on (``calibration`` as results.json records it)."""
-    return (
+    fitted on (``calibration`` as results.json records it). With quality measures the LLR, and so
+    the score threshold, depends on the two recordings: the sentence gives it at a few estimated
+    SNRs of both sides."""
+    start = (
         f"`{system}` accepts a trial when its calibrated LLR is at least 0 (equal target and "
-        f"non-target priors and costs), i.e. a cosine score of at least "
-        f"{calibration['threshold']:.3f}; the calibration was fitted on {calibration['fitted_on']}."
+        "non-target priors and costs)"
+    )
+    fitted = f"the calibration was fitted on {calibration['fitted_on']}."
+    by_snr = calibration.get("thresholds_by_snr")
+    if not by_snr:
+        return f"{start}, i.e. a cosine score of at least {calibration['threshold']:.3f}; {fitted}"
+
+    def at(value: float | None) -> str:
+        return "none (no score)" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+    moves = ", ".join(f"{at(t)} at {snr} dB" for snr, t in by_snr.items())
+    return (
+        f"{start}. Its LLR also depends on blind quality measures of the two recordings "
+        f"({', '.join(calibration.get('quality_names', []))}), so the cosine score it takes moves with "
+        f"their estimated SNR: with both sides at the same estimate, a score of at least {moves}; {fitted}"
     )
 
 
@@ -278,15 +295,18 @@ def _calibration_section(
     lines = [
         "## Calibration",
         "",
-        "LLRs from the calibration each checkpoint was selected with (validation speakers and "
-        "validation noise, all validation conditions pooled). Cells: Cllr (min Cllr) in bits; "
-        "actual DCF (minDCF) at P_target = 0.01. Cllr - min Cllr is the cost of miscalibration "
-        "in that condition.",
+        "LLRs from the calibration stored with each checkpoint (fitted on the validation speakers "
+        "and the validation noise, over the grid it names; quality-aware when it uses quality "
+        "measures of the recordings). Cells: Cllr (min Cllr) in bits; actual DCF (minDCF) at "
+        "P_target = 0.01. Cllr - min Cllr is the cost of miscalibration in that condition "
+        "(min Cllr: the best monotonic map fitted on that condition's own trials).",
         "",
     ]
     lines += [threshold_sentence(s, calibrations[s]) for s in systems if s in calibrations]
     lines += [""] if calibrations else []
     lines += _grouped_tables(rows, groups, lambda cs: format_calibration_table(rows, cs, systems))
+    lines += ["Cllr - min Cllr per condition (bits), and the means over every condition:", ""]
+    lines += [format_calibration_loss_table(rows, None, systems).rstrip("\n"), ""]
     return lines
 
 

@@ -258,6 +258,32 @@ def format_calibration_table(
     return format_table(["system", *(c.label for c in conditions)], body) if body else ""
 
 
+def format_calibration_loss_table(
+    rows: Sequence[Row],
+    conditions: Sequence[ConditionInfo] | None = None,
+    systems: Sequence[str] | None = None,
+) -> str:
+    """Calibrated systems x conditions (named in full: one table for every category): Cllr - min
+    Cllr (the calibration loss, bits), then the mean Cllr, the mean min Cllr and their difference
+    over the conditions; only systems whose rows carry ``cllr``."""
+    conditions = list(conditions) if conditions is not None else order_conditions(rows)
+    index = _index(rows)
+    systems = [
+        s
+        for s in (systems if systems is not None else order_systems(rows))
+        if all("cllr" in index.get((s, c.name), {}) for c in conditions)
+    ]
+    body = []
+    for s in systems:
+        cllr = [index[s, c.name]["cllr"] for c in conditions]
+        low = [index[s, c.name]["min_cllr"] for c in conditions]
+        mean, mean_low = sum(cllr) / len(cllr), sum(low) / len(low)
+        gaps = [format_cell(a - b, digits=3) for a, b in zip(cllr, low, strict=True)]
+        body.append([s, *gaps, *(format_cell(v, digits=3) for v in (mean, mean_low, mean - mean_low))])
+    header = ["system", *(c.name for c in conditions), "mean Cllr", "mean min Cllr", "mean loss"]
+    return format_table(header, body) if body and conditions else ""
+
+
 def format_diff_table(
     rows: Sequence[Row],
     conditions: Sequence[ConditionInfo] | None = None,

@@ -1,0 +1,92 @@
+"""``gradw calibrate``: fit the score-to-LLR map of a selected checkpoint on the validation
+speakers and store it with the checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from gradw.cli.common import add_device_args
+
+HELP = "fit a checkpoint's calibration (scores to LLRs) on the validation speakers and store it"
+DESCRIPTION = (
+    "Fit the calibration of a checkpoint of gradw train (G, scored by the E it was trained "
+    "against) or gradw adapt on the validation speakers x the validation noise over the grid of "
+    "the config's calibration section (categories, SNRs, quality measures), and store it in the "
+    "checkpoint: a copy written to -o, or the checkpoint itself with --in-place (atomically; only "
+    "its calibration entry changes). The config is the one saved in the checkpoint, or the "
+    "--config preset's train (adapt) section; KEY=VALUE overrides apply to it, e.g. "
+    "calibration.quality=[] for a map of the score alone, data.val=DIR to move the validation data."
+)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``gradw calibrate``: 0 when the calibration is stored, 2 on an error (one line)."""
+    import torch
+
+    from gradw.checkpoint import load_checkpoint
+    from gradw.config import ConfigError, apply_overrides, from_dict, load_config
+    from gradw.evaluation.calibration import threshold_record
+    from gradw.training.calibrate import KINDS, calibrate_checkpoint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoint = Path(args.checkpoint)
+    output = checkpoint if args.in_place else Path(args.output)
+    if not args.in_place and output.resolve() == checkpoint.resolve():
+        raise ConfigError(
+            f"the output {output} is the checkpoint itself: pass --in-place to update it, "
+            "or choose another -o"
+        )
+    state = load_checkpoint(checkpoint)
+    kind = state["kind"]
+    if kind not in KINDS:
+        raise ConfigError(
+            f"{checkpoint} holds a {kind} model: calibrate a checkpoint of gradw train or gradw adapt"
+        )
+    section = "train" if kind == "enhancer" else "adapt"
+    if args.config is not None:
+        config = load_config(KINDS[kind], args.config, args.overrides, section=section)
+    else:
+        config = from_dict(KINDS[kind], apply_overrides(state["config"], args.overrides), f"{section}.")
+    calibration = calibrate_checkpoint(checkpoint, config, output, device=args.device, quiet=args.quiet)
+    print(f"calibration: {calibration.fitted_on}")
+    record = threshold_record(calibration)
+    if record["threshold"] is not None:
+        print(f"default decision: accept when score >= {record['threshold']:.6f} (LLR >= 0)")
+    else:
+        moves = ", ".join(
+            f"{'none' if t is None else f'{t:.4f}'} at {snr} dB"
+            for snr, t in record["thresholds_by_snr"].items()
+        )
+        print(
+            f"default decision: accept when LLR >= 0; score needed, both sides at one SNR estimate: {moves}"
+        )
+    print(f"stored in: {output}")
+    return 0
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    """Register ``gradw calibrate``; sets ``func=cmd_calibrate``."""
+    parser = sub.add_parser("calibrate", help=HELP, description=DESCRIPTION)
+    parser.add_argument(
+        "--checkpoint", required=True, metavar="PATH", help="a best.pt of gradw train or adapt"
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="PRESET",
+        help="preset name or YAML file whose train (adapt) section to use "
+        "(default: the config saved in the checkpoint)",
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", default=None, metavar="PATH", help="write the calibrated copy here")
+    where.add_argument("--in-place", action="store_true", help="update the checkpoint itself (atomically)")
+    add_device_args(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. calibration.snrs=[0,-5]"
+    )
+    parser.set_defaults(func=cmd_calibrate)
+    return parser

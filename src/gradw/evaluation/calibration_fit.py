@@ -1,0 +1,132 @@
+"""Fitting a calibration where choices are made: validation speakers x validation noise, over a
+grid of conditions that spans the evaluation's range.
+
+The validation trials are corrupted as the seeded manifest says (both sides, as in the
+evaluation) under every condition of the grid (``clean`` and each category at each SNR, optionally
+reverberant), embedded through the system, scored, and the quality measures of every corrupted
+recording computed (:mod:`gradw.audio.quality`); one calibration is fitted on every condition's
+trials pooled, with :class:`~gradw.evaluation.quality.QualityFunctions` terms when asked
+(:func:`gradw.evaluation.calibration.fit_calibration`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from gradw.audio.io import read_audio
+from gradw.audio.quality import quality_measures
+from gradw.data.conditions import AudioCache, Condition, augment_loader, parse_conditions, render
+from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
+from gradw.data.manifest import build_manifest
+from gradw.data.trials import load_trials, select_trials
+from gradw.evaluation.calibration import Calibration, fit_calibration
+from gradw.evaluation.quality import QualityFunctions, trial_sides
+from gradw.evaluation.scoring import score_trials
+from gradw.evaluation.systems import System, embed_many
+
+
+def grid_conditions(categories: Sequence[str], snrs: Sequence[float], rooms: bool = False) -> list[Condition]:
+    """The calibration grid: ``clean`` when listed, then every other category at every SNR (and
+    each reverberant too with ``rooms``).
+
+    Raises:
+        ValueError: an unknown category, or noisy categories without SNRs.
+    """
+    return parse_conditions(list(categories), list(snrs), rooms=rooms)
+
+
+def fit_on_validation(
+    system: System,
+    speech_dir: str,
+    augment_dir: str,
+    conditions: Sequence[Condition],
+    functions: QualityFunctions | None,
+    max_trials: int | None,
+    seed: int,
+    prior: float = 0.5,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Calibration:
+    """Fit the calibration of ``system`` on a validation split under ``conditions``.
+
+    Args:
+        system: what embeds (:func:`gradw.evaluation.systems.load_system`).
+        speech_dir: the validation speakers (a data directory with ``trials``).
+        augment_dir: the validation noise (the categories the grid names; ``rirs`` for rooms).
+        conditions: :func:`grid_conditions`.
+        functions: the quality measure functions, or None for a map of the score alone.
+        max_trials: at most this many trials (a seeded, balanced selection), or None for all.
+        seed: the manifest's and the selection's seed.
+        prior: the target prior of the fit.
+        log: called with a line of progress.
+        progress: called with the number of (utterance, condition) items embedded after each batch
+            (of ``len(utterances) * len(conditions)``, which ``log`` states first).
+
+    Returns:
+        The calibration, its ``extra`` holding the conditions (the caller adds provenance).
+
+    Raises:
+        DataError: a bad list or audio file (named), a recording too short for the system.
+    """
+    speech = SpeechDir.load(speech_dir)
+    trials = select_trials(load_trials(speech, "trials"), max_trials, seed)
+    pairs = [(t.enroll, t.test, t.target) for t in trials]
+    labels = np.array([t.target for t in trials])
+    utts = sorted({u for t in trials for u in (t.enroll, t.test)})
+    speech = speech.subset(utts)
+    noisy = [c for c in conditions if c.category != "clean" or c.reverb]
+    augment = AugmentDir.load(augment_dir) if noisy else None
+    manifest = build_manifest(speech, augment, noisy, seed) if noisy else None
+    loader = augment_loader(augment, AudioCache()) if augment is not None else None
+    if log is not None:
+        log(f"{len(utts)} utterances x {len(conditions)} conditions, {len(trials)} trials each")
+
+    measures: dict[str, dict[str, np.ndarray]] = {c.name: {} for c in conditions}
+
+    def items():  # utterance-major: one utterance's renderings (one length) batch together
+        for utt in utts:
+            clean = read_audio(speech.wavs[utt])
+            check_duration(
+                utt, speech.wavs[utt], clean.shape[0], system.scorer.min_samples, "the speaker network"
+            )
+            for condition in conditions:
+                if condition.category == "clean" and not condition.reverb:
+                    wav = clean
+                else:
+                    assert manifest is not None and loader is not None
+                    wav = render(manifest.entry(utt, condition), clean, loader)
+                if functions is not None:
+                    measures[condition.name][utt] = quality_measures(wav, functions.measures)
+                yield (condition.name, utt), wav
+
+    flat = embed_many(system, items(), progress=progress)
+    scores, columns = [], []
+    for condition in conditions:
+        s = score_trials({u: flat[condition.name, u] for u in utts}, pairs)
+        scores.append(s)
+        if functions is not None:
+            columns.append(functions.matrix(s, *trial_sides(pairs, measures[condition.name])))
+    names = [c.name for c in conditions]
+    described = (
+        f"validation: {len(speech.spk2utt)} speakers, {len(trials)} trials x {len(names)} conditions "
+        f"({', '.join(names)}); quality: {functions.describe() if functions is not None else 'none'}"
+    )
+    calibration = fit_calibration(
+        np.concatenate(scores),
+        np.tile(labels, len(names)),
+        prior=prior,
+        quality=np.concatenate(columns) if functions is not None else None,
+        quality_names=functions.names if functions is not None else (),
+        fitted_on=described,
+    )
+    return replace(
+        calibration,
+        quality_functions=functions.to_dict() if functions is not None else {},
+        extra={"conditions": names},
+    )
+
+
+__all__ = ["fit_on_validation", "grid_conditions"]
