@@ -16,7 +16,7 @@ list of recordings of any lengths, or files (:meth:`SpeakerVerifier.embed_files`
 own rate). A 2-D array is always a batch, never channels: multi-channel audio is downmixed by the
 caller, or passed as a path.
 
-A recording longer than ``window_seconds`` (60 s by default, as ``gradw evaluate``) is embedded as
+A recording longer than ``window_seconds`` (30 s by default, as ``gradw evaluate``) is embedded as
 the length-weighted mean of its windows' embeddings (:mod:`gradw.evaluation.windows`, the helper
 the evaluation uses), and a file that long is read window by window: memory stays that of one
 window however long the recording. Shorter recordings are embedded whole, as ever.
