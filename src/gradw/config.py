@@ -299,9 +299,12 @@ class EvaluationConfig:
     save_every: int = 200
     figure_format: str = "png"  # the report's plots: png, pdf or svg
     dpi: int = 110  # resolution of PNG plots
-    # an utterance longer than this is embedded as the mean of its windows' embeddings (bounded
-    # memory; see gradw.evaluation.systems); None: every utterance whole
-    window_seconds: float | None = 60.0
+    # an utterance longer than this is embedded as the mean of its windows' embeddings, read and
+    # rendered window by window (bounded memory; see gradw.evaluation.windows); None: every
+    # utterance whole. 30 s: a 30-minute utterance then peaks within 10 % of a 30-second one
+    # (benchmarks/README.md section 7); with 60 s windows, E's and G's activations over the
+    # window alone cost a quarter more.
+    window_seconds: float | None = 30.0
 
 
 @dataclass

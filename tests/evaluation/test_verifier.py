@@ -17,6 +17,7 @@ from torch import Tensor, nn
 import gradw.evaluation.verifier
 from gradw.audio.frontends import FLOAT32_EPS, MASK_EPS, KaldiFbank, LogMel
 from gradw.checkpoint import CheckpointError, save_checkpoint
+from gradw.config import EvaluationConfig
 from gradw.enhance.enhancer import Enhancer
 from gradw.evaluation.calibration import Calibration
 from gradw.evaluation.metrics import eer
@@ -489,7 +490,7 @@ def test_calibrate_eer_and_far(tmp_path: Path) -> None:
 def test_a_long_recording_is_the_weighted_mean_of_its_windows(tiny, tmp_path: Path, monkeypatch) -> None:
     whole = SpeakerVerifier("resnet-tiny", enhancer=tiny["g"], checkpoint=tiny["e"], window_seconds=None)
     windowed = SpeakerVerifier("resnet-tiny", enhancer=tiny["g"], checkpoint=tiny["e"], window_seconds=1.0)
-    assert tiny["verifier"].window_seconds == 60.0  # the default, as gradw evaluate's
+    assert tiny["verifier"].window_seconds == EvaluationConfig().window_seconds == 30.0  # as evaluate's
     long = voice(2.5, 150, 31)  # 40000 samples in windows of 1 s: three of 0.83 s
     pieces = [long[:13333], long[13333:26666], long[26666:]]  # written out
     parts = [whole.embed(p).astype(np.float64) for p in pieces]  # each window alone
@@ -507,7 +508,7 @@ def test_a_long_recording_is_the_weighted_mean_of_its_windows(tiny, tmp_path: Pa
     # a recording within the window: exactly what it always was (not normalised)
     short = voice(0.9, 150, 33)
     np.testing.assert_array_equal(windowed.embed(short), whole.embed(short))
-    np.testing.assert_array_equal(tiny["verifier"].embed(long), whole.embed(long))  # 2.5 s < 60 s
+    np.testing.assert_array_equal(tiny["verifier"].embed(long), whole.embed(long))  # 2.5 s < 30 s
     # a long file is read window by window (never whole), at its own rate and channels
     import soxr
 

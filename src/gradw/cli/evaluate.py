@@ -140,7 +140,7 @@ def register(sub: Any) -> None:
         type=float,
         default=s,
         help="embed a longer utterance as the mean of its windows' embeddings, bounding memory "
-        "(default 60; window_seconds=null embeds every utterance whole)",
+        "(default 30; window_seconds=null embeds every utterance whole)",
     )
     ev.add_argument("--out", default=s, help="output directory (required)")
     ev.add_argument("--quiet", action="store_true")

@@ -157,7 +157,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         metavar="S",
         help="embed a longer recording as the mean of its windows' embeddings, read window by window "
-        "(default 60, as gradw evaluate; 'none': every recording whole)",
+        "(default 30, as gradw evaluate; 'none': every recording whole)",
     )
     add_device_args(parser)
     parser.add_argument("--quiet", action="store_true", help="print the scores only")

@@ -26,7 +26,7 @@ CPU, where they were measured slower for ResNet34, items go one at a time by def
 is saved every ``save_every`` utterances, so an interrupted evaluation loses at most that much
 work.
 
-Long utterances: one longer than ``window_seconds`` (60 s by default) is embedded as the
+Long utterances: one longer than ``window_seconds`` (30 s by default) is embedded as the
 length-weighted mean of the embeddings of consecutive windows, each through the whole system
 (:mod:`gradw.evaluation.windows`), and it is never held whole: the manifest measures it window
 by window, and each window is read from the file and rendered under a condition on its own

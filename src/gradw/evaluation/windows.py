@@ -19,8 +19,8 @@ import numpy as np
 __all__ = ["DEFAULT_WINDOW_SECONDS", "embed_windows", "window_bounds", "window_sizes"]
 
 #: the window of :class:`gradw.SpeakerVerifier` and ``gradw verify`` (``gradw evaluate``'s is
-#: ``evaluate.window_seconds``, 60 s by default as well)
-DEFAULT_WINDOW_SECONDS = 60.0
+#: ``evaluate.window_seconds``, 30 s by default as well)
+DEFAULT_WINDOW_SECONDS = 30.0
 
 
 def window_bounds(
