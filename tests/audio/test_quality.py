@@ -99,3 +99,21 @@ def test_quality_measures_in_the_order_asked() -> None:
         quality_measures(wav, ("loudness",))
     with pytest.raises(ValueError, match=r"shape \(N,\)"):
         quality_measures(np.zeros((2, 100)))
+
+
+def test_windowed_measures_add_durations_and_weigh_the_rest_by_length() -> None:
+    from gradw.audio.quality import windowed_quality_measures
+
+    rng = np.random.default_rng(3)
+    names = ("snr_percentile", "snr_wada", "speech_seconds", "seconds")
+    whole = _at_snr(_bursts(5.0, 4), rng.standard_normal(5 * RATE).astype(np.float32), 5.0)
+    # one window is exactly the recording's measures
+    assert windowed_quality_measures([whole], names).tolist() == quality_measures(whole, names).tolist()
+    pieces = [whole[: 3 * RATE], whole[3 * RATE :]]
+    each = [quality_measures(p, names) for p in pieces]
+    got = windowed_quality_measures(iter(pieces), names)
+    for i in (0, 1):  # the SNR estimates: averaged, weighted 3 : 2 by the pieces' lengths
+        assert got[i] == pytest.approx((3 * each[0][i] + 2 * each[1][i]) / 5)
+    assert got[2] == pytest.approx(each[0][2] + each[1][2]) and got[3] == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="empty"):
+        windowed_quality_measures([], names)

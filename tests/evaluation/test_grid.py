@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from itertools import combinations
 from pathlib import Path
 
@@ -756,3 +756,25 @@ def test_a_quality_aware_calibration_is_applied_with_each_recordings_measures(
     # a second run reads the measures from the cache
     evaluate(config, quiet=True)
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("quality-*.npz")} == measures
+    # with short windows every longer utterance is read, rendered and measured window by window
+    # (never whole): its measures are those of the whole rendering cut into the same windows
+    from gradw.audio.quality import windowed_quality_measures
+    from gradw.evaluation.windows import window_bounds
+
+    windowed = replace(config, out=str(tmp_path / "windowed"), window_seconds=1.0)
+    rows = {(r.system, r.condition): r.metrics for r in evaluate(windowed, quiet=True)}
+    assert len({p.name for p in cache.glob("quality-*.npz")} - set(measures)) == len(conditions)
+    manifest = Manifest.load(tmp_path / "windowed" / "manifest.json")
+    enroll, test_side, scores, labels = read_scores(
+        tmp_path / "windowed" / "scores" / "quality" / "noise_0.txt"
+    )
+    cut = 0
+    side = {}
+    for u in set(enroll) | set(test_side):
+        whole = render(manifest.entry(u, "noise_0"), read_audio(test.wavs[u]), loader)
+        bounds = window_bounds(whole.shape[0], 1.0)
+        cut += len(bounds) > 1
+        side[u] = windowed_quality_measures((whole[a:b] for a, b in bounds), aware.measures)
+    assert cut > 0
+    llr = aware.trial_llr(scores, np.stack([side[u] for u in enroll]), np.stack([side[u] for u in test_side]))
+    assert rows["quality", "noise_0"]["cllr"] == pytest.approx(cllr(llr, labels), rel=1e-6)

@@ -527,3 +527,40 @@ def test_a_long_recording_is_the_weighted_mean_of_its_windows(tiny, tmp_path: Pa
     assert score == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ValueError, match="window_seconds must be at least 1"):
         SpeakerVerifier("resnet-tiny", checkpoint=tiny["e"], window_seconds=0.5)
+
+
+def test_a_long_file_is_measured_window_by_window_as_it_is_embedded(tmp_path: Path) -> None:
+    from gradw.audio.quality import quality_measures
+    from gradw.evaluation.quality import QualityFunctions
+
+    e_ckpt = make_speaker_checkpoint(tmp_path / "e.pt", seed=2)
+    functions = QualityFunctions.build(["snr_percentile", "seconds"])
+    record = Calibration(
+        scale=6.0,
+        offset=-3.0,
+        quality_names=functions.names,
+        quality_weights=tuple(0.01 for _ in functions.names),
+        fitted_on="validation",
+        extra={"scorer": weights_identity("resnet-tiny", str(e_ckpt))},
+        quality_functions=functions.to_dict(),
+    )
+    g = make_checkpoint(
+        tmp_path / "g.pt",
+        frontend="logmel",
+        speaker="resnet-tiny",
+        speaker_checkpoint=str(e_ckpt),
+        calibration=record.to_dict(),
+    )
+    rng = np.random.default_rng(1)
+    quiet, loud = voice(1.0, 150, 1), (voice(1.0, 150, 2) + 0.3 * rng.standard_normal(SR)).astype(np.float32)
+    peak = 1.1 * float(np.abs(np.concatenate([quiet, loud])).max())
+    quiet, loud = quiet / peak, loud / peak  # stored as float samples within full scale
+    long = np.concatenate([quiet, loud])  # 2 s: two windows of 1 s, one clean-ish, one noisy
+    sf.write(tmp_path / "long.wav", long, SR, subtype="FLOAT")
+    windowed = SpeakerVerifier(enhancer=g, window_seconds=1.0)
+    halves = [quality_measures(w, ("snr_percentile", "seconds")) for w in (quiet, loud)]
+    expected = [(halves[0][0] + halves[1][0]) / 2, 2.0]  # SNRs averaged by length, seconds added
+    assert windowed.measures(tmp_path / "long.wav") == pytest.approx(expected)
+    assert windowed.measures(long) == pytest.approx(expected)  # an array is cut the same way
+    whole = SpeakerVerifier(enhancer=g, window_seconds=None)
+    assert whole.measures(long) == pytest.approx(quality_measures(long, ("snr_percentile", "seconds")))

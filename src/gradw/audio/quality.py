@@ -27,6 +27,7 @@ length in seconds. :func:`quality_measures` computes every named measure of one 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from functools import cache
 
 import numpy as np
@@ -159,7 +160,34 @@ def quality_measures(wav: np.ndarray, names: tuple[str, ...] = MEASURES) -> np.n
     return np.array([compute[n]() for n in names], dtype=np.float64)
 
 
+#: measures that add up over a recording's pieces; the others are averaged, weighted by length
+ADDITIVE_MEASURES = ("speech_seconds", "seconds")
+
+
+def windowed_quality_measures(windows: Iterable[np.ndarray], names: tuple[str, ...] = MEASURES) -> np.ndarray:
+    """The measures of one recording given as its consecutive (N_j,) windows, holding one window
+    at a time (a long recording is measured as it is embedded: by windows): each window is
+    measured on its own; durations add up, the other measures are averaged weighted by the
+    windows' lengths. A single window gives exactly :func:`quality_measures` of it.
+
+    Returns:
+        (len(names),) float64.
+    """
+    additive = np.array([n in ADDITIVE_MEASURES for n in names])
+    total = np.zeros(len(names), dtype=np.float64)
+    length = 0
+    for window in windows:
+        n = int(np.asarray(window).shape[0])
+        values = quality_measures(window, names)
+        total += np.where(additive, values, values * n)
+        length += n
+    if length == 0:
+        raise ValueError("the waveform is empty")
+    return np.where(additive, total, total / length)
+
+
 __all__ = [
+    "ADDITIVE_MEASURES",
     "MEASURES",
     "WADA_ALPHA",
     "WADA_RANGE",
@@ -169,4 +197,5 @@ __all__ = [
     "speech_seconds",
     "wada_snr",
     "wada_table",
+    "windowed_quality_measures",
 ]

@@ -375,7 +375,9 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     names = list(
         dict.fromkeys(m for s in systems if s.calibration is not None for m in s.calibration.measures)
     )
-    measures = grid_measures(names, conditions, needed, test, manifest, loader, QualityStore(cache), hashes)
+    measures = grid_measures(
+        names, conditions, needed, test, manifest, loader, QualityStore(cache), hashes, config.window_seconds
+    )
     rows = _score(config, systems, conditions, trials, test, store, keys, (names, measures))
     elapsed = time.time() - started
     calibrations = {

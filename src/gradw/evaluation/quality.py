@@ -21,18 +21,20 @@ Columns, per measure ``m``: ``min_m``, ``max_m``, then ``score*min_m``, ``score*
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gradw.audio.io import read_audio
-from gradw.audio.quality import MEASURES, quality_measures
+from gradw.audio.io import audio_length, read_audio, read_windows
+from gradw.audio.quality import MEASURES, quality_measures, windowed_quality_measures
 from gradw.data.conditions import Condition, render
 from gradw.data.dirs import SpeechDir
 from gradw.data.manifest import Manifest
+from gradw.data.streaming import render_windows
+from gradw.evaluation.windows import window_sizes
 from gradw.fileio import atomic_path
 
 #: the version of the measures and of the functions: a stored calibration of another version
@@ -181,13 +183,22 @@ class QualityStore:
         self.root = root
 
     @staticmethod
-    def key(measures: Sequence[str], condition_hash: str, condition: str, utts: Sequence[str]) -> str:
+    def key(
+        measures: Sequence[str],
+        condition_hash: str,
+        condition: str,
+        utts: Sequence[str],
+        window_seconds: float | None = None,
+    ) -> str:
+        """The content key of a condition's measures (``window_seconds``: how long utterances
+        are cut, which changes their measures)."""
         digest = hashlib.sha256()
         for part in (
             f"quality-v{QUALITY_VERSION}",
             ",".join(measures),
             condition_hash,
             condition,
+            f"window={window_seconds}",
             *sorted(utts),
         ):
             digest.update(part.encode() + b"\0")
@@ -210,12 +221,19 @@ class QualityStore:
             np.savez(handle, utts=np.array(utts), values=np.stack([values[u] for u in utts]))
 
 
+def _measure(audio: np.ndarray | Iterable[np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    """(M,) measures of a (N,) waveform, or of a recording given as its consecutive windows."""
+    if isinstance(audio, np.ndarray):
+        return quality_measures(audio, names)
+    return windowed_quality_measures(audio, names)
+
+
 def condition_measures(
     store: QualityStore,
     measures: Sequence[str],
     keys: dict[str, str],
     utts: Sequence[str],
-    audio: Callable[[str, str], np.ndarray],
+    audio: Callable[[str, str], np.ndarray | Iterable[np.ndarray]],
 ) -> dict[str, dict[str, np.ndarray]]:
     """Measures of ``utts`` under each condition: condition -> utt -> (M,) float64.
 
@@ -224,14 +242,16 @@ def condition_measures(
         measures: names from :data:`gradw.audio.quality.MEASURES`.
         keys: condition name -> :meth:`QualityStore.key` of its content.
         utts: the utterances.
-        audio: ``audio(condition, utt) -> (N,)`` waveform the systems receive (the corrupted input);
-            called only for conditions not cached yet.
+        audio: ``audio(condition, utt)``: the (N,) waveform the systems receive (the corrupted
+            input), or its consecutive windows (a long utterance, measured window by window:
+            :func:`gradw.audio.quality.windowed_quality_measures`); called only for conditions
+            not cached yet.
     """
     out: dict[str, dict[str, np.ndarray]] = {}
     for condition, key in keys.items():
         cached = store.load(key)
         if cached is None or any(u not in cached for u in utts):
-            cached = {u: quality_measures(audio(condition, u), tuple(measures)) for u in utts}
+            cached = {u: _measure(audio(condition, u), tuple(measures)) for u in utts}
             store.save(key, cached)
         out[condition] = cached
     return out
@@ -246,23 +266,34 @@ def grid_measures(
     loader: Callable[[str, str], np.ndarray] | None,
     store: QualityStore,
     hashes: dict[str, str],
+    window_seconds: float | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """The quality measures ``names`` of every utterance under every condition, computed from the
     audio the systems receive (cached like the embeddings, keyed by content): condition -> utt ->
-    (M,); empty when no system's calibration uses any."""
+    (M,); empty when no system's calibration uses any. An utterance longer than ``window_seconds``
+    is read, rendered and measured window by window, never held whole."""
     if not names:
         return {}
     by_name = {c.name: c for c in conditions}
 
-    def audio(condition: str, utt: str) -> np.ndarray:
-        clean = read_audio(test.wavs[utt])
+    def audio(condition: str, utt: str) -> np.ndarray | Iterator[np.ndarray]:
         cond = by_name[condition]
-        if cond.category == "clean" and not cond.reverb:
+        path = test.wavs[utt]
+        sizes = window_sizes(audio_length(path), window_seconds)
+        plain = cond.category == "clean" and not cond.reverb
+        if len(sizes) > 1:  # a long utterance: read and rendered window by window, as embedded
+            if plain:
+                return read_windows(path, sizes)
+            entry = [manifest.entry(utt, cond)]
+            assert loader is not None
+            return (w[0] for w in render_windows(entry, lambda: read_windows(path, sizes), sizes, loader))
+        clean = read_audio(path)
+        if plain:
             return clean
         assert loader is not None
         return render(manifest.entry(utt, cond), clean, loader)
 
-    keys = {c.name: QualityStore.key(names, hashes[c.name], c.name, utts) for c in conditions}
+    keys = {c.name: QualityStore.key(names, hashes[c.name], c.name, utts, window_seconds) for c in conditions}
     return condition_measures(store, names, keys, utts, audio)
 
 

@@ -234,10 +234,17 @@ class SpeakerVerifier:
         """(M,) the quality measures of one recording (a (N,) waveform at ``sample_rate``, or a
         path) that this verifier's calibration uses, computed on the 16 kHz mono audio E receives;
         (0,) when it uses none."""
-        from gradw.audio.quality import quality_measures
+        from gradw.audio.quality import windowed_quality_measures
 
         names = () if self.calibration is None else self.calibration.measures
-        return quality_measures(self._mono(item, sample_rate), names) if names else np.zeros(0)
+        if not names:
+            return np.zeros(0)
+        if _is_path(item):  # a long file is read and measured window by window, as it is embedded
+            sizes = window_sizes(audio_length(item, self.sample_rate), self.window_seconds, self.sample_rate)
+            return windowed_quality_measures(read_windows(item, sizes, self.sample_rate), names)
+        wav = self._mono(item, sample_rate)
+        bounds = window_bounds(wav.shape[0], self.window_seconds, self.sample_rate)
+        return windowed_quality_measures((wav[start:stop] for start, stop in bounds), names)
 
     def llr(
         self,
@@ -556,8 +563,7 @@ class SpeakerVerifier:
         def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
             key = path.resolve()
             if key not in cache:
-                wav = self._mono(path, self.sample_rate)
-                cache[key] = (self.embed(wav, self.sample_rate), self.measures(wav, self.sample_rate))
+                cache[key] = (self._embed_path(path), self.measures(path))
             return cache[key]
 
         calibration = self.calibration
