@@ -98,10 +98,18 @@ def build_data(folder: Path, seconds: float) -> tuple[Path, Path]:
 
 
 def measure(
-    folder: Path, test: Path, augment: Path, checkpoint: Path, scorer: list[str], window: str, threads: int
+    folder: Path,
+    test: Path,
+    augment: Path,
+    checkpoint: Path,
+    scorer: list[str],
+    window: str,
+    threads: int,
+    run: int = 0,
 ) -> tuple[float, float]:
-    """``gradw evaluate`` in a child process: (wall s, peak RSS MiB)."""
-    out = folder / f"eval-{window}"
+    """``gradw evaluate`` in a child process, from scratch (a new output folder and cache for each
+    run): (wall s, peak RSS MiB)."""
+    out = folder / f"eval-{window}-{run}"
     command = [sys.executable, "-m", "gradw", "evaluate", "--test", str(test), "--augment", str(augment)]
     command += ["--systems", f"noisy,g:{checkpoint}", "--categories", "noise", "--snrs", "clean,0"]
     command += [*scorer, "--n-boot", "10", "--threads", str(threads), "--out", str(out), "--quiet"]
@@ -130,6 +138,12 @@ def main() -> None:
         help="evaluate.window_seconds values; 'none': whole utterances",
     )
     parser.add_argument("--threads", type=int, default=1, help="threads of gradw evaluate (default 1)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each measurement, interleaved (peaks vary by tens of MiB)",
+    )
     parser.add_argument("--scorer", choices=["auto", "campplus", "resnet-tiny"], default="auto")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -145,38 +159,40 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         checkpoint = save_random_enhancer(root / "g.pt", models)
-        results: dict[tuple[str, float], tuple[float, float]] = {}
-        for seconds in sorted(args.seconds):
-            folder = root / f"{seconds:g}s"
-            test, augment = build_data(folder, seconds)
-            for window in args.windows:
-                results[window, seconds] = measure(
-                    folder, test, augment, checkpoint, scorer, window, args.threads
-                )
-                wall, peak = results[window, seconds]
-                print(f"{seconds:g} s, window {window}: peak {peak:.0f} MiB, {wall:.1f} s", flush=True)
+        results: dict[tuple[str, float], list[tuple[float, float]]] = {}
+        folders = {seconds: build_data(root / f"{seconds:g}s", seconds) for seconds in sorted(args.seconds)}
+        for run in range(args.repeat):  # repeats interleaved, so a slow spell of the machine hits all
+            for seconds, (test, augment) in folders.items():
+                for window in args.windows:
+                    wall, peak = measure(
+                        root / f"{seconds:g}s", test, augment, checkpoint, scorer, window, args.threads, run
+                    )
+                    results.setdefault((window, seconds), []).append((wall, peak))
+                    print(f"{seconds:g} s, window {window}: peak {peak:.0f} MiB, {wall:.1f} s", flush=True)
         shortest = min(args.seconds)
         for window in args.windows:
-            base = results[window, shortest][1]
+            base = [peak for _, peak in results[window, shortest]]
             for seconds in sorted(args.seconds):
-                wall, peak = results[window, seconds]
+                walls, peaks = zip(*results[window, seconds], strict=True)
                 extra = (seconds - shortest) / 60.0
+                worst = max(peaks) - min(base)  # the largest peak against the smallest of the shortest
                 rows.append(
                     [
                         scorer_name,
                         f"w{models.config.enhancer.base_width}",
                         f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:g} s",
                         "none (whole)" if window == "none" else f"{float(window):g} s",
-                        f"{peak:.0f}",
-                        f"{peak - base:.0f}",
-                        f"{(peak - base) / extra:.1f}" if extra > 0 else "-",
+                        ", ".join(f"{p:.0f}" for p in peaks),
+                        f"{worst:.0f} ({100 * worst / min(base):+.1f} %)",
+                        f"{worst / extra:.1f}" if extra > 0 else "-",
                         f"{seconds * SR * 4 / 2**20:.0f}",
-                        f"{wall:.1f}",
+                        f"{np.median(walls):.1f}",
                     ]
                 )
     print(f"\nmachine: {machine_summary()}\n")
-    headers = ["E", "G", "long utterance", "window", "peak RSS MiB", f"above {shortest:g} s MiB"]
-    headers += ["MiB per extra minute", "float32 utterance MiB", "wall s"]
+    headers = ["E", "G", "long utterance", "window", "peak RSS MiB, each run"]
+    headers += [f"above {shortest:g} s MiB (largest - smallest of {shortest:g} s)", "MiB per extra minute"]
+    headers += ["float32 utterance MiB", "wall s (median)"]
     print(markdown_table(headers, rows))
     print("\nsystems noisy and G; conditions clean and noise_0; plus three 4 s utterances, four trials")
 

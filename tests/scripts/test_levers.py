@@ -87,7 +87,7 @@ def test_levers_means_bar_and_paired_intervals(
         "good-s1": _spreads(0.3, 0.5),
         "bad-s0": _spreads(0.3, 4.0),
         "bad-s1": _spreads(0.3, 4.0),
-        "good-s0+fuse": _spreads(0.3, 0.7),
+        "good-s0+fuse": _spreads(0.3, 0.2),
     }
     folder = _eval(tmp_path / "eval-ood", test, trials, systems)
     ev = levers.Evaluation(folder)
@@ -121,8 +121,14 @@ def test_levers_means_bar_and_paired_intervals(
     assert levers.paper_question_lines(ev) == []
     assert "good − bad" in "\n".join(levers.paper_question_lines(ev, a="bad", b="good"))
 
+    # the choice: the lowest mean over at least two seeds (good+fuse has one seed: ranked, not chosen)
+    lines, chosen = levers.choice_lines(ev)
+    assert chosen == "good" and "| 1 | good+fuse | 1 |" in "\n".join(lines)
+    assert levers.choice_lines(ev, min_seeds=3)[1] is None
+
     out = tmp_path / "levers.md"
-    monkeypatch.setattr(sys, "argv", ["levers.py", str(folder), "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", ["levers.py", str(folder), "--val", str(folder), "--out", str(out)])
     assert levers.main() == 0
     document = out.read_text()
     assert "## eval-ood: `pool` (the bar's test)" in document and "| good+fuse |" in document
+    assert "Chosen on validation: **good**." in document
