@@ -242,17 +242,16 @@ def calibration_for(
         return None
     calibration = Calibration.from_dict(stored)
     calibration.functions  # noqa: B018 - refuses another version of the quality measures, here
+    if weights is not None:
+        fitted_with = str(calibration.extra.get("scorer", ""))
+        if not fitted_with or "|random-" in fitted_with or fitted_with != weights:
+            return None
     norm = calibration.score_norm
     if norm is not None and dim is not None and norm.dim != dim:
         raise ValueError(
             f"its calibration's score normalisation has a cohort of dimension {norm.dim}, but the "
             f"speaker network's embeddings have {dim}: calibrate it again"
         )
-    if weights is None:
-        return calibration
-    fitted_with = str(calibration.extra.get("scorer", ""))
-    if not fitted_with or "|random-" in fitted_with or fitted_with != weights:
-        return None
     return calibration
 
 

@@ -348,7 +348,7 @@ def _stored_calibration(
     try:
         return calibration_for(stored, weights, dim)
     except ValueError as exc:
-        raise SystemSpecError(f"system {spec.name}: {exc}") from None
+        raise SystemSpecError(f"system {spec.name}: {spec.checkpoint}: {exc}") from None
 
 
 def augment_overlap(systems: Iterable[System], test_fingerprints: np.ndarray) -> dict[str, int]:
