@@ -119,7 +119,7 @@ def test_a_normalising_calibration_maps_the_normalised_score() -> None:
     assert metrics["min_cllr_norm"] == pytest.approx(min_cllr(normalised, labels))
     assert 0.0 <= metrics["eer_norm"] <= 50.0
     record = threshold_record(calibration)
-    assert record["score_norm"] == "AS-norm (top 10 of a cohort of 40 speaker means)"
+    assert record["normalised_by"] == "AS-norm (top 10 of a cohort of 40 speaker means)"
     assert calibration.llr([record["threshold"]])[0] == pytest.approx(0.0, abs=1e-9)
 
 

@@ -53,9 +53,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     calibration = calibrate_checkpoint(checkpoint, config, output, device=args.device, quiet=args.quiet)
     print(f"calibration: {calibration.fitted_on}")
     record = threshold_record(calibration)
-    kind = "score" if "score_norm" not in record else "normalised score"
-    if "score_norm" in record:
-        print(f"scores normalised by {record['score_norm']} before the map")
+    kind = "score" if "normalised_by" not in record else "normalised score"
+    if "normalised_by" in record:
+        print(f"scores normalised by {record['normalised_by']} before the map")
     if record["threshold"] is not None:
         print(f"default decision: accept when {kind} >= {record['threshold']:.6f} (LLR >= 0)")
     else:

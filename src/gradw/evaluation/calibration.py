@@ -267,7 +267,7 @@ def threshold_record(calibration: Calibration) -> dict[str, Any]:
     "thresholds_by_snr": {"15": t, ...}}``, both sides at each of :data:`EXAMPLE_SNRS` (durations
     at :data:`gradw.evaluation.quality.REFERENCE_SECONDS`); a threshold that does not exist (a
     slope below 0) is None. With a score normalisation the thresholds are on the normalised score
-    and ``score_norm`` names it (:meth:`ScoreNorm.describe`)."""
+    and ``normalised_by`` names it (:meth:`ScoreNorm.describe`)."""
 
     def safe(**sides: np.ndarray) -> float | None:
         try:
@@ -276,7 +276,7 @@ def threshold_record(calibration: Calibration) -> dict[str, Any]:
             return None
 
     functions = calibration.functions
-    norm = {} if calibration.score_norm is None else {"score_norm": calibration.score_norm.describe()}
+    norm = {} if calibration.score_norm is None else {"normalised_by": calibration.score_norm.describe()}
     if functions is None:
         return {"threshold": safe(), **norm}
     by_snr = {}

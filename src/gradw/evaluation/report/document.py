@@ -271,7 +271,7 @@ def threshold_sentence(system: str, calibration: dict[str, Any]) -> str:
     )
     fitted = f"the calibration was fitted on {calibration['fitted_on']}."
     by_snr = calibration.get("thresholds_by_snr")
-    norm = calibration.get("score_norm")
+    norm = calibration.get("normalised_by")
     kind = "cosine score" if not norm else "normalised score"
     if norm:
         start += (
