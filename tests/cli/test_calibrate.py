@@ -77,7 +77,7 @@ def test_score_norm_round_trip_and_the_verifier_applies_the_stored_cohort(
         f"data.train={toy_corpus / 'train'}", f"data.val={toy_corpus / 'val'}",
         f"data.val_augment={toy_corpus / 'augment' / 'test'}", "calibration.categories=[clean,noise]",
         "calibration.snrs=[0]", "calibration.quality=[]", "calibration.score_norm.top_n=3",
-        "calibration.score_norm.utterances=2",
+        "calibration.score_norm.utterances=2", "calibration.score_norm.per_speaker=true",
     ]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out.splitlines()

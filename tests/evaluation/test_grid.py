@@ -846,8 +846,8 @@ def test_a_normalising_calibration_gets_its_llrs_from_as_normalised_scores(
         assert metrics["min_cllr_norm"] == pytest.approx(min_cllr(normalised, labels), abs=1e-3)
         assert metrics["min_cllr"] == pytest.approx(min_cllr(scores, labels), abs=1e-9)
     recorded = json.loads((tmp_path / "out" / "results.json").read_text())["calibration"]["snorm"]
-    speakers = len(SpeechDir.load(toy_corpus / "train").spk2utt)
-    assert recorded["score_norm"]["cohort_shape"] == [speakers, scorer.embedding_dim]
+    utterances = sum(min(2, len(u)) for u in SpeechDir.load(toy_corpus / "train").spk2utt.values())
+    assert recorded["score_norm"]["cohort_shape"] == [utterances, scorer.embedding_dim]  # per utterance
     assert recorded["score_norm"]["top_n"] == 3 and recorded["threshold"] is not None
     text = (tmp_path / "out" / "report.md").read_text()
     assert "mean min Cllr, normalised scores" in text and "normalised score of at least" in text
