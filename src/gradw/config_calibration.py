@@ -13,7 +13,7 @@ class ScoreNormConfig:
     calibrated system itself from clean audio, ``utterances`` per speaker (seeded), stored with the
     calibration. ``per_speaker``: each speaker's mean embedding is one cohort entry (else each
     utterance is); ``top_n``: how many of a side's closest cohort entries its statistics use. The
-    defaults were chosen on the demo's validation speakers (docs/calibration.md)."""
+    defaults were chosen on the demo's validation speakers (see gradw.evaluation.calibration_fit)."""
 
     kind: str = "asnorm"
     top_n: int = 10

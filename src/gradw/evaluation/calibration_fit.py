@@ -15,8 +15,8 @@ calibration. The cohort (:func:`build_cohort`) is embedded through the calibrate
 speaker, one entry per utterance or per speaker (the unit-length mean of its utterances' unit
 embeddings, as WeSpeaker's cohorts of training-speaker means). Per utterance is the default: on
 the demo's validation speakers (fit on half of them, judged on the other half) it gave a lower
-Cllr than per-speaker means, whose 49 entries leave a side's top few statistics noisy
-(docs/calibration.md).
+Cllr than per-speaker means (0.636 bits at top 10 against 0.671; 0.646 without normalisation),
+whose 49 entries leave a side's top few statistics noisy.
 """
 
 from __future__ import annotations
