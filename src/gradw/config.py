@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from gradw.config_calibration import CalibrationConfig
+from gradw.config_calibration import ScoreNormConfig as ScoreNormConfig  # re-exported
 from gradw.config_ranges import first_out_of_range
 from gradw.errors import GradwError
 from gradw.fileio import atomic_write
@@ -125,26 +127,6 @@ class ValidationConfig:
     every: int = 0
     snrs: tuple[float, ...] = (0.0, -5.0)
     categories: tuple[str, ...] = ("noise", "music", "babble")
-    max_trials: int = 2000
-
-
-@dataclass
-class CalibrationConfig:
-    """The score-to-LLR map of the selected checkpoint (``best.pt``), fitted once at the end of
-    training (and by ``gradw calibrate``) on the validation speakers x the validation noise over
-    this grid (see gradw.evaluation.calibration_fit), with quality measure functions of blind
-    per-recording measures (gradw.evaluation.quality; ``quality: []`` for a map of the score
-    alone)."""
-
-    categories: tuple[str, ...] = ("clean", "noise", "music", "babble")
-    snrs: tuple[float, ...] = (5.0, 0.0, -5.0, -10.0)
-    rooms: bool = False
-    # per-recording measures (gradw.audio.quality.MEASURES); each enters as min and max of the sides
-    quality: tuple[str, ...] = ("snr_percentile",)
-    # measure -> [low, high] (dB, or seconds for durations); missing: the default range
-    clip: dict[str, tuple[float, float]] = field(default_factory=dict)
-    # also the score times each quality term (the slope then depends on the quality)
-    interactions: bool = True
     max_trials: int = 2000
 
 

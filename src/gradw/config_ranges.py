@@ -101,6 +101,11 @@ RULES: dict[str, dict[str, tuple[Any, str]]] = {
         "every": (_non_negative, "an integer >= 0 (0: no validation)"),
         "max_trials": (lambda v: v >= 2, "an integer >= 2"),
     },
+    "ScoreNormConfig": {
+        "kind": (lambda v: v in ("asnorm",), "asnorm"),
+        "top_n": (lambda v: v >= 2, "an integer >= 2 (the spread of one score is 0)"),
+        "utterances": _STEPS,
+    },
     "CalibrationConfig": {
         "categories": (lambda v: len(v) > 0, "a non-empty list of categories"),
         "snrs": (lambda v: all(math.isfinite(x) for x in v), "a list of finite SNRs in dB"),

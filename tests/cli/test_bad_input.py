@@ -136,6 +136,14 @@ def _write_checkpoints(folder: Path) -> None:
     state = torch.load(folder / "adapted.pt", weights_only=True)
     del state["model_config"]["speaker"]
     torch.save(state, folder / "tampered-adapted.pt")
+    # a calibration whose AS-norm cohort is not of the student's embedding dimension
+    from gradw.evaluation.calibration import Calibration
+    from gradw.evaluation.score_norm import ScoreNorm
+
+    state = torch.load(folder / "adapted.pt", weights_only=True)
+    norm = ScoreNorm("asnorm", 2, np.ones((3, 7), dtype=np.float32))
+    state["extra"]["calibration"] = Calibration(1.0, 0.0, score_norm=norm).to_dict()
+    torch.save(state, folder / "cohort-dim.pt")
 
 
 #: list problem -> (what to do to a copy of the test split, the file the error names ("" for the
@@ -661,6 +669,8 @@ OUT_OF_RANGE = {
     "calibrate": [
         "calibration.max_trials=1", "calibration.snrs=[.nan]", "calibration.categories=[thunder]",
         "calibration.categories=[]", "calibration.quality=[loudness]", "seed=-1",
+        "calibration.score_norm.top_n=0", "calibration.score_norm.top_n=1",
+        "calibration.score_norm.kind=znorm", "calibration.score_norm.utterances=0",
     ],
 }  # fmt: skip
 
@@ -979,6 +989,28 @@ FLAG_CASES = [
         id="calibrate-no-checkpoint",
     ),
     case(_without(CALIBRATE, "data.val"), "data.val", id="calibrate-no-validation-speakers"),
+    case(
+        f"{CALIBRATE} data.train={{train}} calibration.score_norm.top_n=1000",
+        "calibration.score_norm.top_n",
+        id="calibrate-score-norm-top-n-above-the-cohort",
+    ),
+    case(
+        f"{CALIBRATE} data.train= calibration.score_norm.top_n=2",
+        "data.train",
+        id="calibrate-score-norm-without-training-speakers",
+    ),
+    case(
+        _with(EVALUATE, "--systems", "a:{ck}/cohort-dim.pt"),
+        "{ck}/cohort-dim.pt",
+        "dimension 7",
+        id="evaluate-cohort-of-another-dimension",
+    ),
+    case(
+        "verify {in}/good.wav {in}/good2.wav --checkpoint {ck}/cohort-dim.pt --quiet",
+        "{ck}/cohort-dim.pt",
+        "dimension 7",
+        id="verify-cohort-of-another-dimension",
+    ),
     case(f"{CALIBRATE} --threads -3", "-3", usage="gradw calibrate", id="calibrate-threads-negative"),
     case(
         f"{CALIBRATE} --device nonesuch", "nonesuch", usage="gradw calibrate", id="calibrate-device-unknown"

@@ -778,3 +778,76 @@ def test_a_quality_aware_calibration_is_applied_with_each_recordings_measures(
     assert cut > 0
     llr = aware.trial_llr(scores, np.stack([side[u] for u in enroll]), np.stack([side[u] for u in test_side]))
     assert rows["quality", "noise_0"]["cllr"] == pytest.approx(cllr(llr, labels), rel=1e-6)
+
+
+def test_a_normalising_calibration_gets_its_llrs_from_as_normalised_scores(
+    toy_corpus: Path, tmp_path: Path
+) -> None:
+    """The evaluation's Cllr of a calibration with AS-norm, by hand: the system's embeddings of
+    the rendered audio, normalised against the cohort stored in the checkpoint, then the map."""
+    from helpers import make_speaker_checkpoint
+
+    from gradw.config import TrainConfig, from_dict
+    from gradw.data.conditions import AudioCache, augment_loader, render
+    from gradw.evaluation.calibration import cllr, min_cllr
+    from gradw.evaluation.grid import scorer_identity
+    from gradw.evaluation.score_norm import asnorm_scores
+    from gradw.evaluation.systems import load_system, parse_system
+    from gradw.models.loading import load_speaker_network
+    from gradw.training.calibrate import calibrate_checkpoint
+
+    e = make_speaker_checkpoint(tmp_path / "e.pt")
+    g = make_enhancer_checkpoint(tmp_path / "g.pt", seed=5, speaker_checkpoint=str(e))
+    data = {
+        "train": str(toy_corpus / "train"),
+        "val": str(toy_corpus / "val"),
+        "val_augment": str(toy_corpus / "augment" / "test"),
+    }
+    grid = {"categories": ["clean", "noise"], "snrs": [0], "max_trials": 200, "quality": []}
+    norm = {"top_n": 3, "utterances": 2}
+    config = from_dict(TrainConfig, {"data": data, "calibration": {**grid, "score_norm": norm}})
+    stored = calibrate_checkpoint(g, config, tmp_path / "snorm.pt")
+    assert stored.score_norm is not None and "AS-norm (top 3" in stored.fitted_on
+    config = _config(
+        toy_corpus,
+        tmp_path / "out",
+        g,
+        systems=[f"snorm:{tmp_path / 'snorm.pt'}"],
+        snrs=[0.0],
+        categories=["noise"],
+        scorer_checkpoint=str(e),
+        scorer_tap="layer4",
+    )
+    rows = {(r.system, r.condition): r.metrics for r in evaluate(config, quiet=True)}
+    scorer = load_speaker_network("resnet-tiny", checkpoint=str(e), tap="layer4")
+    scorer_id = scorer_identity("resnet-tiny", str(e), "layer4")
+    system = load_system(
+        parse_system(f"snorm:{tmp_path / 'snorm.pt'}"), scorer, scorer_id, torch.device("cpu")
+    )
+    assert system.calibration is not None and system.calibration.score_norm is not None
+    test = SpeechDir.load(toy_corpus / "test")
+    manifest = Manifest.load(tmp_path / "out" / "manifest.json")
+    loader = augment_loader(AugmentDir.load(toy_corpus / "augment" / "test"), AudioCache())
+    for condition in ("clean", "noise_0"):
+        enroll, test_side, scores, labels = read_scores(
+            tmp_path / "out" / "scores" / "snorm" / f"{condition}.txt"
+        )
+
+        def audio(utt: str, condition: str = condition) -> np.ndarray:
+            clean = read_audio(test.wavs[utt])
+            return clean if condition == "clean" else render(manifest.entry(utt, condition), clean, loader)
+
+        emb = {u: system.embed(audio(u)) for u in set(enroll) | set(test_side)}
+        sides = np.stack([emb[u] for u in enroll]), np.stack([emb[u] for u in test_side])
+        normalised = asnorm_scores(scores, *sides, system.calibration.score_norm.cohort, 3)
+        llr = stored.scale * normalised + stored.offset
+        metrics = rows["snorm", condition]
+        assert metrics["cllr"] == pytest.approx(cllr(llr, labels), rel=1e-4)
+        assert metrics["min_cllr_norm"] == pytest.approx(min_cllr(normalised, labels), abs=1e-3)
+        assert metrics["min_cllr"] == pytest.approx(min_cllr(scores, labels), abs=1e-9)
+    recorded = json.loads((tmp_path / "out" / "results.json").read_text())["calibration"]["snorm"]
+    utterances = sum(min(2, len(u)) for u in SpeechDir.load(toy_corpus / "train").spk2utt.values())
+    assert recorded["score_norm"]["cohort_shape"] == [utterances, scorer.embedding_dim]  # per utterance
+    assert recorded["score_norm"]["top_n"] == 3 and recorded["threshold"] is not None
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "mean min Cllr, normalised scores" in text and "normalised score of at least" in text

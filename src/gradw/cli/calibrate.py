@@ -53,15 +53,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     calibration = calibrate_checkpoint(checkpoint, config, output, device=args.device, quiet=args.quiet)
     print(f"calibration: {calibration.fitted_on}")
     record = threshold_record(calibration)
+    kind = "score" if "normalised_by" not in record else "normalised score"
+    if "normalised_by" in record:
+        print(f"scores normalised by {record['normalised_by']} before the map")
     if record["threshold"] is not None:
-        print(f"default decision: accept when score >= {record['threshold']:.6f} (LLR >= 0)")
+        print(f"default decision: accept when {kind} >= {record['threshold']:.6f} (LLR >= 0)")
     else:
         moves = ", ".join(
             f"{'none' if t is None else f'{t:.4f}'} at {snr} dB"
             for snr, t in record["thresholds_by_snr"].items()
         )
         print(
-            f"default decision: accept when LLR >= 0; score needed, both sides at one SNR estimate: {moves}"
+            f"default decision: accept when LLR >= 0; {kind} needed, both sides at one SNR estimate: {moves}"
         )
     print(f"stored in: {output}")
     return 0

@@ -87,11 +87,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 2
     calibration = verifier.calibration
     note = None  # printed once the first pair is scored, so that an unreadable file is the only line
-    if not args.quiet and calibration is not None and threshold is None and calibration.measures:
+    per_pair = calibration is not None and (calibration.measures or calibration.score_norm is not None)
+    if not args.quiet and calibration is not None and threshold is None and per_pair:
+        uses = (
+            [f"the quality measures {', '.join(calibration.measures)} of each file"]
+            if calibration.measures
+            else []
+        )
+        uses += (
+            [f"scores normalised by {calibration.score_norm.describe()}"] if calibration.score_norm else []
+        )
         note = (
-            f"decision: accept when the calibrated LLR >= 0; the LLR also uses the quality measures "
-            f"{', '.join(calibration.measures)} of each file, so the score it takes varies by pair "
-            f"(fitted on {calibration.fitted_on})"
+            f"decision: accept when the calibrated LLR >= 0; the LLR also uses {' and '.join(uses)}, "
+            f"so the score it takes varies by pair (fitted on {calibration.fitted_on})"
         )
     elif threshold is not None and not args.quiet:
         source = (

@@ -10,6 +10,9 @@ Optional quality measures per trial (e.g. the log duration of the shorter side, 
 SNR) enter as extra linear terms, as in quality measure functions; a calibration fitted with
 :class:`gradw.evaluation.quality.QualityFunctions` stores them, so that the LLR of a trial can be
 computed from its score and the raw measures of its two recordings (:meth:`Calibration.trial_llr`).
+A calibration may also normalise the scores against a cohort before the map
+(:class:`gradw.evaluation.score_norm.ScoreNorm`, AS-norm): it then stores the cohort, and the LLR
+of a trial also needs the embeddings of its two sides.
 
 With an LLR, the Bayes decision for a target prior ``p`` and costs ``c_miss``, ``c_fa`` is to accept
 when ``llr >= log(c_fa (1 - p) / (c_miss p))``: 0 for equal priors and costs. That gives a default
@@ -29,15 +32,16 @@ Metrics (Brümmer and du Preez 2006; NIST SRE):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize, special
 
-from gradw.evaluation.metrics import check_cost, check_scores_labels
+from gradw.evaluation.metrics import check_cost, check_scores_labels, eer
 from gradw.evaluation.quality import QualityFunctions
+from gradw.evaluation.score_norm import ScoreNorm
 
 LN2 = math.log(2.0)
 
@@ -68,6 +72,8 @@ class Calibration:
             from the raw measures of a trial's two recordings (empty: none, or a matrix given by
             the caller).
         extra: provenance (the conditions, the scorer, the request it was fitted for).
+        score_norm: the normalisation applied to raw scores before the map (None: none); the
+            map's ``score`` is then the normalised score.
     """
 
     scale: float
@@ -80,6 +86,7 @@ class Calibration:
     n_nontarget: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     quality_functions: dict[str, Any] = field(default_factory=dict)
+    score_norm: ScoreNorm | None = None
 
     @property
     def functions(self) -> QualityFunctions | None:
@@ -97,12 +104,37 @@ class Calibration:
         functions = self.functions
         return () if functions is None else functions.measures
 
-    def trial_llr(
-        self, scores: ArrayLike, enroll: ArrayLike | None = None, test: ArrayLike | None = None
+    def normalised(
+        self, scores: ArrayLike, embeddings: tuple[ArrayLike, ArrayLike] | None = None
     ) -> np.ndarray:
-        """(N,) scores and, when :attr:`measures` is not empty, (N, M) raw measures of each
-        side -> (N,) LLRs."""
+        """(N,) raw scores -> (N,) the scores the map takes: normalised against the cohort with
+        the (N, D) ``embeddings`` of the enrolment and test sides when :attr:`score_norm` is set,
+        else as given.
+
+        Raises:
+            ValueError: a normalisation without the embeddings, or of another dimension.
+        """
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if self.score_norm is None:
+            return s
+        if embeddings is None:
+            raise ValueError(
+                "this calibration normalises scores against a cohort: give the embeddings of both sides"
+            )
+        enroll, test = (np.asarray(e, dtype=np.float64).reshape(s.shape[0], -1) for e in embeddings)
+        return self.score_norm.normalise(s, enroll, test)
+
+    def trial_llr(
+        self,
+        scores: ArrayLike,
+        enroll: ArrayLike | None = None,
+        test: ArrayLike | None = None,
+        *,
+        embeddings: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> np.ndarray:
+        """(N,) raw scores and, when :attr:`measures` is not empty, (N, M) raw measures of each
+        side (and, with :attr:`score_norm`, the (N, D) ``embeddings`` of each side) -> (N,) LLRs."""
+        s = self.normalised(scores, embeddings)
         functions = self.functions
         if functions is None:
             return self.llr(s)
@@ -133,7 +165,8 @@ class Calibration:
         test: ArrayLike | None = None,
     ) -> float:
         """The score at which the LLR equals :func:`bayes_threshold`: accepting
-        ``score >= threshold`` is the Bayes decision for this prior and these costs.
+        ``score >= threshold`` is the Bayes decision for this prior and these costs (with
+        :attr:`score_norm`, a threshold on the normalised score, not on the cosine).
 
         With quality measures the threshold depends on the trial: give the (M,) raw measures of
         its two recordings (``enroll``, ``test``). The LLR is affine in the score for given
@@ -152,7 +185,10 @@ class Calibration:
             sides = [
                 np.repeat(np.asarray(m, dtype=np.float64).reshape(1, -1), 2, axis=0) for m in (enroll, test)
             ]
-            intercept, at_one = self.trial_llr([0.0, 1.0], *sides)
+            functions = self.functions
+            assert functions is not None
+            s = np.array([0.0, 1.0])
+            intercept, at_one = self.llr(s, functions.matrix(s, *sides))
             slope = at_one - intercept
         else:
             slope, intercept = self.scale, self.offset
@@ -164,9 +200,16 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (stored in checkpoints, which load with ``weights_only=True``)."""
-        out = asdict(self)
+        out = asdict(replace(self, score_norm=None))
         out["quality_names"] = list(self.quality_names)
         out["quality_weights"] = list(self.quality_weights)
+        out["score_norm"] = None if self.score_norm is None else self.score_norm.to_dict()
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """:meth:`to_dict` for a JSON record: the cohort's shape instead of the cohort."""
+        out = self.to_dict()
+        out["score_norm"] = None if self.score_norm is None else self.score_norm.to_dict(cohort=False)
         return out
 
     @classmethod
@@ -176,28 +219,39 @@ class Calibration:
         known["quality_names"] = tuple(known.get("quality_names", ()))
         known["quality_weights"] = tuple(float(w) for w in known.get("quality_weights", ()))
         known["quality_functions"] = dict(known.get("quality_functions") or {})
+        norm = known.get("score_norm")
+        known["score_norm"] = ScoreNorm.from_dict(norm) if norm else None
         return cls(**known)
 
 
-def calibration_for(stored: dict[str, Any] | None, weights: str | None) -> Calibration | None:
+def calibration_for(
+    stored: dict[str, Any] | None, weights: str | None, dim: int | None = None
+) -> Calibration | None:
     """A checkpoint's stored calibration (:meth:`Calibration.to_dict`), when it was fitted with
     the speaker network whose weights identity (``gradw.models.loading.weights_identity``) is
     ``weights``; None otherwise, and always for random weights (their identity is only a seed).
     ``weights=None``: the checkpoint holds its own speaker network (an adapted one), whose
-    calibration always applies.
+    calibration always applies. ``dim``: the dimension of the embeddings it will see, which its
+    score normalisation's cohort must have.
 
     Raises:
-        ValueError: its quality measures are of another version (it must be fitted again).
+        ValueError: its quality measures are of another version (it must be fitted again), its
+            stored score normalisation is broken, or its cohort is not of dimension ``dim``.
     """
     if not stored:
         return None
     calibration = Calibration.from_dict(stored)
     calibration.functions  # noqa: B018 - refuses another version of the quality measures, here
-    if weights is None:
-        return calibration
-    fitted_with = str(calibration.extra.get("scorer", ""))
-    if not fitted_with or "|random-" in fitted_with or fitted_with != weights:
-        return None
+    if weights is not None:
+        fitted_with = str(calibration.extra.get("scorer", ""))
+        if not fitted_with or "|random-" in fitted_with or fitted_with != weights:
+            return None
+    norm = calibration.score_norm
+    if norm is not None and dim is not None and norm.dim != dim:
+        raise ValueError(
+            f"its calibration's score normalisation has a cohort of dimension {norm.dim}, but the "
+            f"speaker network's embeddings have {dim}: calibrate it again"
+        )
     return calibration
 
 
@@ -212,7 +266,8 @@ def threshold_record(calibration: Calibration) -> dict[str, Any]:
     ``{"threshold": t}`` without quality measures; with them ``{"threshold": None,
     "thresholds_by_snr": {"15": t, ...}}``, both sides at each of :data:`EXAMPLE_SNRS` (durations
     at :data:`gradw.evaluation.quality.REFERENCE_SECONDS`); a threshold that does not exist (a
-    slope below 0) is None."""
+    slope below 0) is None. With a score normalisation the thresholds are on the normalised score
+    and ``normalised_by`` names it (:meth:`ScoreNorm.describe`)."""
 
     def safe(**sides: np.ndarray) -> float | None:
         try:
@@ -221,13 +276,14 @@ def threshold_record(calibration: Calibration) -> dict[str, Any]:
             return None
 
     functions = calibration.functions
+    norm = {} if calibration.score_norm is None else {"normalised_by": calibration.score_norm.describe()}
     if functions is None:
-        return {"threshold": safe()}
+        return {"threshold": safe(), **norm}
     by_snr = {}
     for snr in EXAMPLE_SNRS:
         side = functions.example_side(snr)
         by_snr[f"{snr:g}"] = safe(enroll=side, test=side)
-    return {"threshold": None, "thresholds_by_snr": by_snr}
+    return {"threshold": None, "thresholds_by_snr": by_snr, **norm}
 
 
 def _weighted_logistic_loss(
@@ -368,15 +424,22 @@ def calibration_metrics(
     calibration: Calibration | None,
     p_targets: tuple[float, ...] = (0.01, 0.05),
     sides: tuple[np.ndarray, np.ndarray] | None = None,
+    embeddings: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """``min_cllr`` always; with a calibration also ``cllr`` and ``act_dcf_<p>`` per prior
-    (``sides``: the (N, M) raw quality measures of the enrolment and test sides, when the
-    calibration uses them)."""
+    """``min_cllr`` (of the raw scores) always; with a calibration also ``cllr`` and
+    ``act_dcf_<p>`` per prior (``sides``: the (N, M) raw quality measures of the enrolment and
+    test sides, when the calibration uses them). A calibration with a score normalisation needs
+    the (N, D) ``embeddings`` of both sides, and adds ``min_cllr_norm`` and ``eer_norm`` (%), the
+    min Cllr and EER of the normalised scores (what its map can reach at best)."""
     out = {"min_cllr": min_cllr(scores, labels)}
     if calibration is not None:
-        llrs = calibration.trial_llr(scores, *(sides or (None, None)))
+        normalised = calibration.normalised(scores, embeddings)
+        llrs = calibration.trial_llr(scores, *(sides or (None, None)), embeddings=embeddings)
         out["cllr"] = cllr(llrs, labels)
         out.update({f"act_dcf_{p:g}": act_dcf(llrs, labels, p) for p in p_targets})
+        if calibration.score_norm is not None:
+            out["min_cllr_norm"] = min_cllr(normalised, labels)
+            out["eer_norm"] = 100.0 * eer(normalised, labels)[0]
     return out
 
 

@@ -7,6 +7,16 @@ reverberant), embedded through the system, scored, and the quality measures of e
 recording computed (:mod:`gradw.audio.quality`); one calibration is fitted on every condition's
 trials pooled, with :class:`~gradw.evaluation.quality.QualityFunctions` terms when asked
 (:func:`gradw.evaluation.calibration.fit_calibration`).
+
+With a score normalisation (:class:`~gradw.evaluation.score_norm.ScoreNorm`), every validation
+score is normalised against the cohort before the fit, and the cohort is stored with the
+calibration. The cohort (:func:`build_cohort`) is embedded through the calibrated system itself
+(G and E, or an adapted student), from clean training utterances: a seeded, fixed number per
+speaker, one entry per utterance or per speaker (the unit-length mean of its utterances' unit
+embeddings, as WeSpeaker's cohorts of training-speaker means). Per utterance is the default: on
+the demo's validation speakers (fit on half of them, judged on the other half) it gave a lower
+Cllr than per-speaker means (0.636 bits at top 10 against 0.671; 0.646 without normalisation),
+whose 49 entries leave a side's top few statistics noisy.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from gradw.data.manifest import build_manifest
 from gradw.data.trials import load_trials, select_trials
 from gradw.evaluation.calibration import Calibration, fit_calibration
 from gradw.evaluation.quality import QualityFunctions, trial_sides
+from gradw.evaluation.score_norm import ScoreNorm
 from gradw.evaluation.scoring import score_trials
 from gradw.evaluation.systems import System, embed_many
 
@@ -38,6 +49,82 @@ def grid_conditions(categories: Sequence[str], snrs: Sequence[float], rooms: boo
     return parse_conditions(list(categories), list(snrs), rooms=rooms)
 
 
+def cohort_size(speech: SpeechDir, utterances: int, per_speaker: bool) -> int:
+    """How many entries :func:`build_cohort` gives for these speakers."""
+    if per_speaker:
+        return len(speech.spk2utt)
+    return sum(min(utterances, len(utts)) for utts in speech.spk2utt.values())
+
+
+def cohort_utterances(speech: SpeechDir, utterances: int, seed: int) -> dict[str, list[str]]:
+    """Speaker -> a seeded draw of at most ``utterances`` of its utterances (sorted)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spk, utts in speech.spk2utt.items():
+        picked = rng.choice(len(utts), size=min(utterances, len(utts)), replace=False)
+        out[spk] = sorted(utts[i] for i in picked)
+    return out
+
+
+def build_cohort(
+    system: System,
+    train_dir: str,
+    *,
+    kind: str,
+    top_n: int,
+    utterances: int,
+    per_speaker: bool,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> ScoreNorm:
+    """Embed the cohort of a score normalisation through ``system``, from clean audio.
+
+    Args:
+        system: what embeds (the system being calibrated).
+        train_dir: the training speakers (a data directory).
+        kind: the normalisation (:data:`gradw.evaluation.score_norm.SCORE_NORM_KINDS`).
+        top_n: its ``top_n`` (at most the cohort's size).
+        utterances: at most this many utterances per speaker (a seeded draw).
+        per_speaker: one entry per speaker (the unit-length mean of its utterances' unit
+            embeddings), else one per utterance.
+        seed: the draw's seed.
+        progress: called with the number of utterances embedded after each batch.
+
+    Returns:
+        The normalisation with its (C, D) float32 cohort.
+
+    Raises:
+        DataError: bad lists or audio (named), an utterance too short for the system.
+        ValueError: ``top_n`` larger than the cohort.
+    """
+    speech = SpeechDir.load(train_dir)
+    chosen = cohort_utterances(speech, utterances, seed)
+
+    def items():
+        for utts in chosen.values():
+            for utt in utts:
+                wav = read_audio(speech.wavs[utt])
+                check_duration(
+                    utt, speech.wavs[utt], wav.shape[0], system.scorer.min_samples, "the speaker network"
+                )
+                yield utt, wav
+
+    emb = embed_many(system, items(), progress=progress)
+    unit = {u: e / max(float(np.linalg.norm(e)), 1e-12) for u, e in emb.items()}
+    if per_speaker:
+        means = [np.mean([unit[u] for u in utts], axis=0) for utts in chosen.values()]
+        rows = [m / max(float(np.linalg.norm(m)), 1e-12) for m in means]
+    else:
+        rows = [unit[u] for utts in chosen.values() for u in utts]
+    n_utts = sum(len(u) for u in chosen.values())
+    described = (
+        f"{len(chosen)} training speakers, {n_utts} clean utterances "
+        f"(at most {utterances} per speaker, seed {seed}), "
+        + ("one mean embedding per speaker" if per_speaker else "one embedding per utterance")
+    )
+    return ScoreNorm(kind, top_n, np.stack(rows).astype(np.float32), per_speaker, described)
+
+
 def fit_on_validation(
     system: System,
     speech_dir: str,
@@ -49,6 +136,7 @@ def fit_on_validation(
     prior: float = 0.5,
     log: Callable[[str], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    score_norm: ScoreNorm | None = None,
 ) -> Calibration:
     """Fit the calibration of ``system`` on a validation split under ``conditions``.
 
@@ -64,6 +152,8 @@ def fit_on_validation(
         log: called with a line of progress.
         progress: called with the number of (utterance, condition) items embedded after each batch
             (of ``len(utterances) * len(conditions)``, which ``log`` states first).
+        score_norm: normalise every score against its cohort before the fit (:func:`build_cohort`;
+            stored with the calibration), or None.
 
     Returns:
         The calibration, its ``extra`` holding the conditions (the caller adds provenance).
@@ -106,6 +196,9 @@ def fit_on_validation(
     scores, columns = [], []
     for condition in conditions:
         s = score_trials({u: flat[condition.name, u] for u in utts}, pairs)
+        if score_norm is not None:
+            sides = [np.stack([flat[condition.name, p[i]] for p in pairs]) for i in (0, 1)]
+            s = score_norm.normalise(s, *sides)
         scores.append(s)
         if functions is not None:
             columns.append(functions.matrix(s, *trial_sides(pairs, measures[condition.name])))
@@ -113,6 +206,7 @@ def fit_on_validation(
     described = (
         f"validation: {len(speech.spk2utt)} speakers, {len(trials)} trials x {len(names)} conditions "
         f"({', '.join(names)}); quality: {functions.describe() if functions is not None else 'none'}"
+        + (f"; scores: {score_norm.describe()}" if score_norm is not None else "")
     )
     calibration = fit_calibration(
         np.concatenate(scores),
@@ -126,7 +220,8 @@ def fit_on_validation(
         calibration,
         quality_functions=functions.to_dict() if functions is not None else {},
         extra={"conditions": names},
+        score_norm=score_norm,
     )
 
 
-__all__ = ["fit_on_validation", "grid_conditions"]
+__all__ = ["build_cohort", "cohort_size", "cohort_utterances", "fit_on_validation", "grid_conditions"]

@@ -16,7 +16,10 @@ Under ``torchrun`` the utterances are sharded across ranks and rank 0 merges and
 A system whose calibration uses quality measures (:mod:`gradw.evaluation.quality`) has its Cllr
 and actual DCF computed from quality-aware LLRs: the measures of every utterance under every
 condition are computed from the corrupted audio the systems receive, once for all systems, and
-cached beside the embeddings, keyed by the same condition content.
+cached beside the embeddings, keyed by the same condition content. A calibration that normalises
+scores against a cohort (:mod:`gradw.evaluation.score_norm`) gets its LLRs from the normalised
+scores of the same embeddings; EER and minDCF stay those of the raw scores, and the normalised
+scores' min Cllr and EER are added (``min_cllr_norm``, ``eer_norm``).
 
 Batching by length, exactly: each utterance is read once and rendered under every condition a
 system still needs; these renderings all have the utterance's length, and so do other utterances
@@ -381,7 +384,7 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     rows = _score(config, systems, conditions, trials, test, store, keys, (names, measures))
     elapsed = time.time() - started
     calibrations = {
-        s.spec.name: {**s.calibration.to_dict(), **threshold_record(s.calibration)}
+        s.spec.name: {**s.calibration.record(), **threshold_record(s.calibration)}
         for s in systems
         if s.calibration is not None
     }
@@ -486,12 +489,11 @@ def _score(
         for condition in conditions:
             emb = store.load(keys[system.spec.name, condition.name])
             assert emb is not None
-            if clean_emb is not None:
-                scores = cosine_scores(
-                    np.stack([clean_emb[e] for e, _, _ in pairs]), np.stack([emb[t] for _, t, _ in pairs])
-                )
-            else:
-                scores = score_trials(emb, pairs)
+            sides_emb = (
+                np.stack([(clean_emb if clean_emb is not None else emb)[e] for e, _, _ in pairs]),
+                np.stack([emb[t] for _, t, _ in pairs]),
+            )
+            scores = cosine_scores(*sides_emb) if clean_emb is not None else score_trials(emb, pairs)
             scores_of[(system.spec.name, condition.name)] = scores
             write_scores(out / "scores" / system.spec.name / f"{condition.name}.txt", pairs, scores)
             metrics = summarise(scores, labels, enroll_spk, test_spk, n_boot=config.n_boot, seed=config.seed)
@@ -501,7 +503,16 @@ def _score(
                 enroll = measures["clean"] if config.clean_enroll else None
                 e, t = trial_sides(pairs, measures[condition.name], enroll)
                 sides = (e[:, columns], t[:, columns])
-            metrics.update(calibration_metrics(scores, labels, system.calibration, sides=sides))
+            normalises = system.calibration is not None and system.calibration.score_norm is not None
+            metrics.update(
+                calibration_metrics(
+                    scores,
+                    labels,
+                    system.calibration,
+                    sides=sides,
+                    embeddings=sides_emb if normalises else None,
+                )
+            )
             rows.append(
                 Row(
                     system.spec.name,

@@ -288,7 +288,9 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
             enhancer=bundle.enhancer.to(device).eval(),
             info=info,
             train_augment=bundle.augment_fingerprints,
-            calibration=_stored_calibration(spec, bundle.calibration, scorer_id.rsplit("|", 1)[0]),
+            calibration=_stored_calibration(
+                spec, bundle.calibration, scorer_id.rsplit("|", 1)[0], scorer.embedding_dim
+            ),
         )
     # the scorer's mel grid is not G's: resynthesise the enhanced waveform, then score it
     from gradw.enhance.enhancer import Enhancer
@@ -306,7 +308,9 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
         waveform=Enhancer.from_checkpoint(spec.checkpoint),
         info=info,
         train_augment=bundle.augment_fingerprints,
-        calibration=_stored_calibration(spec, bundle.calibration, scorer_id.rsplit("|", 1)[0]),
+        calibration=_stored_calibration(
+            spec, bundle.calibration, scorer_id.rsplit("|", 1)[0], scorer.embedding_dim
+        ),
     )
 
 
@@ -341,7 +345,7 @@ def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
         teacher=None if teacher is None else teacher.to(device),
         info=info,
         train_augment=adapted["augment_fingerprints"],
-        calibration=_stored_calibration(spec, adapted["calibration"], None),
+        calibration=_stored_calibration(spec, adapted["calibration"], None, student.embedding_dim),
     )
 
 
@@ -354,16 +358,17 @@ def original_network(record: dict[str, Any]) -> SpeakerNetwork:
 
 
 def _stored_calibration(
-    spec: SystemSpec, stored: dict[str, Any] | None, weights: str | None
+    spec: SystemSpec, stored: dict[str, Any] | None, weights: str | None, dim: int | None = None
 ) -> Calibration | None:
     """A checkpoint's calibration (:func:`calibration_for`): G's when it was fitted with the
     evaluation's scorer, ``weights`` its identity ``NAME|DIGEST`` (the scorer's ``NAME|DIGEST|TAP``
     without the tap: the same network and weights); an adapted student's (``weights`` None)
-    always. Its refusal of another version of the quality measures names the system."""
+    always. Its refusal of another version of the quality measures, or of a score
+    normalisation's cohort not of dimension ``dim``, names the system."""
     try:
-        return calibration_for(stored, weights)
+        return calibration_for(stored, weights, dim)
     except ValueError as exc:
-        raise SystemSpecError(f"system {spec.name}: {exc}") from None
+        raise SystemSpecError(f"system {spec.name}: {spec.checkpoint}: {exc}") from None
 
 
 def augment_overlap(systems: Iterable[System], test_fingerprints: np.ndarray) -> dict[str, int]:

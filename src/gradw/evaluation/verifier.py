@@ -23,8 +23,10 @@ A checkpoint selected on validation carries a calibration (:mod:`gradw.evaluatio
 :meth:`SpeakerVerifier.llr` gives log-likelihood ratios, and the default decision accepts when the
 LLR is at least 0. Without quality measures that is a score threshold
 (:attr:`SpeakerVerifier.threshold`); a quality-aware calibration also reads blind measures of the
-two recordings (:mod:`gradw.audio.quality`, e.g. estimated SNR), so it decides per trial on the
-LLR (the threshold stays None). Other thresholds come from an evaluation's score file
+two recordings (:mod:`gradw.audio.quality`, e.g. estimated SNR), and one with a score
+normalisation normalises the score against the cohort stored with it (from the two recordings'
+embeddings), so either decides per trial on the LLR (the threshold stays None;
+:mod:`gradw.evaluation.verifier_llr`). Other thresholds come from an evaluation's score file
 (:meth:`SpeakerVerifier.load_threshold`) or scores and labels (:meth:`SpeakerVerifier.calibrate`),
 at the EER or at a target false-acceptance rate. ``gradw verify`` is the command-line side.
 
@@ -70,8 +72,9 @@ import torch
 from gradw.audio.io import audio_length, prepare_waveform, read_audio, read_windows
 from gradw.enhance.enhancer import Enhancer
 from gradw.errors import GradwError
-from gradw.evaluation.calibration import Calibration, calibration_for
+from gradw.evaluation.calibration import Calibration
 from gradw.evaluation.metrics import operating_threshold, threshold_at_far
+from gradw.evaluation.verifier_llr import CalibratedScoring
 from gradw.evaluation.windows import DEFAULT_WINDOW_SECONDS, embed_windows, window_bounds, window_sizes
 
 __all__ = [
@@ -111,7 +114,7 @@ def _as_array(waveform: Any) -> np.ndarray:
     return np.asarray(waveform)
 
 
-class SpeakerVerifier:
+class SpeakerVerifier(CalibratedScoring):
     """Speaker embeddings, cosine scores and accept/reject decisions, optionally enhanced.
 
     Args:
@@ -137,8 +140,8 @@ class SpeakerVerifier:
         adapted: the provenance of an adapted checkpoint (see
             :func:`gradw.models.loading.load_adapted`), or None.
         threshold: the decision threshold used by :meth:`verify` and :meth:`verify_files` when
-            none is passed (None with a quality-aware calibration: then they accept when the
-            trial's LLR is at least 0).
+            none is passed (None with a quality-aware or normalising calibration: then they
+            accept when the trial's LLR is at least 0).
         calibration: the checkpoint's :class:`~gradw.evaluation.calibration.Calibration`, or None.
         window_seconds: the window of long recordings (None: none).
 
@@ -169,6 +172,7 @@ class SpeakerVerifier:
         self.window_seconds = None if window_seconds is None else float(window_seconds)
         self.device = torch.device(device)
         self.adapted: dict[str, Any] | None = None
+        source = enhancer if _is_path(enhancer) else None
         if _is_path(enhancer) and checkpoint_kind(Path(enhancer)) == "adapted":  # type: ignore[arg-type]
             speaker, enhancer = self._load_adapted(Path(enhancer), speaker, checkpoint)  # type: ignore[arg-type]
         elif _is_path(enhancer):
@@ -212,78 +216,14 @@ class SpeakerVerifier:
                     f"uses {mine!r}: they must match"
                 )
         self.enhancer = enhancer
-        self.calibration = self._find_calibration(speaker, checkpoint)
-        if threshold is None and self.calibration is not None and not self.calibration.measures:
-            threshold = self.calibration.score_threshold()
+        try:
+            self.calibration: Calibration | None = self._find_calibration(speaker, checkpoint)
+        except ValueError as exc:
+            raise VerificationError(f"{source or 'the checkpoint'}: {exc}") from None
+        by_score = self.calibration is not None and not self.calibration.measures
+        if threshold is None and by_score and self.calibration.score_norm is None:  # type: ignore[union-attr]
+            threshold = self.calibration.score_threshold()  # type: ignore[union-attr]
         self.threshold: float | None = None if threshold is None else float(threshold)
-
-    def _find_calibration(self, speaker: Any, checkpoint: Any) -> Calibration | None:
-        """The checkpoint's calibration, when this verifier scores as the network it was fitted
-        with: an adapted student always; G's only with the E it was trained against (same name
-        and weights; never random weights)."""
-        from gradw.models.loading import weights_identity
-
-        if self.adapted is not None:
-            return calibration_for(self.adapted.get("calibration"), None)
-        stored = getattr(self.enhancer, "calibration", None)
-        if not stored or not isinstance(speaker, str):
-            return None
-        return calibration_for(stored, weights_identity(speaker, checkpoint))
-
-    def measures(self, item: Any, sample_rate: int = 16000) -> np.ndarray:
-        """(M,) the quality measures of one recording (a (N,) waveform at ``sample_rate``, or a
-        path) that this verifier's calibration uses, computed on the 16 kHz mono audio E receives;
-        (0,) when it uses none."""
-        from gradw.audio.quality import windowed_quality_measures
-
-        names = () if self.calibration is None else self.calibration.measures
-        if not names:
-            return np.zeros(0)
-        if _is_path(item):  # a long file is read and measured window by window, as it is embedded
-            sizes = window_sizes(audio_length(item, self.sample_rate), self.window_seconds, self.sample_rate)
-            return windowed_quality_measures(read_windows(item, sizes, self.sample_rate), names)
-        wav = self._mono(item, sample_rate)
-        bounds = window_bounds(wav.shape[0], self.window_seconds, self.sample_rate)
-        return windowed_quality_measures((wav[start:stop] for start, stop in bounds), names)
-
-    def llr(
-        self,
-        score: float | np.ndarray,
-        a: Any = None,
-        b: Any = None,
-        sample_rate: int = 16000,
-        *,
-        sample_rate_b: int | None = None,
-    ) -> float | np.ndarray:
-        """Calibrated log-likelihood ratio(s) of score(s) (see :attr:`calibration`).
-
-        Args:
-            score: a score, or (N,) scores (a calibration of the score alone).
-            a, b: the trial's two recordings ((N,) waveforms or paths), which a quality-aware
-                calibration needs (their measures, :meth:`measures`); ``score`` is then theirs.
-            sample_rate, sample_rate_b: the rates of ``a`` and ``b`` (as :meth:`score`).
-
-        Raises:
-            ValueError: this verifier has no calibration (a checkpoint without one, or G used
-                with another speaker network than the one it was calibrated with), or a
-                quality-aware one without the two recordings.
-        """
-        if self.calibration is None:
-            raise ValueError("no calibration: a best.pt selected on validation carries one")
-        scores = np.atleast_1d(np.asarray(score, dtype=np.float64))
-        if self.calibration.measures:
-            if a is None or b is None:
-                names = ", ".join(self.calibration.measures)
-                raise ValueError(f"this calibration uses quality measures ({names}): give the two recordings")
-            rate_b = sample_rate if sample_rate_b is None else sample_rate_b
-            sides = [
-                np.repeat(m[None], scores.shape[0], 0)
-                for m in (self.measures(a, sample_rate), self.measures(b, rate_b))
-            ]
-            values = self.calibration.trial_llr(scores, *sides)
-        else:
-            values = self.calibration.llr(scores)
-        return float(values[0]) if np.ndim(score) == 0 else values
 
     def _load_adapted(self, path: Path, speaker: Any, checkpoint: Any) -> tuple[Any, Enhancer | None]:
         """The student of a ``gradw adapt`` checkpoint (as E) and its G as an Enhancer (or None)."""
@@ -481,8 +421,8 @@ class SpeakerVerifier:
 
         Returns:
             ``(accepted, score)`` (for files, :meth:`verify_files` returns ``(score, decision)``
-            as SpeechBrain's ``verify_files`` does). Without a threshold, a quality-aware
-            calibration decides: accepted when the trial's LLR is at least 0.
+            as SpeechBrain's ``verify_files`` does). Without a threshold, a quality-aware or
+            normalising calibration decides: accepted when the trial's LLR is at least 0.
 
         Raises:
             ValueError: no threshold given and none calibrated.
@@ -492,15 +432,15 @@ class SpeakerVerifier:
             raise ValueError(
                 "no decision threshold: pass threshold=..., or call calibrate() or load_threshold() first"
             )
-        s = self.score(a, b, sample_rate, sample_rate_b=sample_rate_b)
-        if value is None:
-            return bool(self.llr(s, a, b, sample_rate, sample_rate_b=sample_rate_b) >= 0.0), s
-        return bool(s >= value), s
+        from gradw.evaluation.scoring import cosine_scores
 
-    @property
-    def _by_llr(self) -> bool:
-        """Whether the default decision is made per trial on the LLR (a quality-aware calibration)."""
-        return self.threshold is None and self.calibration is not None and bool(self.calibration.measures)
+        rate_b = sample_rate if sample_rate_b is None else sample_rate_b
+        ea, eb = self._one_embedding(a, sample_rate), self._one_embedding(b, rate_b)
+        s = float(cosine_scores(ea[None], eb[None])[0])
+        if value is None:
+            llr = self.pair_llr(s, (ea, eb), (self.measures(a, sample_rate), self.measures(b, rate_b)))
+            return bool(llr is not None and llr >= 0.0), s
+        return bool(s >= value), s
 
     def verify_files(
         self, a: str | os.PathLike[str], b: str | os.PathLike[str], threshold: float | None = None
@@ -544,8 +484,8 @@ class SpeakerVerifier:
         (and its quality measured once, when the calibration uses quality measures).
 
         The decision: ``score >= threshold`` (default :attr:`threshold`); without one, the
-        trial's LLR >= 0 under a quality-aware calibration; else None. Every file's header is read
-        before any embedding (:class:`gradw.audio.io.AudioError`, naming a bad one).
+        trial's LLR >= 0 under a quality-aware or normalising calibration; else None. Every file's
+        header is read before any embedding (:class:`gradw.audio.io.AudioError`, naming a bad one).
 
         Yields:
             :class:`PairResult` per pair, in order.
@@ -566,13 +506,10 @@ class SpeakerVerifier:
                 cache[key] = (self._embed_path(path), self.measures(path))
             return cache[key]
 
-        calibration = self.calibration
         for a, b in items:
             (ea, qa), (eb, qb) = read(a), read(b)
             score = float(cosine_scores(ea[None], eb[None])[0])
-            llr = (
-                None if calibration is None else float(calibration.trial_llr([score], qa[None], qb[None])[0])
-            )
+            llr = self.pair_llr(score, (ea, eb), (qa, qb))
             if value is not None:
                 decision: bool | None = score >= value
             else:

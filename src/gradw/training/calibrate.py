@@ -24,10 +24,10 @@ from tqdm import tqdm
 from gradw.checkpoint import CheckpointError, load_checkpoint, read_torch_file
 from gradw.config import AdaptConfig, CalibrationConfig, ConfigError, TrainConfig, to_dict
 from gradw.data.conditions import CONDITION_CATEGORIES
-from gradw.data.dirs import AugmentDir
+from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.data.lists import DataError
 from gradw.evaluation.calibration import Calibration
-from gradw.evaluation.calibration_fit import fit_on_validation, grid_conditions
+from gradw.evaluation.calibration_fit import build_cohort, cohort_size, fit_on_validation, grid_conditions
 from gradw.evaluation.quality import QualityFunctions
 from gradw.evaluation.systems import SystemSpec, load_adapted_system, load_system
 from gradw.fileio import atomic_path, blocking_file
@@ -40,6 +40,7 @@ __all__ = [
     "calibration_request",
     "check_calibration_config",
     "check_calibration_data",
+    "check_score_norm_data",
     "needs_calibration",
     "quality_functions",
 ]
@@ -84,12 +85,40 @@ def check_calibration_config(config: TrainConfig | AdaptConfig) -> None:
     quality_functions(cfg)
 
 
+def check_score_norm_data(config: TrainConfig | AdaptConfig) -> None:
+    """Refuse a score normalisation whose cohort cannot be built: no training data, or a
+    ``top_n`` larger than the cohort its training speakers give (before any work).
+
+    Raises:
+        ConfigError: naming the key.
+        DataError: bad training lists (named).
+    """
+    norm = config.calibration.score_norm
+    if norm is None:
+        return
+    if not config.data.train:
+        raise ConfigError(
+            "data.train: calibration.score_norm embeds its cohort from the training speakers; "
+            "give their data folder"
+        )
+    size = cohort_size(SpeechDir.load(config.data.train), norm.utterances, norm.per_speaker)
+    if norm.top_n > size:
+        entries = "speakers" if norm.per_speaker else "utterances"
+        raise ConfigError(
+            f"calibration.score_norm.top_n: {norm.top_n} is more than the cohort's {size} entries "
+            f"({entries} of {config.data.train})"
+        )
+
+
 def check_calibration_data(config: TrainConfig | AdaptConfig) -> None:
-    """Refuse validation noise that lacks a category the calibration grid needs (before any work).
+    """Refuse validation noise that lacks a category the calibration grid needs, or a cohort that
+    cannot be built (:func:`check_score_norm_data`), before any work.
 
     Raises:
         DataError: naming the folder and the missing list(s).
+        ConfigError: a bad score normalisation (naming the key).
     """
+    check_score_norm_data(config)
     cfg = config.calibration
     wanted = sorted({c for c in cfg.categories if c != "clean"} | ({"rirs"} if cfg.rooms else set()))
     if not wanted:
@@ -234,6 +263,19 @@ def _calibrate(
         desc="calibration", unit="utt-cond", disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True
     )
     with bar:
+        norm, cfg = None, config.calibration.score_norm
+        if cfg is not None:
+            log(f"cohort: at most {cfg.utterances} clean utterances of each speaker of {config.data.train}")
+            norm = build_cohort(
+                system,
+                config.data.train,
+                kind=cfg.kind,
+                top_n=cfg.top_n,
+                utterances=cfg.utterances,
+                per_speaker=cfg.per_speaker,
+                seed=config.seed,
+                progress=bar.update,
+            )
         calibration = fit_on_validation(
             system,
             config.data.val,
@@ -244,6 +286,7 @@ def _calibrate(
             config.seed,
             log=log,
             progress=bar.update,
+            score_norm=norm,
         )
     extra = {**calibration.extra, "request": calibration_request(config)}
     if scorer is not None:

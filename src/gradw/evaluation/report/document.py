@@ -271,8 +271,15 @@ def threshold_sentence(system: str, calibration: dict[str, Any]) -> str:
     )
     fitted = f"the calibration was fitted on {calibration['fitted_on']}."
     by_snr = calibration.get("thresholds_by_snr")
+    norm = calibration.get("normalised_by")
+    kind = "cosine score" if not norm else "normalised score"
+    if norm:
+        start += (
+            f"; it maps scores normalised by {norm} (so the cosine score it takes also depends on how "
+            "the two recordings score against the cohort)"
+        )
     if not by_snr:
-        return f"{start}, i.e. a cosine score of at least {calibration['threshold']:.3f}; {fitted}"
+        return f"{start}, i.e. a {kind} of at least {calibration['threshold']:.3f}; {fitted}"
 
     def at(value: float | None) -> str:
         return "none (no score)" if value is None or not math.isfinite(value) else f"{value:.3f}"
@@ -280,7 +287,7 @@ def threshold_sentence(system: str, calibration: dict[str, Any]) -> str:
     moves = ", ".join(f"{at(t)} at {snr} dB" for snr, t in by_snr.items())
     return (
         f"{start}. Its LLR also depends on blind quality measures of the two recordings "
-        f"({', '.join(calibration.get('quality_names', []))}), so the cosine score it takes moves with "
+        f"({', '.join(calibration.get('quality_names', []))}), so the {kind} it takes moves with "
         f"their estimated SNR: with both sides at the same estimate, a score of at least {moves}; {fitted}"
     )
 

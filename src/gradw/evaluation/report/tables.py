@@ -265,7 +265,9 @@ def format_calibration_loss_table(
 ) -> str:
     """Calibrated systems x conditions (named in full: one table for every category): Cllr - min
     Cllr (the calibration loss, bits), then the mean Cllr, the mean min Cllr and their difference
-    over the conditions; only systems whose rows carry ``cllr``."""
+    over the conditions; only systems whose rows carry ``cllr``. min Cllr is that of the raw
+    scores for every system (the same bar for all); when a system normalises its scores before
+    its map, a last column gives the mean min Cllr of its normalised scores (``min_cllr_norm``)."""
     conditions = list(conditions) if conditions is not None else order_conditions(rows)
     index = _index(rows)
     systems = [
@@ -280,7 +282,13 @@ def format_calibration_loss_table(
         mean, mean_low = sum(cllr) / len(cllr), sum(low) / len(low)
         gaps = [format_cell(a - b, digits=3) for a, b in zip(cllr, low, strict=True)]
         body.append([s, *gaps, *(format_cell(v, digits=3) for v in (mean, mean_low, mean - mean_low))])
+        normed = [index[s, c.name].get("min_cllr_norm") for c in conditions]
+        body[-1].append(format_cell(sum(normed) / len(normed), digits=3) if None not in normed else "–")
     header = ["system", *(c.name for c in conditions), "mean Cllr", "mean min Cllr", "mean loss"]
+    if all(line[-1] == "–" for line in body):
+        body = [line[:-1] for line in body]
+    else:
+        header.append("mean min Cllr, normalised scores")
     return format_table(header, body) if body and conditions else ""
 
 
