@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from gradw.config_calibration import CalibrationConfig
+from gradw.config_calibration import CalibrationConfig, FusionConfig
 from gradw.config_calibration import ScoreNormConfig as ScoreNormConfig  # re-exported
 from gradw.config_ranges import first_out_of_range
 from gradw.errors import GradwError
@@ -149,6 +149,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     checkpoint_every: int = 500
     log_every: int = 10
     tensorboard: bool = True
@@ -247,6 +248,7 @@ class AdaptConfig:
     )
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     checkpoint_every: int = 100
     log_every: int = 10
     tensorboard: bool = True

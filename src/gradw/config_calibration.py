@@ -43,4 +43,21 @@ class CalibrationConfig:
     score_norm: ScoreNormConfig | None = None
 
 
-__all__ = ["CalibrationConfig", "ScoreNormConfig"]
+@dataclass
+class FusionConfig:
+    """The quality-aware fusion of ``gradw fuse`` (see gradw.evaluation.fusion): its weight
+    ``sigmoid(a + b * clip(snr_percentile, *clip))`` is fitted on the training speakers
+    (``data.train``, at most ``utterances`` each, a seeded draw, and at most ``max_trials``
+    balanced trials among them) x the training noise (``data.augment``) over this grid, by the
+    mean EER over its conditions, and judged on the validation speakers (``data.val``, at most
+    ``max_trials`` of their trials) x the validation noise (``data.val_augment``)."""
+
+    categories: tuple[str, ...] = ("clean", "noise", "music", "babble")
+    snrs: tuple[float, ...] = (5.0, 0.0, -5.0, -10.0)
+    # the range (dB) the blind SNR estimate is clipped to before the weight
+    clip: tuple[float, float] = (-10.0, 15.0)
+    utterances: int = 4
+    max_trials: int = 1000
+
+
+__all__ = ["CalibrationConfig", "FusionConfig", "ScoreNormConfig"]

@@ -115,6 +115,16 @@ RULES: dict[str, dict[str, tuple[Any, str]]] = {
         ),
         "max_trials": (lambda v: v >= 2, "an integer >= 2"),
     },
+    "FusionConfig": {
+        "categories": (lambda v: len(v) > 0, "a non-empty list of categories"),
+        "snrs": (lambda v: all(math.isfinite(x) for x in v), "a list of finite SNRs in dB"),
+        "clip": (
+            lambda v: len(v) == 2 and all(math.isfinite(x) for x in v) and v[0] < v[1],
+            "[low, high] in dB with low < high",
+        ),
+        "utterances": (lambda v: v >= 2, "an integer >= 2 (a target pair needs two)"),
+        "max_trials": (lambda v: v >= 2, "an integer >= 2"),
+    },
     "TrainConfig": _RUN,
     "SpeakerModelConfig": {
         "base_width": _STEPS,

@@ -441,6 +441,10 @@ ENHANCE = "enhance {in}/good.wav -o {out} --checkpoint {g} --quiet"
 VERIFY = "verify {in}/good.wav {in}/good2.wav --speaker resnet-tiny --speaker-checkpoint {spk} --quiet"
 EXPORT = "export onnx --checkpoint {g} -o {work}/model.onnx"
 CALIBRATE = "calibrate --checkpoint {g} -o {work}/g-cal.pt --quiet data.val={val} data.val_augment={aug}"
+FUSE = (
+    "fuse --checkpoint {g} -o {work}/g-fused.pt --quiet data.train={train} data.augment={augtrain} "
+    "data.val={val} data.val_augment={aug} fusion.categories=[clean,noise] fusion.snrs=[0]"
+)
 
 
 def _without(command: str, option: str) -> str:
@@ -583,6 +587,7 @@ ENHANCER_USES = {
     "inspect": lambda ck: _with(INSPECT, "--checkpoint", "g=" + ck),
     "adapt": lambda ck: f"{ADAPT} enhancer_checkpoint={ck}",
     "calibrate": lambda ck: _with(CALIBRATE, "--checkpoint", ck),
+    "fuse": lambda ck: _with(FUSE, "--checkpoint", ck),
 }
 SPEAKER_USES = {
     "evaluate-scorer": lambda ck: _with(EVALUATE, "--scorer-checkpoint", ck),
@@ -631,6 +636,7 @@ CONFIG_COMMANDS = {
     "evaluate": (EVALUATE, "nonsense=1", "n_boot=lots"),
     "demo": (DEMO, "nonsense=1", "n_boot=[1]"),
     "calibrate": (CALIBRATE, "calibration.nonsense=1", "calibration.max_trials=many"),
+    "fuse": (FUSE, "fusion.nonsense=1", "fusion.max_trials=many"),
 }
 
 
@@ -671,6 +677,10 @@ OUT_OF_RANGE = {
         "calibration.categories=[]", "calibration.quality=[loudness]", "seed=-1",
         "calibration.score_norm.top_n=0", "calibration.score_norm.top_n=1",
         "calibration.score_norm.kind=znorm", "calibration.score_norm.utterances=0",
+    ],
+    "fuse": [
+        "fusion.max_trials=1", "fusion.snrs=[.nan]", "fusion.categories=[thunder]", "fusion.categories=[]",
+        "fusion.clip=[5,1]", "fusion.clip=[0,1,2]", "fusion.utterances=1", "seed=-1",
     ],
 }  # fmt: skip
 
@@ -969,6 +979,27 @@ FLAG_CASES = [
     ),
     # calibrate
     case(_with(CALIBRATE, "-o", "{g}"), "--in-place", id="calibrate-output-is-the-checkpoint"),
+    # fuse, and @qfuse of a checkpoint without fusion weights
+    case(_with(FUSE, "-o", "{g}"), "--in-place", id="fuse-output-is-the-checkpoint"),
+    case(
+        _with(_with(FUSE, "--checkpoint", "{adapted}"), "-o", "{spk}"),
+        "{spk}",
+        id="fuse-output-is-the-base-network",
+    ),
+    case(_with(FUSE, "data.train", ""), "data.train", id="fuse-no-training-speakers"),
+    case(_with(FUSE, "data.val", ""), "data.val", id="fuse-no-validation-speakers"),
+    case(
+        _with(EVALUATE, "--systems", "g:{g}@qfuse"),
+        "{g}",
+        "extra.fusion",
+        id="evaluate-qfuse-without-weights",
+    ),
+    case(
+        _with(EVALUATE, "--systems", "a:{adapted}@qfuse"),
+        "{adapted}",
+        "extra.fusion",
+        id="evaluate-qfuse-adapted-without-weights",
+    ),
     case(
         _with(CALIBRATE, "-o", "{work}/folder.onnx"), "{work}/folder.onnx", id="calibrate-output-is-a-folder"
     ),
@@ -1039,6 +1070,11 @@ LOCK_CASES = [
         "calibrate --checkpoint {work}/locked/g.pt --in-place --quiet data.val={val} data.val_augment={aug}",
         "{work}/locked",
         id="calibrate-in-place-in-a-locked-folder",
+    ),
+    case(
+        _with(_without(FUSE, "-o") + " --in-place", "--checkpoint", "{work}/locked/g.pt"),
+        "{work}/locked",
+        id="fuse-in-place-in-a-locked-folder",
     ),
 ]
 

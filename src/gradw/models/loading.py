@@ -286,6 +286,8 @@ class EnhancerBundle:
     # the score-to-LLR map fitted on validation when this checkpoint was selected (best.pt), as
     # gradw.evaluation.calibration.Calibration.to_dict() wrote it; None for last.pt
     calibration: dict[str, Any] | None = None
+    # quality-aware fusion weights fitted by gradw fuse (gradw.evaluation.fusion), or None
+    fusion: dict[str, Any] | None = None
 
 
 def stored_fingerprints(extra: dict[str, Any]) -> np.ndarray | None:
@@ -320,6 +322,7 @@ def load_enhancer(path: str | Path) -> EnhancerBundle:
         step=state["step"],
         augment_fingerprints=stored_fingerprints(extra),
         calibration=extra.get("calibration"),
+        fusion=extra.get("fusion"),
     )
 
 
@@ -405,6 +408,7 @@ def load_adapted(
         "val": extra.get("val"),
         "augment_fingerprints": stored_fingerprints(extra),
         "calibration": extra.get("calibration"),
+        "fusion": extra.get("fusion"),
     }
     return student, enhancer, info
 

@@ -29,7 +29,7 @@ from gradw.data.lists import DataError
 from gradw.evaluation.calibration import Calibration
 from gradw.evaluation.calibration_fit import build_cohort, cohort_size, fit_on_validation, grid_conditions
 from gradw.evaluation.quality import QualityFunctions
-from gradw.evaluation.systems import SystemSpec, load_adapted_system, load_system
+from gradw.evaluation.systems import System, SystemSpec, load_adapted_system, load_system
 from gradw.fileio import atomic_path, blocking_file
 from gradw.models.loading import load_speaker_network, weights_identity
 from gradw.models.speaker import SpeakerNetwork
@@ -39,6 +39,9 @@ __all__ = [
     "calibrate_checkpoint",
     "calibration_request",
     "check_calibration_config",
+    "check_output",
+    "checkpoint_inputs",
+    "checkpoint_system",
     "check_calibration_data",
     "check_score_norm_data",
     "needs_calibration",
@@ -158,7 +161,7 @@ def needs_calibration(checkpoint: str | Path, config: TrainConfig | AdaptConfig)
     return calibration.extra.get("request") != calibration_request(config)
 
 
-def _check_output(output: Path, inputs: list[Path]) -> None:
+def check_output(output: Path, inputs: list[Path]) -> None:
     """Refuse an output that is an input other than the checkpoint itself (which is an in-place
     update), a folder, or a path under a file."""
     if output.is_dir():
@@ -169,6 +172,41 @@ def _check_output(output: Path, inputs: list[Path]) -> None:
     for path in inputs:
         if output.resolve() == path.resolve():
             raise ConfigError(f"the output {output} is an input of the calibration ({path}): choose another")
+
+
+def checkpoint_inputs(state: dict[str, Any]) -> list[Path]:
+    """The files a checkpoint of ``gradw train`` or ``gradw adapt`` reads when loaded (its speaker
+    network's weights, its G's checkpoint), those that exist."""
+    record = state["extra"].get("speaker") or {}
+    base = state["model_config"].get("speaker") if state["kind"] == "adapted" else record
+    read = [(base or {}).get("checkpoint")] + [((state["extra"].get("enhancer") or {}).get("checkpoint"))]
+    return [Path(p) for p in read if isinstance(p, str) and Path(p).is_file()]
+
+
+def checkpoint_system(
+    path: Path,
+    state: dict[str, Any],
+    seed: int,
+    device: torch.device,
+    speaker: SpeakerNetwork | None = None,
+    fuse: bool = False,
+) -> tuple[System, str | None]:
+    """The system a checkpoint of ``gradw train`` or ``gradw adapt`` (``state``, as loaded from
+    ``path``) scores with: G with the E it was trained against (``speaker`` when already loaded),
+    or the adapted student; with ``fuse``, as ``@fuse``. Returns it and the scorer's weights
+    identity (``NAME|DIGEST``; None for a student, which is its own scorer)."""
+    spec = SystemSpec("fusion" if fuse else "calibration", "mask", path, fuse)
+    if state["kind"] == "adapted":
+        return load_adapted_system(spec, device), None
+    record = state["extra"].get("speaker") or {}
+    name, weights = record.get("name", "campplus"), record.get("checkpoint")
+    network = (
+        speaker
+        if speaker is not None
+        else load_speaker_network(name, checkpoint=weights, tap=record.get("tap"))
+    )
+    scorer = weights_identity(name, weights, seed)
+    return load_system(spec, network.eval().to(device), f"{scorer}|{record.get('tap')}", device), scorer
 
 
 def calibrate_checkpoint(
@@ -233,26 +271,12 @@ def _calibrate(
             "data.val: the calibration is fitted on validation speakers; give their data folder"
         )
     check_calibration_data(config)
-    record = state["extra"].get("speaker") or {}
-    base = state["model_config"].get("speaker") if kind == "adapted" else record
-    read = [(base or {}).get("checkpoint")] + [((state["extra"].get("enhancer") or {}).get("checkpoint"))]
-    _check_output(target, [Path(p) for p in read if isinstance(p, str) and Path(p).is_file()])
+    check_output(target, checkpoint_inputs(state))
     functions = quality_functions(config.calibration)
     conditions = grid_conditions(
         config.calibration.categories, config.calibration.snrs, config.calibration.rooms
     )
-    spec = SystemSpec("calibration", "mask", path)
-    if kind == "adapted":
-        system, scorer = load_adapted_system(spec, device), None
-    else:
-        name, weights = record.get("name", "campplus"), record.get("checkpoint")
-        network = (
-            speaker
-            if speaker is not None
-            else load_speaker_network(name, checkpoint=weights, tap=record.get("tap"))
-        )
-        scorer = weights_identity(name, weights, config.seed)
-        system = load_system(spec, network.eval().to(device), f"{scorer}|{record.get('tap')}", device)
+    system, scorer = checkpoint_system(path, state, config.seed, device, speaker)
 
     def log(line: str) -> None:
         if not quiet:

@@ -90,11 +90,13 @@ def _describe_system(spec: str) -> str:
     if ":" not in spec:
         return f"`{spec}`"
     name, path = spec.split(":", 1)
-    fuse = path.endswith("@fuse")
-    if fuse:
-        path = path[: -len("@fuse")]
-        name += "+fuse"
-    return f"`{name}` (checkpoint `{path}`{', embeddings fused with noisy' if fuse else ''})"
+    for form, how in (
+        ("@qfuse", ", embeddings fused with noisy by a weight of their SNR estimate"),
+        ("@fuse", ", embeddings fused with noisy"),
+    ):
+        if path.endswith(form):
+            return f"`{name}+{form[1:]}` (checkpoint `{path[: -len(form)]}`{how})"
+    return f"`{name}` (checkpoint `{path}`)"
 
 
 def _format_duration(seconds: float) -> str:
