@@ -179,19 +179,12 @@ class System:
         """(B, N) float32 waveforms of one length -> (B, D) L2-normalised embeddings, each whole."""
         if self.waveform is not None:  # waveform enhancers run one recording at a time
             wavs = np.stack([np.asarray(self.waveform.enhance(w), dtype=np.float32) for w in wavs])
+        emb, base = self._embed_parts(wavs)
         if self.fusion is not None:  # @qfuse: the weight from each input's own blind SNR
-            emb, base = self._embed_parts(wavs)
             assert base is not None
             return self.fusion.fuse(emb.cpu().numpy(), base.cpu().numpy(), blind_snr(wavs))
-        x = torch.from_numpy(np.ascontiguousarray(wavs)).to(self.device)
-        mel = self.scorer.mel_power(x)
-        emb = self.scorer(self.scorer.features_through(mel, self.enhancer))
-        if self.enhancer is not None and self.spec.fuse:  # the same mel power, without G
-            noisy = self.scorer(self.scorer.features(mel))
-            emb = F.normalize(emb, dim=-1) + F.normalize(noisy, dim=-1)
-        if self.teacher is not None:  # an adapted student @fuse: the original on the input as is
-            original = self.teacher(self.teacher.features(self.teacher.mel_power(x)))
-            emb = F.normalize(emb, dim=-1) + F.normalize(original, dim=-1)
+        if base is not None:  # @fuse: the plain average
+            emb = F.normalize(emb, dim=-1) + F.normalize(base, dim=-1)
         return F.normalize(emb, dim=-1).cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
@@ -213,7 +206,7 @@ class System:
         """(B, N) waveforms -> the system's (B, D) embedding, and the unenhanced (B, D) one when
         the system fuses (else None); neither normalised. For a student adapted behind a G, the
         system's is the student on G's output and the unenhanced one the original network on the
-        input as is (``@fuse`` of such a student also averages in the student without G)."""
+        input as is."""
         x = torch.from_numpy(np.ascontiguousarray(wavs)).to(self.device)
         mel = self.scorer.mel_power(x)
         emb = self.scorer(self.scorer.features_through(mel, self.enhancer))
