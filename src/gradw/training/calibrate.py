@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -74,17 +75,27 @@ def quality_functions(cfg: CalibrationConfig) -> QualityFunctions | None:
         raise ConfigError(f"{key}: {exc}") from None
 
 
+def check_grid(section: str, categories: Sequence[str], snrs: Sequence[float]) -> None:
+    """Refuse a grid of conditions (``categories`` x ``snrs`` of the config section ``section``)
+    that names an unknown category, or noisy categories without SNRs.
+
+    Raises:
+        ConfigError: naming ``section.categories`` or ``section.snrs``.
+    """
+    unknown = [c for c in categories if c not in CONDITION_CATEGORIES]
+    if unknown:
+        raise ConfigError(
+            f"{section}.categories: unknown category {unknown[0]!r} "
+            f"(expected some of {', '.join(CONDITION_CATEGORIES)})"
+        )
+    if any(c != "clean" for c in categories) and not snrs:
+        raise ConfigError(f"{section}.snrs: the noisy categories need at least one SNR")
+
+
 def check_calibration_config(config: TrainConfig | AdaptConfig) -> None:
     """Refuse a ``calibration`` section that cannot work, naming the key (before any work)."""
     cfg = config.calibration
-    unknown = [c for c in cfg.categories if c not in CONDITION_CATEGORIES]
-    if unknown:
-        raise ConfigError(
-            f"calibration.categories: unknown category {unknown[0]!r} "
-            f"(expected some of {', '.join(CONDITION_CATEGORIES)})"
-        )
-    if any(c != "clean" for c in cfg.categories) and not cfg.snrs:
-        raise ConfigError("calibration.snrs: the noisy categories need at least one SNR")
+    check_grid("calibration", cfg.categories, cfg.snrs)
     quality_functions(cfg)
 
 

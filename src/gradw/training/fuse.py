@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from gradw.checkpoint import CheckpointError, load_checkpoint
 from gradw.config import AdaptConfig, ConfigError, TrainConfig, to_dict
-from gradw.data.conditions import CONDITION_CATEGORIES
 from gradw.data.dirs import AugmentDir, SpeechDir
 from gradw.data.lists import DataError
 from gradw.evaluation.calibration_fit import grid_conditions
@@ -31,7 +30,7 @@ from gradw.evaluation.fusion import FusionWeights, fit_fusion
 from gradw.evaluation.fusion_fit import collect, compare, training_trials, validation_trials
 from gradw.fileio import atomic_path
 from gradw.runlock import RunLock
-from gradw.training.calibrate import KINDS, check_output, checkpoint_inputs, checkpoint_system
+from gradw.training.calibrate import KINDS, check_grid, check_output, checkpoint_inputs, checkpoint_system
 
 __all__ = ["check_fusion_config", "fuse_checkpoint"]
 
@@ -46,15 +45,8 @@ def check_fusion_config(config: TrainConfig | AdaptConfig) -> None:
         DataError: naming the folder and the missing list(s).
     """
     cfg = config.fusion
-    unknown = [c for c in cfg.categories if c not in CONDITION_CATEGORIES]
-    if unknown:
-        raise ConfigError(
-            f"fusion.categories: unknown category {unknown[0]!r} "
-            f"(expected some of {', '.join(CONDITION_CATEGORIES)})"
-        )
+    check_grid("fusion", cfg.categories, cfg.snrs)
     noisy = sorted({c for c in cfg.categories if c != "clean"})
-    if noisy and not cfg.snrs:
-        raise ConfigError("fusion.snrs: the noisy categories need at least one SNR")
     for key, what in (
         ("train", "fitted on the training speakers"),
         ("val", "judged on the validation speakers"),
