@@ -254,6 +254,43 @@ def choice_lines(ev: Evaluation, min_seeds: int = 2) -> tuple[list[str], str | N
     return lines, chosen
 
 
+def needle_lines(bar: Evaluation, val: Evaluation | None) -> list[str]:
+    """What moved the needle, read off the numbers: each lever's change against noisy on
+    validation and on the bar's test (mean over seeds, conditions at or below 0 dB), and the
+    conditions where its paired interval excludes 0, better or worse."""
+    lines = []
+    noisy = bar.mean(BASELINE, bar.noisy_conditions)
+    ranked = []
+    for lever, group in levers(bar.systems).items():
+        if lever == BASELINE:
+            continue
+        systems = _seeded(group)
+        rel = 100 * (float(np.mean([bar.mean(s, bar.noisy_conditions) for s in systems])) / noisy - 1)
+        better, worse = [], []
+        for c in [*bar.clean, *bar.noisy_conditions]:
+            _, low, high = bar.diff([BASELINE], systems, [c])
+            if high < 0:
+                better.append(c)
+            elif low > 0:
+                worse.append(c)
+        on_val = ""
+        if val is not None and lever in levers(val.systems):
+            v_systems = _seeded(levers(val.systems)[lever])
+            v_noisy = val.mean(BASELINE, val.noisy_conditions)
+            v_rel = 100 * (
+                float(np.mean([val.mean(s, val.noisy_conditions) for s in v_systems])) / v_noisy - 1
+            )
+            on_val = f"{v_rel:+.1f} % on validation, "
+        ranked.append((rel, lever, len(systems), on_val, better, worse))
+    for rel, lever, n, on_val, better, worse in sorted(ranked):
+        lines.append(
+            f"- **{lever}** ({n} seed{'s' if n > 1 else ''}): {on_val}{rel:+.1f} % on the bar's test; "
+            f"better than noisy (interval excludes 0) in {', '.join(better) or 'no condition'}; "
+            f"worse in {', '.join(worse) or 'no condition'}."
+        )
+    return lines
+
+
 def run_lines(runs: Sequence[Path]) -> list[str]:
     """Each training run's validation EER by step (and the teacher's or noisy's)."""
     lines = []
@@ -304,6 +341,15 @@ def document(evaluations: Sequence[Evaluation], runs: Sequence[Path], val: Evalu
         question = paper_question_lines(ev)
         if question:
             lines += ["### Grad-W against Equal-W", "", *question, ""]
+    if evaluations:
+        lines += [
+            "## What moved the needle",
+            "",
+            "Mean EER at or below 0 dB against noisy, mean over seeds, most gain first:",
+            "",
+            *needle_lines(evaluations[0], val),
+            "",
+        ]
     if runs:
         lines += ["## Training runs", "", *run_lines(runs), ""]
     return "\n".join(lines)

@@ -132,3 +132,9 @@ def test_levers_means_bar_and_paired_intervals(
     document = out.read_text()
     assert "## eval-ood: `pool` (the bar's test)" in document and "| good+fuse |" in document
     assert "Chosen on validation: **good**." in document
+    needle = document.split("## What moved the needle")[1]
+    assert (
+        needle.index("**good+fuse**") < needle.index("**good**") < needle.index("**bad**")
+    )  # most gain first
+    bad_line = next(line for line in needle.splitlines() if line.startswith("- **bad**"))
+    assert "worse in " in bad_line and "noise_0" in bad_line.split("worse in ")[1]
