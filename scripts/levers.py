@@ -36,6 +36,19 @@ from gradw.evaluation.report.tables import BASELINE, format_table
 from gradw.evaluation.results import Row, read_results
 from gradw.evaluation.scoring import read_scores
 
+REPRODUCE = [
+    "The runs (one thread each; `K` the seed; the seed-0 G's are `make demo`'s `exp/demo/gradw` and "
+    "`exp/demo/equalw`, and seed 0 of the student ran into `exp/demo/adapted-s0`):",
+    "",
+    "```",
+    "gradw train --config demo threads=1 seed=K out_dir=exp/levers/gradw-sK",
+    "gradw train --config demo threads=1 seed=K out_dir=exp/levers/equalw-sK loss.scheme=equal",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/adapted-sK",
+    "```",
+    "",
+    "then `gradw evaluate` on the validation speakers with the validation noise (where the choice is "
+    "made) and on the test speakers with the out-of-domain pool, as below, and this script.",
+]
 SEEDED = re.compile(r"^(?P<lever>.+)-s(?P<seed>\d+)(?P<suffix>\+fuse)?$")
 N_BOOT = 1000
 BAR_ALL, BAR_NOISE_MUSIC, BAR_CLEAN = -30.0, -25.0, 0.5
@@ -352,6 +365,10 @@ def document(evaluations: Sequence[Evaluation], runs: Sequence[Path], val: Evalu
         ]
     if runs:
         lines += ["## Training runs", "", *run_lines(runs), ""]
+    lines += ["## Reproduce", "", *REPRODUCE, ""]
+    for ev in [*([val] if val else []), *evaluations]:
+        command = json.loads((ev.folder / "results.json").read_text()).get("command", "")
+        lines += [f"`{ev.folder.name}` was written by:", "", "```", command, "```", ""]
     return "\n".join(lines)
 
 
