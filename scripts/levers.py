@@ -83,11 +83,11 @@ class Evaluation:
         self.utt2spk = read_map(self.test / "utt2spk")
         self.systems = list(dict.fromkeys(r.system for r in self.rows))
         self.eer = {(r.system, r.condition): r.metrics["eer"] for r in self.rows}
-        self.noisy_conditions = [
-            c for c in dict.fromkeys(r.condition for r in self.rows if self._low(r)) if c
-        ]
+        self.noisy_conditions = list(dict.fromkeys(r.condition for r in self.rows if self._low(r)))
         self.clean = [c for c in dict.fromkeys(r.condition for r in self.rows) if c == "clean"]
         self._cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, list[str], list[str]]] = {}
+        # (A systems, B systems, condition) -> the paired seed difference and its resampled values
+        self._diffs: dict[tuple[tuple[str, ...], tuple[str, ...], str], tuple[float, np.ndarray]] = {}
 
     @staticmethod
     def _low(row: Row) -> bool:
@@ -108,25 +108,41 @@ class Evaluation:
     def mean(self, system: str, conditions: Sequence[str]) -> float:
         return float(np.mean([self.eer[system, c] for c in conditions]))
 
+    def seed_mean(self, systems: Sequence[str], conditions: Sequence[str]) -> float:
+        """The mean over seeds (``systems``) of each one's mean EER over ``conditions``."""
+        return float(np.mean([self.mean(s, conditions) for s in systems]))
+
+    def _condition_diff(
+        self, systems_a: Sequence[str], systems_b: Sequence[str], condition: str
+    ) -> tuple[float, np.ndarray]:
+        """One condition's paired seed difference and its resampled values, computed once."""
+        key = (tuple(systems_a), tuple(systems_b), condition)
+        if key not in self._diffs:
+            _, labels, enroll, test = self.scores(systems_a[0], condition)
+            a = [self.scores(s, condition)[0] for s in systems_a]
+            b = [self.scores(s, condition)[0] for s in systems_b]
+            self._diffs[key] = paired_seed_samples(a, b, labels, enroll, test, "eer", N_BOOT, seed=0)
+        return self._diffs[key]
+
     def diff(
         self, systems_a: Sequence[str], systems_b: Sequence[str], conditions: Sequence[str]
     ) -> tuple[float, float, float]:
         """Mean over ``conditions`` of the paired seed difference in EER (points) of B against A,
         with its 95 % interval (the same speaker and seed draws in every condition)."""
-        diffs, samples = [], []
-        for condition in conditions:
-            _, labels, enroll, test = self.scores(systems_a[0], condition)
-            a = [self.scores(s, condition)[0] for s in systems_a]
-            b = [self.scores(s, condition)[0] for s in systems_b]
-            d, values = paired_seed_samples(a, b, labels, enroll, test, "eer", N_BOOT, seed=0)
-            diffs.append(d)
-            samples.append(values)
+        diffs, samples = zip(
+            *(self._condition_diff(systems_a, systems_b, c) for c in conditions), strict=True
+        )
         low, high = np.quantile(np.mean(samples, axis=0), [0.025, 0.975])
         return 100 * float(np.mean(diffs)), 100 * low, 100 * high
 
 
+def _seeds(group: dict[int | None, str]) -> list[int | None]:
+    """A lever's seeds in order (None, a system without seeds, first)."""
+    return sorted(group, key=lambda k: -1 if k is None else k)
+
+
 def _seeded(group: dict[int | None, str]) -> list[str]:
-    return [group[k] for k in sorted(group, key=lambda k: -1 if k is None else k)]
+    return [group[k] for k in _seeds(group)]
 
 
 def _cell(diff: float, low: float, high: float) -> str:
@@ -157,7 +173,7 @@ def summary_lines(ev: Evaluation) -> list[str]:
         systems = _seeded(group)
         per_seed = [ev.mean(s, low) for s in systems]
         mean_all = float(np.mean(per_seed))
-        mean_nm = float(np.mean([ev.mean(s, nm) for s in systems])) if nm else float("nan")
+        mean_nm = ev.seed_mean(systems, nm) if nm else float("nan")
         rel_all, rel_nm = 100 * (mean_all / noisy_all - 1), 100 * (mean_nm / noisy_nm - 1)
         clean = float(np.mean([ev.eer[s, "clean"] for s in systems])) if ev.clean else float("nan")
         clean_diff = clean - ev.eer[BASELINE, "clean"] if ev.clean else float("nan")
@@ -172,9 +188,7 @@ def summary_lines(ev: Evaluation) -> list[str]:
             and not worse
             and clean_diff <= BAR_CLEAN
         )
-        seeds = ", ".join(
-            "–" if k is None else str(k) for k in sorted(group, key=lambda k: -1 if k is None else k)
-        )
+        seeds = ", ".join("–" if k is None else str(k) for k in _seeds(group))
         body.append(
             [
                 lever,
@@ -273,12 +287,13 @@ def needle_lines(bar: Evaluation, val: Evaluation | None) -> list[str]:
     conditions where its paired interval excludes 0, better or worse."""
     lines = []
     noisy = bar.mean(BASELINE, bar.noisy_conditions)
+    val_groups = levers(val.systems) if val is not None else {}
     ranked = []
     for lever, group in levers(bar.systems).items():
         if lever == BASELINE:
             continue
         systems = _seeded(group)
-        rel = 100 * (float(np.mean([bar.mean(s, bar.noisy_conditions) for s in systems])) / noisy - 1)
+        rel = 100 * (bar.seed_mean(systems, bar.noisy_conditions) / noisy - 1)
         better, worse = [], []
         for c in [*bar.clean, *bar.noisy_conditions]:
             _, low, high = bar.diff([BASELINE], systems, [c])
@@ -287,12 +302,9 @@ def needle_lines(bar: Evaluation, val: Evaluation | None) -> list[str]:
             elif low > 0:
                 worse.append(c)
         on_val = ""
-        if val is not None and lever in levers(val.systems):
-            v_systems = _seeded(levers(val.systems)[lever])
+        if lever in val_groups:
             v_noisy = val.mean(BASELINE, val.noisy_conditions)
-            v_rel = 100 * (
-                float(np.mean([val.mean(s, val.noisy_conditions) for s in v_systems])) / v_noisy - 1
-            )
+            v_rel = 100 * (val.seed_mean(_seeded(val_groups[lever]), val.noisy_conditions) / v_noisy - 1)
             on_val = f"{v_rel:+.1f} % on validation, "
         ranked.append((rel, lever, len(systems), on_val, better, worse))
     for rel, lever, n, on_val, better, worse in sorted(ranked):

@@ -314,6 +314,16 @@ def paired_seed_samples(
     """The mean over seeds of the paired difference ``metric(B_k) - metric(A_k)`` and its values
     over resamples of test speakers and seeds (see :func:`paired_seed_diff`).
 
+    Args:
+        scores_a: (S,) or (1,) sequence of (N,) score arrays on the same trials, same order.
+        scores_b: (S,) sequence of (N,) score arrays.
+        labels: (N,) True/1 for target trials.
+        enroll_speakers: (N,) enrollment speaker per trial.
+        test_speakers: (N,) test speaker per trial.
+        metric: as in :func:`bootstrap_ci` (with its default minDCF costs).
+        n_boot: number of resamples.
+        seed: seed of the resampling generator.
+
     Two calls with the same ``seed`` and ``n_boot`` on trial lists over the same speakers (e.g.
     one trial list under several conditions) draw the same speakers and seeds in every resample,
     so their sample arrays can be averaged into the interval of a mean over conditions.
@@ -363,18 +373,8 @@ def paired_seed_diff(
     order), or a single set (a system without seeds, e.g. ``noisy``), used against every seed of
     B. Each resample draws speakers as :func:`bootstrap_ci` does, shared by every set, and draws
     the seeds with replacement; its value is the mean over the drawn seeds of the paired
-    difference. With one seed this is :func:`paired_bootstrap_diff`'s interval.
-
-    Args:
-        scores_a: (S,) or (1,) sequence of (N,) score arrays on the same trials, same order.
-        scores_b: (S,) sequence of (N,) score arrays.
-        labels: (N,) True/1 for target trials.
-        enroll_speakers: (N,) enrollment speaker per trial.
-        test_speakers: (N,) test speaker per trial.
-        metric: as in :func:`bootstrap_ci` (with its default minDCF costs).
-        n_boot: number of resamples.
-        alpha: the interval covers ``1 - alpha``.
-        seed: seed of the resampling generator.
+    difference. With one seed this is :func:`paired_bootstrap_diff`'s interval. The arguments
+    are :func:`paired_seed_samples`'s, with ``alpha`` (the interval covers ``1 - alpha``).
 
     Returns:
         ``(diff, low, high)``: the mean paired difference over all seeds on the full trial set
