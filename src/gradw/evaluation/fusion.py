@@ -33,6 +33,7 @@ import numpy as np
 from gradw.audio.quality import percentile_snr
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.quality import DEFAULT_CLIP, QUALITY_VERSION
+from gradw.evaluation.score_norm import unit_rows
 
 #: the quality measure that drives the weight (:data:`gradw.audio.quality.MEASURES`)
 FUSION_MEASURE = "snr_percentile"
@@ -76,14 +77,9 @@ def fuse_embeddings(e_sys: np.ndarray, e_base: np.ndarray, w: np.ndarray | float
     Returns:
         (B, D) float32 unit-length embeddings.
     """
-    e_sys, e_base = _unit(e_sys), _unit(e_base)
+    e_sys, e_base = unit_rows(e_sys), unit_rows(e_base)
     w = np.broadcast_to(np.asarray(w, dtype=np.float64), e_sys.shape[:1])[:, None]
-    return _unit(w * e_sys + (1.0 - w) * e_base).astype(np.float32)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return unit_rows(w * e_sys + (1.0 - w) * e_base).astype(np.float32)
 
 
 def blind_snr(wavs: np.ndarray) -> np.ndarray:
@@ -203,7 +199,7 @@ def mean_eer(
     total = 0.0
     for c in range(e_sys.shape[0]):
         if weights is None:
-            emb = _unit(e_sys[c])
+            emb = unit_rows(e_sys[c])
         else:
             emb = fuse_embeddings(e_sys[c], e_base[c], fusion_weight(q[c], *weights))
         scores = np.sum(emb[pairs[:, 0]] * emb[pairs[:, 1]], axis=1)
@@ -229,8 +225,8 @@ def fit_fusion(
     Returns:
         ``(a, b, mean EER %)`` of the best candidate.
     """
-    e_sys = _unit(e_sys).astype(np.float32)  # once, not per candidate
-    e_base = _unit(e_base).astype(np.float32)
+    e_sys = unit_rows(e_sys).astype(np.float32)  # once, not per candidate
+    e_base = unit_rows(e_base).astype(np.float32)
     pairs = np.asarray(pairs, dtype=np.int64)
     labels = np.asarray(labels, dtype=bool)
     best: tuple[float, float, float] | None = None

@@ -33,10 +33,11 @@ SCORE_NORM_KINDS = ("asnorm",)
 MIN_STD = 1e-6
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """(N, D) -> (N, D) rows scaled to unit length (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+def unit_rows(x: ArrayLike) -> np.ndarray:
+    """(..., D) -> (..., D) float64 vectors along the last axis scaled to unit length (zero
+    vectors stay zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def cohort_stats(embeddings: ArrayLike, cohort: ArrayLike, top_n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +67,7 @@ def cohort_stats(embeddings: ArrayLike, cohort: ArrayLike, top_n: int) -> tuple[
         raise ValueError("the cohort is empty")
     if isinstance(top_n, bool) or not isinstance(top_n, int | np.integer) or not 2 <= top_n <= c.shape[0]:
         raise ValueError(f"top_n must be an integer in [2, {c.shape[0]}] (the cohort's size), got {top_n!r}")
-    scores = _unit_rows(e) @ _unit_rows(c).T  # (N, C)
+    scores = unit_rows(e) @ unit_rows(c).T  # (N, C)
     top = np.partition(scores, c.shape[0] - top_n, axis=1)[:, c.shape[0] - top_n :]  # (N, top_n)
     return top.mean(axis=1), np.maximum(top.std(axis=1), MIN_STD)
 
@@ -190,4 +191,12 @@ class ScoreNorm:
         )
 
 
-__all__ = ["MIN_STD", "SCORE_NORM_KINDS", "ScoreNorm", "asnorm", "asnorm_scores", "cohort_stats"]
+__all__ = [
+    "MIN_STD",
+    "SCORE_NORM_KINDS",
+    "ScoreNorm",
+    "asnorm",
+    "asnorm_scores",
+    "cohort_stats",
+    "unit_rows",
+]
