@@ -14,7 +14,7 @@ import torch
 from helpers import strip_ood_pool
 
 from gradw.checkpoint import load_checkpoint
-from gradw.config import DemoConfig, apply_overrides, from_dict, load_yaml, preset_path
+from gradw.config import ConfigError, DemoConfig, apply_overrides, from_dict, load_yaml, preset_path
 from gradw.data.corpora.synthvox.build import pool_ready
 from gradw.data.corpora.synthvox.presets import OOD_POOL
 from gradw.demo import run_demo
@@ -26,7 +26,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*speaker resamples lacked:Runti
 
 
 def test_tiny_demo_trains_evaluates_and_reports(
-    synthvox_tiny: tuple[Path, dict, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    synthvox_tiny: tuple[Path, dict, float],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     built, summary, _seconds = synthvox_tiny
     if OOD_POOL not in summary["augment"]:
@@ -40,9 +43,17 @@ def test_tiny_demo_trains_evaluates_and_reports(
     grid = ["snrs=[0]"]  # the preset's grid less one SNR: the same stages in less time
     demo = from_dict(DemoConfig, apply_overrides(load_yaml(preset_path("tiny"))["demo"], grid), "demo.")
     assert demo.snrs == [0.0] and demo.variants and demo.peers and demo.ood and demo.ood_snrs is None
+    assert demo.students and demo.shipped in demo.students
     overrides = [*grid, f"data.root={corpus}"]  # the corpus built elsewhere: one override moves it
 
     report = run_demo("tiny", quiet=True, overrides=overrides)
+    # the shipped system is named with its checkpoint (the student's: the tiny preset validates
+    # no student, so its last checkpoint)
+    shipped = tmp_path / demo.out / demo.shipped / "last.pt"
+    assert f"the shipped system: {demo.shipped} ({Path(demo.out) / demo.shipped / 'last.pt'})" in (
+        capsys.readouterr().out
+    )
+    assert load_checkpoint(shipped, kind="adapted")["step"] > 0
     assert not (tmp_path / "data").exists()  # nothing was built in the preset's own data folder
     assert pool_ready(corpus)  # the demo built the pool the corpus lacked
     for name in demo.variants:
@@ -53,13 +64,14 @@ def test_tiny_demo_trains_evaluates_and_reports(
     out = tmp_path / demo.out
     assert report.resolve() == out / "eval" / "report.md"
     assert "## " in report.read_text()
-    for name in demo.variants:  # every variant trained to its last step, with a readable checkpoint
+    # every variant and student trained to its last step, with a readable checkpoint
+    for name, kind in [*((n, "enhancer") for n in demo.variants), *((n, "adapted") for n in demo.students)]:
         done = json.loads((out / name / "done.json").read_text())
-        state = load_checkpoint(out / name / "last.pt", kind="enhancer")
+        state = load_checkpoint(out / name / "last.pt", kind=kind)
         assert state["step"] == done["steps"] > 0
         assert all(torch.isfinite(v).all() for v in state["model"].values())
     results = json.loads((out / "eval" / "results.json").read_text())
-    systems = ["noisy", *demo.variants, *demo.peers]
+    systems = ["noisy", *demo.variants, *demo.students, *demo.peers]
     conditions = ["clean", *(f"{c}_{s:g}" for c in demo.categories for s in demo.snrs)]
     assert sorted((r["system"], r["condition"]) for r in results["rows"]) == sorted(
         (s, c) for s in systems for c in conditions
@@ -142,3 +154,19 @@ def test_tiny_demo_trains_evaluates_and_reports(
     assert json.loads((out / "eval-ood" / "results.json").read_text())["rows"] == ood["rows"]
     assert torch.load(best_path, weights_only=True)["extra"]["calibration"] == wanted
     assert last_path.read_bytes() == last_bytes and (out / name / "done.json").read_bytes() == done_bytes
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("shipped=nobody", "demo.shipped: 'nobody' is neither a variant nor a student"),
+        ("students={gradw: []}", "demo.students: 'gradw' is a variant's name too"),
+    ],
+)
+def test_demo_section_names_checked_before_any_work(
+    override: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        run_demo("tiny", quiet=True, overrides=[override])
+    assert list(tmp_path.iterdir()) == []  # nothing built, trained or locked

@@ -293,10 +293,17 @@ class EvaluationConfig:
 
 @dataclass
 class DemoConfig:
-    """The ``demo`` section: the variants of the train section to train, and the grid to evaluate."""
+    """The ``demo`` section: the variants of the train section and the students of the adapt section
+    to train, the system it ships, and the grid to evaluate."""
 
     out: str = "exp/demo"
     variants: dict[str, list[str]] = field(default_factory=dict)  # name -> overrides of the train section
+    # label-free students trained after the variants (`gradw adapt`): name -> overrides of the adapt
+    # section (``enhancer_checkpoint=OUT/VARIANT/best.pt`` puts one behind a variant's G)
+    students: dict[str, list[str]] = field(default_factory=dict)
+    # the system the demo ships (a variant's or a student's name; None: none named): the one the
+    # rule of docs/levers.md chose on validation; its checkpoint is OUT/NAME/best.pt
+    shipped: str | None = None
     peers: list[str] = field(default_factory=lambda: ["rnnoise", "deepfilternet3", "spectral-gating"])
     snrs: list[float] = field(default_factory=lambda: [0.0, -5.0, -10.0])
     categories: list[str] = field(default_factory=lambda: ["noise", "music", "babble"])

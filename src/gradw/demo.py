@@ -3,14 +3,16 @@
 Stages (each skipped when its output is already complete, so a rerun reuses what is done):
 
 1. build the synthvox corpus of the preset (``data`` section of the preset);
-2. train G once per variant of the ``demo`` section (Grad-W and Equal-W against CAM++), and
-   calibrate its selected ``best.pt`` when the calibration it holds is not the one its config
-   asks for (a run trained before the config changed is calibrated without training again);
-3. evaluate noisy / each G / the waveform peers on clean speech and every category x SNR, twice:
-   on the in-domain test pool (``augment/test``, into ``OUT/eval``) and on the out-of-domain one
-   (``augment/test-ood``: noise, music and babble from sources no training or validation item
-   comes from, into ``OUT/eval-ood``; built into a corpus that lacks it);
-4. print both EER tables and write ``OUT/eval/report.md`` and ``OUT/eval-ood/report.md``.
+2. train G once per variant of the ``demo`` section (Grad-W and Equal-W against CAM++), then a
+   student copy of CAM++ per student (``gradw adapt``, label-free), and calibrate each selected
+   ``best.pt`` when the calibration it holds is not the one its config asks for (a run trained
+   before the config changed is calibrated without training again);
+3. evaluate noisy / each G / each student / the waveform peers on clean speech and every
+   category x SNR, twice: on the in-domain test pool (``augment/test``, into ``OUT/eval``) and on
+   the out-of-domain one (``augment/test-ood``: noise, music and babble from sources no training
+   or validation item comes from, into ``OUT/eval-ood``; built into a corpus that lacks it);
+4. print both EER tables and write ``OUT/eval/report.md`` and ``OUT/eval-ood/report.md``, and
+   name the shipped system (``shipped``: the one docs/levers.md's rule chose) and its checkpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 
 from gradw.config import (
     ROOT_KEY,
+    AdaptConfig,
     ConfigError,
     DemoConfig,
     EvaluationConfig,
@@ -57,7 +60,15 @@ def _demo_config(
     root, rest = split_root(list(overrides or []))
     data_cfg = dict(data["data"]) if root is None else {**data["data"], "root": root}
     moved = [] if root is None else [f"{ROOT_KEY}={root}"]
-    return data_cfg, from_dict(DemoConfig, apply_overrides(data["demo"] or {}, rest), "demo."), moved
+    demo = from_dict(DemoConfig, apply_overrides(data["demo"] or {}, rest), "demo.")
+    both = sorted(set(demo.variants) & set(demo.students))
+    if both:
+        raise ConfigError(f"demo.students: {both[0]!r} is a variant's name too: one run per name")
+    if demo.shipped is not None and demo.shipped not in {**demo.variants, **demo.students}:
+        names = {"variants": demo.variants, "students": demo.students}
+        known = "; ".join(f"{kind}: {', '.join(runs) or 'none'}" for kind, runs in names.items())
+        raise ConfigError(f"demo.shipped: {demo.shipped!r} is neither a variant nor a student ({known})")
+    return data_cfg, demo, moved
 
 
 def _log(message: str, quiet: bool) -> None:
@@ -100,26 +111,13 @@ def _run_demo(
         _log(f"corpus found in {root}", quiet)
     ood = demo.ood and _ood_pool(root, quiet)
 
-    # 2. training, one run per variant
-    from gradw.training.calibrate import calibrate_checkpoint, needs_calibration
-    from gradw.training.enhancer import train_enhancer
-
+    # 2. training: one G per variant, then one student per student entry (which may stand behind
+    # a variant's G)
     systems = ["noisy"]
     for name, overrides in demo.variants.items():
-        run_dir = out / name
-        config = load_config(TrainConfig, preset, [*overrides, f"out_dir={run_dir}", *moved], section="train")
-        done = run_dir / "done.json"
-        if done.is_file() and json.loads(done.read_text()).get("steps") == config.optim.steps:
-            _log(f"{name}: already trained ({run_dir})", quiet)
-        else:
-            _log(f"training {name} ({config.loss.scheme}, {config.optim.steps} steps) in {run_dir}", quiet)
-            train_enhancer(config, resume=(run_dir / "last.pt").is_file(), quiet=quiet)
-        # checkpoint selection on the validation speakers' EER when validation ran, else the last
-        best = run_dir / "best.pt"
-        if best.is_file() and needs_calibration(best, config):
-            _log(f"{name}: calibrating {best} on the validation speakers", quiet)
-            calibrate_checkpoint(best, config, quiet=quiet)
-        systems.append(f"{name}:{best if best.is_file() else run_dir / 'last.pt'}")
+        systems.append(_trained_system(name, "train", overrides, preset, out, moved, quiet))
+    for name, overrides in demo.students.items():
+        systems.append(_trained_system(name, "adapt", overrides, preset, out, moved, quiet))
     systems.extend(_available_peers(demo.peers, quiet))
 
     # 3. evaluation (sharded over processes with torchrun when asked): the in-domain test pool,
@@ -156,8 +154,40 @@ def _run_demo(
             print(summary_table(rows), end="")
             print(f"report: {out / name / 'report.md'}")
     report = out / "eval" / "report.md"
+    if demo.shipped is not None:
+        shipped = next(s for s in systems if s.startswith(f"{demo.shipped}:")).split(":", 1)[1]
+        print(f"the shipped system: {demo.shipped} ({shipped})")
     _log(f"done in {(time.time() - started) / 60:.1f} min; report: {report}", quiet)
     return report
+
+
+def _trained_system(
+    name: str, section: str, overrides: list[str], preset: str, out: Path, moved: list[str], quiet: bool
+) -> str:
+    """Train (or resume, or reuse) the run ``OUT/NAME`` of the preset's ``train`` section (a G) or
+    ``adapt`` section (a student) with the overrides, calibrate its selected checkpoint when the
+    calibration it holds is not the one its config asks for, and return its ``NAME:CHECKPOINT``
+    system: ``best.pt`` (selected on the validation speakers' EER) when validation ran, else
+    ``last.pt``."""
+    from gradw.training.adapt import train_adapter
+    from gradw.training.calibrate import calibrate_checkpoint, needs_calibration
+    from gradw.training.enhancer import train_enhancer
+
+    run_dir = out / name
+    config_type, train = (TrainConfig, train_enhancer) if section == "train" else (AdaptConfig, train_adapter)
+    config = load_config(config_type, preset, [*overrides, f"out_dir={run_dir}", *moved], section=section)
+    done = run_dir / "done.json"
+    if done.is_file() and json.loads(done.read_text()).get("steps") == config.optim.steps:
+        _log(f"{name}: already trained ({run_dir})", quiet)
+    else:
+        what = config.loss.scheme if section == "train" else f"student, {config.adapter.mode}"
+        _log(f"training {name} ({what}, {config.optim.steps} steps) in {run_dir}", quiet)
+        train(config, resume=(run_dir / "last.pt").is_file(), quiet=quiet)
+    best = run_dir / "best.pt"
+    if best.is_file() and needs_calibration(best, config):
+        _log(f"{name}: calibrating {best} on the validation speakers", quiet)
+        calibrate_checkpoint(best, config, quiet=quiet)
+    return f"{name}:{best if best.is_file() else run_dir / 'last.pt'}"
 
 
 def _ood_pool(root: Path, quiet: bool) -> bool:
