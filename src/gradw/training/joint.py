@@ -236,7 +236,8 @@ class JointEnhancer:
         ``objective_weight x own.loss`` and ``student_loss`` (summed, or combined by PCGrad where
         they conflict). Returns G's values for the log, prefixed ``enhancer_``: its objective's
         stats and, with ``project``, ``grad_cosine`` and ``grad_conflict``."""
-        stats = {STAT_PREFIX + k: v for k, v in own.stats.items()}
+        first = {"loss": own.stats["loss"]}  # G's loss first: the progress line shows the first few
+        stats = {STAT_PREFIX + k: v for k, v in {**first, **own.stats}.items()}
         weighted = self.objective_weight * own.loss
         if self.conflict == "none":
             (weighted + student_loss).backward()
