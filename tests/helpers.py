@@ -85,6 +85,27 @@ def make_speaker_checkpoint(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def adapt_overrides(corpus: Path, out: Path, base: Path, *extra: str) -> list[str]:
+    """Overrides of the tiny preset's ``adapt`` section for a fast run on the toy corpus
+    ``corpus``: resnet-tiny from the speaker checkpoint ``base`` (tap layer3), 0.5 s crops,
+    batches of 4, one thread, then ``extra``."""
+    return [
+        f"out_dir={out}",
+        f"data.train={corpus / 'train'}",
+        f"data.augment={corpus / 'augment' / 'train'}",
+        f"data.val={corpus / 'val'}",
+        f"data.val_augment={corpus / 'augment' / 'test'}",
+        "speaker.name=resnet-tiny",
+        f"speaker.checkpoint={base}",
+        "speaker.tap=layer3",
+        "data.crop_seconds=0.5",
+        "optim.batch_size=4",
+        "tensorboard=false",
+        "threads=1",
+        *extra,
+    ]
+
+
 def make_adapted_checkpoint(path: Path, base: Path, enhancer: Path | None = None, seed: int = 0) -> Path:
     """A checkpoint as ``gradw adapt`` writes it: resnet-tiny from ``base`` (a speaker checkpoint)
     with layer4 fully adapted (its weights perturbed from a seed), behind the G of ``enhancer``."""

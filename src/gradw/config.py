@@ -231,6 +231,22 @@ class AdaptLossConfig:
 
 
 @dataclass
+class JointConfig:
+    """G trained with the student (``gradw adapt``, gradw.training.joint): G's loss is
+    objective_weight x its own objective (``loss``, as in the train section) + the student's loss."""
+
+    enabled: bool = False
+    objective_weight: float = 1.0  # 0: G learns from the student's loss alone
+    lr: float = 5e-4  # G's rate (the student's is optim.lr; both warm up over optim.warmup_steps)
+    # how G's two gradients combine: "none" (sum) or "project" (PCGrad where they conflict)
+    conflict: str = "none"
+    loss: LossConfig = field(default_factory=LossConfig)  # its own conflict key stays "none"
+    # G without enhancer_checkpoint, at its identity start (init_bias set: a constant mask, which
+    # the mean normalisation removes)
+    enhancer: EnhancerConfig = field(default_factory=lambda: EnhancerConfig(init_bias=0.0))
+
+
+@dataclass
 class AdaptConfig:
     """Label-free adaptation of a student copy of E to noisy (or G-enhanced) speech (``gradw adapt``)."""
 
@@ -241,8 +257,10 @@ class AdaptConfig:
     speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     loss: AdaptLossConfig = field(default_factory=AdaptLossConfig)
-    # a G checkpoint of `gradw train`: the student then sees G's masked features (G stays frozen)
+    # a G checkpoint of `gradw train`: the student then sees G's masked features (G stays frozen
+    # unless joint.enabled: then G starts from it and trains with the student)
     enhancer_checkpoint: str | None = None
+    joint: JointConfig = field(default_factory=JointConfig)
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=3e-5, warmup_steps=0, steps=200, batch_size=8)
     )

@@ -153,6 +153,7 @@ RULES: dict[str, dict[str, tuple[Any, str]]] = {
         "consistency_weight": _WEIGHT,
         "anchor_weight": _WEIGHT,
     },
+    "JointConfig": {"objective_weight": _WEIGHT, "lr": _POSITIVE},
     "AdaptConfig": _RUN,
     "EvaluationConfig": {
         "seed": _COUNT,

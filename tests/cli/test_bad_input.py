@@ -661,7 +661,8 @@ OUT_OF_RANGE = {
     "adapt": [
         "optim.lr=-1", "optim.steps=-5", "data.clean_fraction=1.5", "seed=-1", "adapter.rank=-1",
         "adapter.mode=nonesuch", "loss.scheme=nonesuch", "adapter.layers=[nomatch]", "speaker.tap=nowhere",
-        "checkpoint_every=0", "log_every=0",
+        "checkpoint_every=0", "log_every=0", "joint.lr=-1", "joint.objective_weight=-1",
+        "joint.conflict=sideways", "joint.loss.scheme=nonesuch", "joint.enhancer.base_width=0",
     ],
     "config": [
         "optim.steps=0", "data.snr.noise=[0,-10]", "--config {cfg}/plain.yaml --section evaluate dpi=10",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_enhancer_checkpoint
+from helpers import adapt_overrides, make_enhancer_checkpoint
 from torch.nn import functional as F
 
 from gradw.audio.io import read_audio
@@ -43,21 +43,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _overrides(corpus: Path, out: Path, base: Path, *extra: str) -> list[str]:
-    return [
-        f"out_dir={out}",
-        f"data.train={corpus / 'train'}",
-        f"data.augment={corpus / 'augment' / 'train'}",
-        f"data.val={corpus / 'val'}",
-        f"data.val_augment={corpus / 'augment' / 'test'}",
-        "speaker.name=resnet-tiny",
-        f"speaker.checkpoint={base}",
-        "speaker.tap=layer3",
-        "data.crop_seconds=0.5",
-        "optim.batch_size=4",
-        "tensorboard=false",
-        "threads=1",
-        *extra,
-    ]
+    return adapt_overrides(corpus, out, base, *extra)
 
 
 def _config(corpus: Path, out: Path, base: Path, *extra: str) -> AdaptConfig:

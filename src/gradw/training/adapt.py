@@ -6,11 +6,12 @@ fine-tuning, :mod:`gradw.models.adapters`) and taught to embed noisy speech wher
 
     clean, noisy (B, N) --E.mel_power--> (B, F, T) mel power
     teacher (no grad):  A_ref (B, C, F', T'), e_ref (B, D)  on the clean features
-    [G, frozen, when given: masks M = G(features) for the student's inputs]
+    [G, frozen, when given: masks M = G(features) for the student's inputs; with joint.enabled,
+     G trains too (its own objective plus the student's loss, :mod:`gradw.training.joint`)]
     student:  A_s, e_s on the noisy (or G-masked) features, and e_c on the clean (or G-masked
               clean) features, in one batch
     loss = the objective of :mod:`gradw.losses.adaptation` (embedding, tap, consistency, anchor)
-    Adam step on the student's trainable weights only
+    Adam step on the student's trainable weights (and G's, with joint.enabled)
 
 BatchNorm layers of the student stay in eval mode: they normalise with E's running statistics,
 which adaptation never updates.
@@ -61,6 +62,13 @@ from gradw.training.distributed import (
     unwrap,
 )
 from gradw.training.enhancer import _make_dataset
+from gradw.training.joint import (
+    STAT_PREFIX,
+    JointEnhancer,
+    check_joint_config,
+    initial_enhancer,
+    saved_enhancer,
+)
 from gradw.training.loop import (
     RunLogger,
     TrainingError,
@@ -122,15 +130,21 @@ class StudentValidator(Validator):
     """Validation EER of the student (scoring both sides of every trial), with G when given.
 
     ``eer_noisy`` is the teacher without G on the same audio (computed once), as for G's runs.
+    G is in eval mode while it is validated (and back in its mode after).
     """
 
     def __call__(self, student: nn.Module, enhancer: nn.Module | None = None) -> dict[str, float]:  # type: ignore[override]
         teacher = self.speaker
         self.speaker = student  # type: ignore[assignment]
+        was_training = enhancer is not None and enhancer.training
+        if enhancer is not None:
+            enhancer.eval()
         try:
             eers = self._eers(enhancer)
         finally:
             self.speaker = teacher
+            if enhancer is not None:
+                enhancer.train(was_training)
         result = {
             "eer": float(sum(eers.values()) / len(eers)),
             "eer_noisy": float(sum(self.baseline.values()) / len(self.baseline)),
@@ -184,6 +198,7 @@ def check_adapt_config(config: AdaptConfig) -> None:
         )
     if config.enhancer_checkpoint is not None and not Path(config.enhancer_checkpoint).is_file():
         raise ConfigError(f"enhancer_checkpoint: file not found: {config.enhancer_checkpoint}")
+    check_joint_config(config)
 
 
 def load_frozen_enhancer(path: str | Path, teacher: SpeakerNetwork) -> tuple[MaskUNet, dict[str, Any]]:
@@ -248,12 +263,14 @@ def train_adapter(config: AdaptConfig, resume: bool = False, quiet: bool = False
     Checkpoints (kind ``adapted``): ``last.pt`` every ``checkpoint_every`` steps and at the end
     (atomic), and ``best.pt`` on the best validation EER when validation is on. Each holds the
     base network's record and digest, the adapter spec and weights, and G's weights when the
-    student was adapted on G's output: one file is the whole system (see
-    :func:`gradw.models.adapters.load_adapted`).
+    student was adapted on G's output (G as trained with the student, with ``joint.enabled``):
+    one file is the whole system (see :func:`gradw.models.adapters.load_adapted`).
     """
     check_adapt_config(config)
     info = setup_distributed()
     try:
+        if info.distributed and config.joint.enabled:
+            raise ConfigError("joint.enabled: joint training of G and the student runs in one process only")
         if info.distributed and config.loss.embedding_weight == 0 and config.loss.consistency_weight == 0:
             raise ConfigError(
                 "several processes need every trained weight to reach the loss: "
@@ -281,6 +298,9 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     enhancer, enhancer_record = None, None
     if config.enhancer_checkpoint is not None:
         enhancer, enhancer_record = load_frozen_enhancer(config.enhancer_checkpoint, teacher)
+    if config.joint.enabled:
+        enhancer, enhancer_record = initial_enhancer(config, teacher, enhancer, enhancer_record)
+    if enhancer is not None:
         enhancer = enhancer.to(info.device)
     student = copy.deepcopy(teacher)
     digest = base_digest(teacher)
@@ -303,9 +323,27 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     if validator is not None:
         check_calibration_data(config)
     out = Path(config.out_dir)
+    saved_g = None  # a joint run's G, to resume (checked before the run folder is touched)
+    if resume and (out / "last.pt").is_file():
+        saved_g = saved_enhancer(out / "last.pt", config.joint.enabled)
     last = open_run(out, config, resume, info)
+    joint, rates = None, [config.optim.lr]
+    if enhancer is not None and config.joint.enabled:
+        assert enhancer_record is not None and isinstance(enhancer, MaskUNet)
+        joint = JointEnhancer.from_config(
+            config, teacher, enhancer, enhancer_record, speech, out / "cache", info
+        )
+        rates.append(config.joint.lr)
+        if saved_g is not None:
+            joint.restore(saved_g)
     model, optimizer, start_step = start_training(
-        StudentModule(student), config.optim.lr, last, "adapted", resume, info
+        StudentModule(student),
+        config.optim.lr,
+        last,
+        "adapted",
+        resume,
+        info,
+        groups=[] if joint is None else [joint.param_group(config.joint.lr)],
     )
     objective = AdaptationObjective(
         teacher,
@@ -338,23 +376,33 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
         out, steps, start_step, info, quiet=quiet, tensorboard=config.tensorboard, description="adapt E"
     )
     params = trainable_parameters(student)
+
+    def extra_now(done: int) -> dict[str, Any]:  # G's record as it is now, when G trains
+        return extra if joint is None else {**extra, "enhancer": joint.record(done)}
+
     best = math.inf
     step = start_step
     try:
         for step, batch in zip(range(start_step, steps), loader, strict=False):
-            set_learning_rate(optimizer, config.optim.lr, step, config.optim.warmup_steps)
+            set_learning_rate(optimizer, rates, step, config.optim.warmup_steps)
             clean = batch["clean"].to(info.device)
             noisy = batch["noisy"].to(info.device)
             with torch.no_grad():
                 clean_mel = teacher.mel_power(clean)
                 noisy_mel = teacher.mel_power(noisy)
                 reference = teacher.run(teacher.features(clean_mel))
-                inputs = [teacher.features_through(noisy_mel, enhancer)]  # the student's input
-                if objective.needs_clean_pass:
-                    inputs.append(teacher.features_through(clean_mel, enhancer))
-                features = torch.cat(inputs)
-            activation, embedding = model(features)
+                if joint is None:
+                    inputs = [teacher.features_through(noisy_mel, enhancer)]  # the student's input
+                    if objective.needs_clean_pass:
+                        inputs.append(teacher.features_through(clean_mel, enhancer))
+                    features = torch.cat(inputs)
             try:
+                if joint is not None:  # G's masks with their graph, and G's own objective
+                    labels = batch["speaker"].to(info.device)
+                    features, own = joint.inputs(
+                        teacher, noisy_mel, clean_mel, labels, objective.needs_clean_pass
+                    )
+                activation, embedding = model(features)
                 result = objective(activation, embedding, reference.activation, reference.embedding)
             except NonFiniteLossError as exc:
                 names = [batch["utt"][i] for i in exc.indices]
@@ -362,15 +410,22 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
                     f"non-finite loss at step {step} for utterance(s): {', '.join(names) or 'unknown'}"
                 ) from None
             optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
+            if joint is None:
+                result.loss.backward()
+            else:
+                result.stats.update(joint.backward(own, result.loss))
             if config.optim.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+                if joint is not None:  # G's gradient is clipped on its own
+                    torch.nn.utils.clip_grad_norm_(joint.parameters, config.optim.grad_clip)
             optimizer.step()
             done = step + 1
             logger.advance()
             if done % config.log_every == 0 or done == steps:
                 stats = {k: all_reduce_mean(v, info) for k, v in result.stats.items()}
                 stats["lr"] = optimizer.param_groups[0]["lr"]
+                if joint is not None:
+                    stats[f"{STAT_PREFIX}lr"] = optimizer.param_groups[1]["lr"]
                 logger.log(done, stats)
             if validator is not None and done % config.validation.every == 0:
                 scores = validator(unwrap(model).student, enhancer)
@@ -384,10 +439,10 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
                         optimizer,
                         done,
                         model_config,
-                        {**extra, "val": scores},
+                        {**extra_now(done), "val": scores},
                     )
             if info.is_main and (done % config.checkpoint_every == 0 or done == steps):
-                _save(last, config, model, optimizer, done, model_config, extra)
+                _save(last, config, model, optimizer, done, model_config, extra_now(done))
             step = done
     finally:
         logger.close()

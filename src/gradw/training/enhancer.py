@@ -23,7 +23,16 @@ from torch import Tensor, nn
 
 from gradw.audio.frontends import frontend_name
 from gradw.checkpoint import save_checkpoint
-from gradw.config import RANDOM_WEIGHTS, ConfigError, TrainConfig, check_config, to_dict
+from gradw.config import (
+    RANDOM_WEIGHTS,
+    ConfigError,
+    EnhancerConfig,
+    LossConfig,
+    SpeakerConfig,
+    TrainConfig,
+    check_config,
+    to_dict,
+)
 from gradw.data.dirs import AugmentDir, SpeechDir, check_duration
 from gradw.fileio import atomic_path, atomic_write, blocking_file
 from gradw.losses.objective import (
@@ -153,8 +162,17 @@ def prepare_speaker(
 ) -> SpeakerNetwork:
     """E, frozen, on the device, with a head indexed like the training speakers (``speaker``: E
     already loaded by :func:`load_fixed_speaker`)."""
-    cfg = config.speaker
     speaker = (speaker if speaker is not None else load_fixed_speaker(config)).to(info.device)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else Path(config.out_dir) / "cache"
+    give_head(speaker, speech, config.speaker, cache_dir, info)
+    return speaker.freeze()
+
+
+def give_head(
+    speaker: SpeakerNetwork, speech: SpeechDir, cfg: SpeakerConfig, cache_dir: Path, info: DistInfo
+) -> None:
+    """Give E (on ``info.device``) a head indexed like the training speakers of ``speech`` unless
+    it has one: class centroids (:func:`attach_centroid_head`), cached in ``cache_dir``."""
     speakers = speech.speakers
     recorded = getattr(speaker, "speakers", None)
     if speaker.head is None or recorded is None or list(recorded[: len(speakers)]) != speakers:
@@ -163,21 +181,20 @@ def prepare_speaker(
             speaker,
             speech,
             cfg.centroid_crop_seconds,
-            Path(config.cache_dir) if config.cache_dir else Path(config.out_dir) / "cache",
+            cache_dir,
             info,
             cache_key=f"{cfg.name}|{cfg.checkpoint}",
         )
         speaker.to(info.device)
-    return speaker.freeze()
 
 
 # ---------------------------------------------------------------------------------------------
 # the enhancer
 
 
-def build_enhancer(config: TrainConfig, n_mels: int) -> MaskUNet:
-    """G as the config describes it."""
-    cfg = config.enhancer
+def build_enhancer(config: TrainConfig | EnhancerConfig, n_mels: int) -> MaskUNet:
+    """G as the config (a train config, or its ``enhancer`` section) describes it."""
+    cfg = config if isinstance(config, EnhancerConfig) else config.enhancer
     return MaskUNet(
         n_mels=n_mels,
         base_width=cfg.base_width,
@@ -185,6 +202,19 @@ def build_enhancer(config: TrainConfig, n_mels: int) -> MaskUNet:
         up_layers=tuple(cfg.up_layers),
         init_bias=cfg.init_bias,
         min_gain_db=cfg.min_gain_db,
+    )
+
+
+def build_objective(speaker: SpeakerNetwork, loss: LossConfig) -> EnhancementObjective:
+    """G's objective against E as a ``loss`` section describes it (``loss.conflict`` is applied
+    by :func:`backward`, not here)."""
+    return EnhancementObjective(
+        speaker,
+        scheme=loss.scheme,
+        temperature=loss.temperature,
+        clip=loss.clip,
+        embedding_weight=loss.embedding_weight,
+        keep_weight=loss.keep_weight,
     )
 
 
@@ -274,16 +304,7 @@ def check_loss_config(config: TrainConfig) -> None:
     weights."""
     check_config(config)
     check_calibration_config(config)
-    if config.loss.scheme not in OBJECTIVE_SCHEMES:
-        raise ConfigError(
-            f"loss.scheme: unknown scheme {config.loss.scheme!r} "
-            f"(expected one of {', '.join(OBJECTIVE_SCHEMES)})"
-        )
-    try:
-        scheme = "equal" if config.loss.scheme == "spectral" else config.loss.scheme
-        check_weight_options(scheme, config.loss.temperature, config.loss.clip)
-    except ValueError as exc:
-        raise ConfigError(f"loss: {exc}") from None
+    check_loss_section(config.loss)
     blocker = blocking_file(config.cache_dir) if config.cache_dir else None
     if blocker is not None:
         raise ConfigError(f"cache_dir: {blocker} exists and is not a folder")
@@ -297,15 +318,30 @@ def check_loss_config(config: TrainConfig) -> None:
             f"speaker.checkpoint: {config.speaker.name} has no weights of its own: give its checkpoint "
             f"(gradw train-speaker), or speaker.checkpoint={RANDOM_WEIGHTS} for random weights on purpose"
         )
-    if config.loss.conflict not in CONFLICT_MODES:
+
+
+def check_loss_section(loss: LossConfig, prefix: str = "loss") -> None:
+    """Refuse a ``loss`` section (of G's objective) that cannot work, naming the key under
+    ``prefix``: an unknown scheme or conflict mode, weight options that do not fit the scheme, a
+    conflict treatment without the embedding term."""
+    if loss.scheme not in OBJECTIVE_SCHEMES:
         raise ConfigError(
-            f"loss.conflict: unknown mode {config.loss.conflict!r} "
-            f"(expected one of {', '.join(CONFLICT_MODES)})"
+            f"{prefix}.scheme: unknown scheme {loss.scheme!r} "
+            f"(expected one of {', '.join(OBJECTIVE_SCHEMES)})"
         )
-    if config.loss.conflict != "none" and not config.loss.embedding_weight > 0:
+    try:
+        scheme = "equal" if loss.scheme == "spectral" else loss.scheme
+        check_weight_options(scheme, loss.temperature, loss.clip)
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}: {exc}") from None
+    if loss.conflict not in CONFLICT_MODES:
         raise ConfigError(
-            f"loss.conflict={config.loss.conflict} combines the activation and embedding terms: "
-            "it needs loss.embedding_weight > 0"
+            f"{prefix}.conflict: unknown mode {loss.conflict!r} (expected one of {', '.join(CONFLICT_MODES)})"
+        )
+    if loss.conflict != "none" and not loss.embedding_weight > 0:
+        raise ConfigError(
+            f"{prefix}.conflict={loss.conflict} combines the activation and embedding terms: "
+            f"it needs {prefix}.embedding_weight > 0"
         )
 
 
@@ -351,14 +387,7 @@ def _train(config: TrainConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
     )
 
     project = config.loss.conflict != "none"
-    objective = EnhancementObjective(
-        speaker,
-        scheme=config.loss.scheme,
-        temperature=config.loss.temperature,
-        clip=config.loss.clip,
-        embedding_weight=config.loss.embedding_weight,
-        keep_weight=config.loss.keep_weight,
-    )
+    objective = build_objective(speaker, config.loss)
     dataset = _make_dataset(config, speech, augment)
     steps = config.optim.steps
     loader = step_loader(

@@ -10,7 +10,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -262,9 +262,19 @@ def open_run(out_dir: str | Path, config: object, resume: bool, info: DistInfo) 
 
 
 def start_training(
-    model: torch.nn.Module, lr: float, last: Path, kind: str, resume: bool, info: DistInfo
+    model: torch.nn.Module,
+    lr: float,
+    last: Path,
+    kind: str,
+    resume: bool,
+    info: DistInfo,
+    groups: Sequence[dict[str, Any]] = (),
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, int]:
     """Adam over ``model`` restored from ``last`` when resuming, wrapped for DDP when distributed.
+
+    ``groups``: further Adam parameter groups (``{"params": ..., "lr": ...}``) of parameters
+    outside ``model``; their optimizer state is saved and restored with the rest (their weights
+    are the caller's to save and restore).
 
     Returns (model to call, optimizer, first step). BatchNorm layers are converted to
     cross-rank BatchNorm *before* the optimizer takes the parameters (conversion makes new ones).
@@ -272,6 +282,8 @@ def start_training(
     if info.distributed:
         convert_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for group in groups:
+        optimizer.add_param_group(dict(group))
     start_step = 0
     if resume and last.is_file():
         state = load_checkpoint(last, kind=kind)
@@ -308,13 +320,17 @@ def step_loader(
 
 
 def set_learning_rate(
-    optimizer: torch.optim.Optimizer, base_lr: float, step: int, warmup_steps: int
+    optimizer: torch.optim.Optimizer, base_lr: float | Sequence[float], step: int, warmup_steps: int
 ) -> float:
-    """Apply the warm-up-then-constant schedule at ``step``; returns the rate."""
-    lr = base_lr * warmup_constant(step, warmup_steps)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    return lr
+    """Apply the warm-up-then-constant schedule at ``step`` (``base_lr``: one rate for every
+    parameter group, or one per group); returns the rate of the first group."""
+    factor = warmup_constant(step, warmup_steps)
+    rates = [base_lr] * len(optimizer.param_groups) if isinstance(base_lr, float | int) else list(base_lr)
+    if len(rates) != len(optimizer.param_groups):
+        raise ValueError(f"{len(rates)} learning rates for {len(optimizer.param_groups)} parameter groups")
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate * factor
+    return optimizer.param_groups[0]["lr"]
 
 
 def augment_fingerprints(augment: AugmentDir) -> torch.Tensor:
