@@ -44,6 +44,8 @@ REPRODUCE = [
     "gradw train --config demo threads=1 seed=K out_dir=exp/levers/gradw-sK",
     "gradw train --config demo threads=1 seed=K out_dir=exp/levers/equalw-sK loss.scheme=equal",
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/adapted-sK",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/gstudent-sK \\",
+    "    enhancer_checkpoint=G_K    # G then student: G_K = seed K's Grad-W G (best.pt), frozen",
     "```",
     "",
     "then `gradw evaluate` on the validation speakers with the validation noise (where the choice is "
