@@ -279,13 +279,14 @@ def test_pipeline_verification_and_api_sections_run_on_the_tiny_corpus(
 
     pipeline = bash_commands(readme_section("The pipeline"))
     assert [c[1] for c in pipeline] == [
-        "data", "train-speaker", "train", "calibrate", "evaluate", "report", "inspect", "enhance", "enhance",
-        "verify", "export",
+        "data", "train-speaker", "train", "calibrate", "adapt", "evaluate", "report", "inspect", "enhance",
+        "enhance", "verify", "export",
     ]  # fmt: skip
     _run_all(pipeline, replace, work, {"evaluate": ["n_boot=20"]})
     assert (work / "exp" / "mine-eval" / "report.md").is_file() and (work / "fig.pdf").is_file()
     assert (work / "enhanced" / "one.wav").is_file() and (work / "enhanced.wav").is_file()
     assert (work / "g.onnx").is_file()
+    assert load_checkpoint(work / "exp" / "mine-student" / "last.pt", kind="adapted")["step"] > 0
 
     verifying = bash_commands(readme_section("Verifying recordings"))
     out = _run_all(verifying, replace, work, {})
