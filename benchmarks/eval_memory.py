@@ -25,12 +25,22 @@ the size of the long utterance itself as a float32 waveform (what reading it cos
 With windows of 30 s (the evaluation's default), every utterance of 30 s or more is read,
 rendered, measured and embedded one window at a time: nothing of it beyond one window is held, so
 the peak should not grow with its length.
+
+Identical runs peak up to about 100 MiB apart: the memory layout is randomised (address-space
+randomisation, Python's string hash seed), and the allocator's heap fragments differently in each
+layout. ``--layout fixed`` (``PYTHONHASHSEED=0`` and ``setarch -R``) gives every run of one command
+the same layout, and then the same peak to the MiB: the scatter is the layout's, not the
+evaluation's. A different command (another length, another folder) is another layout, so lengths
+are compared over repeated runs (``--repeat``) in the default random layouts: the table gives each
+run, and the medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -50,6 +60,22 @@ from _common import (
 
 from gradw.data.dirs import write_augment_dir, write_speech_dir
 from gradw.data.trials import Trial
+
+#: the command prefix that runs a child without address-space randomisation (``--layout fixed``)
+LAYOUT_PREFIX: list[str] = []
+
+
+def fix_layout() -> bool:
+    """Make every child's memory layout the same from run to run: Python's string hashes seeded
+    (``PYTHONHASHSEED=0``) and address-space randomisation off (``setarch -R``). Either one left
+    random moves the peak by tens of MiB between identical runs (the allocator's heap fragments
+    differently). False when ``setarch`` is missing (then only the hashes are fixed)."""
+    os.environ["PYTHONHASHSEED"] = "0"
+    setarch = shutil.which("setarch")
+    if setarch is None:
+        return False
+    LAYOUT_PREFIX[:] = [setarch, platform.machine(), "-R"]
+    return True
 
 
 def has_campplus() -> bool:
@@ -114,7 +140,7 @@ def measure(
     command += ["--systems", f"noisy,g:{checkpoint}", "--categories", "noise", "--snrs", "clean,0"]
     command += [*scorer, "--n-boot", "10", "--threads", str(threads), "--out", str(out), "--quiet"]
     command += [f"window_seconds={'null' if window == 'none' else window}"]
-    child = run_child(command)
+    child = run_child([*LAYOUT_PREFIX, *command])
     if child.returncode != 0:
         raise RuntimeError(f"gradw evaluate failed ({' '.join(command)}):\n{child.stderr[-3000:]}")
     return child.wall_s, child.max_rss_mib
@@ -145,7 +171,16 @@ def main() -> None:
         help="runs of each measurement, interleaved (peaks vary by tens of MiB)",
     )
     parser.add_argument("--scorer", choices=["auto", "campplus", "resnet-tiny"], default="auto")
+    parser.add_argument(
+        "--layout",
+        choices=["fixed", "random"],
+        default="random",
+        help="random (default): address-space randomisation and hash seeds as the system has them; "
+        "fixed: one memory layout in every run of one command (see fix_layout)",
+    )
     args = parser.parse_args()
+    if args.layout == "fixed" and not fix_layout():
+        print("setarch not found: address-space randomisation stays on", file=sys.stderr)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     scorer_name = args.scorer if args.scorer != "auto" else ("campplus" if has_campplus() else "resnet-tiny")
     if scorer_name == "campplus":
@@ -183,14 +218,16 @@ def main() -> None:
                         f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:g} s",
                         "none (whole)" if window == "none" else f"{float(window):g} s",
                         ", ".join(f"{p:.0f}" for p in peaks),
+                        f"{np.median(peaks):.0f} ({100 * (np.median(peaks) / np.median(base) - 1):+.1f} %)",
                         f"{worst:.0f} ({100 * worst / min(base):+.1f} %)",
                         f"{worst / extra:.1f}" if extra > 0 else "-",
                         f"{seconds * SR * 4 / 2**20:.0f}",
                         f"{np.median(walls):.1f}",
                     ]
                 )
-    print(f"\nmachine: {machine_summary()}\n")
+    print(f"\nmachine: {machine_summary()}; layout {args.layout}\n")
     headers = ["E", "G", "long utterance", "window", "peak RSS MiB, each run"]
+    headers += [f"median MiB (against {shortest:g} s's median)"]
     headers += [f"above {shortest:g} s MiB (largest - smallest of {shortest:g} s)", "MiB per extra minute"]
     headers += ["float32 utterance MiB", "wall s (median)"]
     print(markdown_table(headers, rows))
