@@ -58,6 +58,18 @@ class SnrConfig:
 
 
 @dataclass
+class NoiseColourConfig:
+    """Random spectral colouring of each training noise and music segment (gradw.audio.colour):
+    with probability ``prob``, a tilt uniform in +-``tilt_db`` dB per octave and ``bands`` random
+    bumps or notches of up to +-``eq_db`` dB, before the segment is scaled to its SNR. 0: off."""
+
+    prob: float = 0.0
+    tilt_db: float = 3.0
+    eq_db: float = 10.0
+    bands: int = 3
+
+
+@dataclass
 class DataConfig:
     """Where the training data is and how examples are drawn."""
 
@@ -74,6 +86,7 @@ class DataConfig:
     preload: bool = False
     # train on this many speakers, spread evenly over the sorted list (a scale study); None: all
     max_speakers: int | None = None
+    noise_colour: NoiseColourConfig = field(default_factory=NoiseColourConfig)
 
 
 @dataclass

@@ -77,6 +77,12 @@ RULES: dict[str, dict[str, tuple[Any, str]]] = {
             "non-negative weights per category, not all 0",
         ),
     },
+    "NoiseColourConfig": {
+        "prob": _SHARE,
+        "tilt_db": _WEIGHT,
+        "eq_db": _WEIGHT,
+        "bands": _COUNT,
+    },
     "SpeakerConfig": {"centroid_crop_seconds": _POSITIVE},
     "EnhancerConfig": {
         "base_width": _STEPS,

@@ -651,7 +651,7 @@ OUT_OF_RANGE = {
         "seed=-1", "checkpoint_every=0", "log_every=0", "loss.scheme=nonesuch", "speaker.tap=nowhere",
         "speaker.name=nonesuch", "loss.temperature=0", "validation.max_trials=1", "optim.warmup_steps=-1",
         "data.reverb_prob=2", "data.snr.babble_talkers=[0,3]", "enhancer.blocks=[]", "loss.conflict=sideways",
-        "threads=-1",
+        "threads=-1", "data.noise_colour.prob=1.5", "data.noise_colour.bands=-1",
     ],
     "train-speaker": [
         "optim.lr=-1", "optim.batch_size=0", "optim.steps=0", "crop_seconds=0", "seed=-1",
@@ -663,6 +663,7 @@ OUT_OF_RANGE = {
         "adapter.mode=nonesuch", "loss.scheme=nonesuch", "adapter.layers=[nomatch]", "speaker.tap=nowhere",
         "checkpoint_every=0", "log_every=0", "joint.lr=-1", "joint.objective_weight=-1",
         "joint.conflict=sideways", "joint.loss.scheme=nonesuch", "joint.enhancer.base_width=0",
+        "data.noise_colour.eq_db=-3",
     ],
     "config": [
         "optim.steps=0", "data.snr.noise=[0,-10]", "--config {cfg}/plain.yaml --section evaluate dpi=10",

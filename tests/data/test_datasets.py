@@ -240,3 +240,33 @@ def test_epoch_in_key_for_step_samplers(corpus: tuple[SpeechDir, AugmentDir]) ->
         assert torch.equal(a["noisy"], b["noisy"]) and a["utt"] == b["utt"]
     crops = SpeakerCrops(speech, crop_seconds=0.1)
     assert _same(crops[(0, 1)], crops[1]) and crops.collate is collate
+
+
+def test_triples_noise_colour(corpus: tuple[SpeechDir, AugmentDir]) -> None:
+    speech, aug = corpus
+    common = {
+        "crop_seconds": 0.2,
+        "snr": {"noise": (-6.0, -4.0), "music": (-6.0, -4.0)},
+        "floor": 0.0,
+        "seed": 2,
+    }
+    plain = EnhancementTriples(speech, aug, **common)
+    # off (prob 0, whatever the other values): no random number drawn, the very items of no option
+    off = EnhancementTriples(
+        speech, aug, **common, noise_colour={"prob": 0.0, "tilt_db": 9.0, "eq_db": 9.0, "bands": 2}
+    )
+    on = EnhancementTriples(
+        speech, aug, **common, noise_colour={"prob": 1.0, "tilt_db": 6.0, "eq_db": 10.0, "bands": 3}
+    )
+    changed = 0
+    for i in range(len(plain)):
+        assert _same(plain[i], off[i])
+        item = on[i]
+        clean, noisy = item["clean"].numpy(), item["noisy"].numpy()
+        # the same speech crop (drawn first), up to the scale that keeps each mixture from clipping
+        reference = plain[i]["clean"].numpy()
+        ratio = float(clean @ reference / (reference @ reference))
+        assert ratio > 0 and np.allclose(clean, ratio * reference, atol=1e-6)
+        assert -6.01 <= measure_snr(clean, noisy - clean) <= -3.99  # coloured before it is scaled
+        changed += not torch.allclose(item["noisy"], plain[i]["noisy"])
+    assert changed == len(plain)

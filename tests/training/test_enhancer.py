@@ -364,3 +364,18 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(toy_corpus: P
     resumed = _config(toy_corpus, out, f"optim.steps={killed_at + 2}", "checkpoint_every=2")
     train_enhancer(resumed, resume=True, quiet=True)
     assert load_checkpoint(out / "last.pt")["step"] == killed_at + 2
+
+
+def test_the_noise_colour_section_reaches_the_training_data(toy_corpus: Path, tmp_path: Path) -> None:
+    from gradw.data.dirs import AugmentDir, SpeechDir
+    from gradw.training.enhancer import _make_dataset
+
+    def dataset(*extra: str):
+        config = _config(toy_corpus, tmp_path / "run", "data.clean_fraction=0.0", *extra)
+        return _make_dataset(config, SpeechDir.load(config.data.train), AugmentDir.load(config.data.augment))
+
+    off, on = dataset(), dataset("data.noise_colour.prob=1.0", "data.noise_colour.bands=2")
+    assert off.augmenter.colour is None
+    assert on.augmenter.colour == {"prob": 1.0, "tilt_db": 3.0, "eq_db": 10.0, "bands": 2}
+    noise_items = [i for i in range(len(off)) if off[i]["category"] in ("noise", "music")]
+    assert noise_items and all(not torch.equal(off[i]["noisy"], on[i]["noisy"]) for i in noise_items)

@@ -9,7 +9,6 @@ drawn is :mod:`gradw.data.manifest`'s job.
   unchanged), so a written 16-bit copy and the on-the-fly audio agree.
 """
 
-
 from __future__ import annotations
 
 import math

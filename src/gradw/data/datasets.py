@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gradw.audio.colour import random_colouring
 from gradw.audio.mixing import (
     PAPER_FLOOR,
     babble,
@@ -128,7 +129,9 @@ class _Augmenter:
         reader: _Reader,
         floor: float,
         allow_no_noise: bool = False,
+        colour: Mapping[str, float] | None = None,
     ) -> None:
+        self.colour = dict(colour) if colour and colour.get("prob", 0) > 0 else None
         unknown = sorted(set(snr) - set(NOISE_CATEGORIES))
         if unknown:
             raise ValueError(f"unknown noise categories in snr: {unknown}")
@@ -194,6 +197,10 @@ class _Augmenter:
         if category != "babble":
             audio = self.reader(paths[int(rng.integers(len(paths)))])
             segment, _ = fit_length(audio, n, rng)
+            if self.colour is not None and rng.random() < self.colour["prob"]:
+                segment = random_colouring(
+                    segment, rng, self.colour["tilt_db"], self.colour["eq_db"], int(self.colour["bands"])
+                )
             gain = snr_gain(speech, segment, float(rng.uniform(*spec)), floor=self.floor)
             return (np.float32(gain) * segment).astype(np.float32), category
         lo, hi = spec["talkers"]
@@ -325,6 +332,10 @@ class EnhancementTriples(_Base):
         preload: decode every file at construction (small corpora).
         cache_mb: size of the per-process cache of decoded augmentation files.
         floor: power floor of the SNR formula (paper 1e-4; 0 for exact SNRs).
+        noise_colour: ``{prob, tilt_db, eq_db, bands}``: with probability ``prob`` a noise or
+            music segment is coloured by :func:`gradw.audio.colour.random_colouring` before it
+            is scaled to its SNR (babble is left as speech); None or ``prob`` 0: never (and no
+            random number is drawn for it, so the items are those of a dataset without it).
     """
 
     def __init__(
@@ -342,6 +353,7 @@ class EnhancementTriples(_Base):
         cache_mb: float = 256.0,
         sample_rate: int = 16000,
         floor: float = PAPER_FLOOR,
+        noise_colour: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(speech, crop_seconds, seed, epoch, preload, cache_mb, sample_rate)
         if not 0.0 <= clean_fraction <= 1.0 or not 0.0 <= reverb_prob <= 1.0:
@@ -353,7 +365,12 @@ class EnhancementTriples(_Base):
             if augment is None:
                 raise DataError("an augmentation directory is needed unless clean_fraction is 1")
             self.augmenter = _Augmenter(
-                augment, ENHANCEMENT_SNRS if snr is None else snr, category_probs, self.reader, floor
+                augment,
+                ENHANCEMENT_SNRS if snr is None else snr,
+                category_probs,
+                self.reader,
+                floor,
+                colour=noise_colour,
             )
             if reverb_prob > 0 and not self.augmenter.paths["rirs"]:
                 raise DataError(f"{augment.root}: reverb_prob > 0 needs a 'rirs' list")

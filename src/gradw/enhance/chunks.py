@@ -21,7 +21,6 @@ Chunked and whole-file outputs are therefore close but not bit-identical (the te
 difference; see ``tests/test_enhance.py``).
 """
 
-
 from __future__ import annotations
 
 import math

@@ -46,7 +46,6 @@ exactly 200 samples is unaffected.) STFT frame j takes the mask linearly interpo
 position ``j - shift``; frames before the first or after the last mel centre hold the edge value.
 """
 
-
 from __future__ import annotations
 
 import math

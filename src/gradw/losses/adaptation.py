@@ -14,7 +14,6 @@ the gradient difference of the paper reduces to the gradient at the student's ac
 :func:`gradw.losses.weights.activation_weights` as for G.
 """
 
-
 from __future__ import annotations
 
 import torch

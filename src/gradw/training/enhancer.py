@@ -11,6 +11,7 @@ One step (the paper's Appendix A)::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -241,6 +242,7 @@ def _make_dataset(config: TrainConfig, speech: SpeechDir, augment: AugmentDir):
         reverb_prob=data.reverb_prob,
         seed=config.seed,
         preload=data.preload,
+        noise_colour=dataclasses.asdict(data.noise_colour),
     )
 
 
