@@ -58,6 +58,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH")
     parser.add_argument("--utts", type=int, default=12, help="utterances sampled (default 12)")
     parser.add_argument("--figure", action="append", default=[], metavar="CONDITION=PATH")
+    parser.add_argument("--dpi", type=int, default=80, help="resolution of the figures (default 80)")
     parser.add_argument("--out", required=True, help="the Markdown file to write")
     args = parser.parse_args()
 
@@ -92,6 +93,7 @@ def main() -> int:
                 speaker=speaker,
                 target_embedding=target,
                 title=f"{utt} ({val.utt2spk[utt]}), {condition.name}",
+                dpi=args.dpi,
             )
             for system, stats in result["systems"].items():
                 for scheme in SCHEMES:
@@ -115,6 +117,19 @@ def main() -> int:
         "0.1 are uniform too. Means over utterances and SNRs.",
         "",
     ]
+    for scheme in SCHEMES:
+        pooled = {
+            key: [v for (_, sch, _), cell in values.items() if sch == scheme for v in cell[key]]
+            for key, _, _ in STATS
+        }
+        lines.append(
+            f"- `{scheme}`, over every G, category, SNR and utterance: entropy "
+            f"{min(pooled['weight_entropy']):.4f} to {max(pooled['weight_entropy']):.4f} (mean "
+            f"{np.mean(pooled['weight_entropy']):.4f}); the top 10 % of positions carry "
+            f"{np.mean(pooled['weight_top10']):.1%} of the weight on average; max/mean "
+            f"{np.mean(pooled['weight_max_mean']):.2f}."
+        )
+    lines.append("")
     for scheme in SCHEMES:
         rows = []
         for system in checkpoints:
