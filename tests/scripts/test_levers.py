@@ -51,7 +51,7 @@ def _eval(folder: Path, test: Path, trials, noise: dict[str, dict[str, float]], 
     the given spread; rows carry the EER of those scores, as gradw evaluate writes them."""
     rng = np.random.default_rng(seed)
     labels = np.array([t[2] for t in trials])
-    speaker_effect = {s: rng.normal(0, 0.3) for s in {t[0].split("-")[0] for t in trials}}
+    speaker_effect = {s: rng.normal(0, 0.3) for s in sorted({t[0].split("-")[0] for t in trials})}
     base = labels * 2.0 + np.array([speaker_effect[t[0].split("-")[0]] for t in trials])
     rows = []
     for system, spreads in noise.items():
