@@ -48,7 +48,9 @@ def sample(utts: list[str], count: int) -> list[str]:
     utts = sorted(utts)
     if count >= len(utts):
         return utts
-    return [utts[round(i * (len(utts) - 1) / (count - 1))] if count > 1 else utts[0] for i in range(count)]
+    if count == 1:
+        return utts[:1]
+    return [utts[round(i * (len(utts) - 1) / (count - 1))] for i in range(count)]
 
 
 def main() -> int:
