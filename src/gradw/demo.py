@@ -113,11 +113,12 @@ def _run_demo(
 
     # 2. training: one G per variant, then one student per student entry (which may stand behind
     # a variant's G)
-    systems = ["noisy"]
-    for name, overrides in demo.variants.items():
-        systems.append(_trained_system(name, "train", overrides, preset, out, moved, quiet))
-    for name, overrides in demo.students.items():
-        systems.append(_trained_system(name, "adapt", overrides, preset, out, moved, quiet))
+    runs = [
+        *((n, "train", o) for n, o in demo.variants.items()),
+        *((n, "adapt", o) for n, o in demo.students.items()),
+    ]
+    trained = {name: _trained_run(name, section, o, preset, out, moved, quiet) for name, section, o in runs}
+    systems = ["noisy", *(f"{name}:{checkpoint}" for name, checkpoint in trained.items())]
     systems.extend(_available_peers(demo.peers, quiet))
 
     # 3. evaluation (sharded over processes with torchrun when asked): the in-domain test pool,
@@ -155,19 +156,18 @@ def _run_demo(
             print(f"report: {out / name / 'report.md'}")
     report = out / "eval" / "report.md"
     if demo.shipped is not None:
-        shipped = next(s for s in systems if s.startswith(f"{demo.shipped}:")).split(":", 1)[1]
-        print(f"the shipped system: {demo.shipped} ({shipped})")
+        print(f"the shipped system: {demo.shipped} ({trained[demo.shipped]})")
     _log(f"done in {(time.time() - started) / 60:.1f} min; report: {report}", quiet)
     return report
 
 
-def _trained_system(
+def _trained_run(
     name: str, section: str, overrides: list[str], preset: str, out: Path, moved: list[str], quiet: bool
-) -> str:
+) -> Path:
     """Train (or resume, or reuse) the run ``OUT/NAME`` of the preset's ``train`` section (a G) or
     ``adapt`` section (a student) with the overrides, calibrate its selected checkpoint when the
-    calibration it holds is not the one its config asks for, and return its ``NAME:CHECKPOINT``
-    system: ``best.pt`` (selected on the validation speakers' EER) when validation ran, else
+    calibration it holds is not the one its config asks for, and return its checkpoint:
+    ``best.pt`` (selected on the validation speakers' EER) when validation ran, else
     ``last.pt``."""
     from gradw.training.adapt import train_adapter
     from gradw.training.calibrate import calibrate_checkpoint, needs_calibration
@@ -187,7 +187,7 @@ def _trained_system(
     if best.is_file() and needs_calibration(best, config):
         _log(f"{name}: calibrating {best} on the validation speakers", quiet)
         calibrate_checkpoint(best, config, quiet=quiet)
-    return f"{name}:{best if best.is_file() else run_dir / 'last.pt'}"
+    return best if best.is_file() else run_dir / "last.pt"
 
 
 def _ood_pool(root: Path, quiet: bool) -> bool:
