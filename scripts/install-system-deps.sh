@@ -56,7 +56,7 @@ FESTIVAL_PKGS=(
 )
 RECORDING_PKGS=(
   ffmpeg asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722
-  asterisk-core-sounds-it-g722 fillets-ng-data-cs fillets-ng-data-nl
+  asterisk-core-sounds-it-g722 fillets-ng-data-cs fillets-ng-data-nl ktuberling-data
 )
 NOISE_MUSIC_PKGS=(
   lincity-ng-data warzone2100-music fluidsynth fluid-soundfont-gm planetblupi-music-midi

@@ -243,10 +243,16 @@ def test_same_seed_gives_identical_lists_and_other_seed_differs(tmp_path: Path) 
 
 def test_catalogue_follows_the_recipe_split() -> None:
     catalogue = synthvox_voices.CATALOGUE
-    assert len({s.id for s in catalogue}) == len(catalogue) == 79
+    assert len({s.id for s in catalogue}) == len(catalogue) == 83
     counts = {split: sum(s.split == split for s in catalogue) for split in ("train", "val", "test")}
-    assert counts == {"train": 49, "val": 6, "test": 24}
-    assert sum(s.real for s in catalogue) == 6
+    assert counts == {"train": 49, "val": 10, "test": 24}
+    assert sum(s.real for s in catalogue) == 10
+    assert {s.id for s in catalogue if s.real and s.split == "val"} == {
+        "ktuberling-nn",
+        "ktuberling-uk",
+        "ktuberling-lt",
+        "ktuberling-fr",
+    }
     assert {s.id for s in catalogue if s.real and s.split == "test"} == {
         "asterisk-allison",
         "asterisk-june",
@@ -415,3 +421,54 @@ def test_missing_voices_are_reported_with_the_packages(
 def test_unknown_preset_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(SynthvoxError, match="unknown synthvox preset 'huge'"):
         build_synthvox(tmp_path, preset="huge")
+
+
+def test_ktuberling_words_make_utterances_without_narrowband_takes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A KTuberling folder: 8 kHz takes are left out, stereo 44.1 kHz words are downmixed to 16 kHz
+    and concatenated with the planned gaps, each word used once."""
+    folder = tmp_path / "sounds" / "nn"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        t = np.arange(int(0.8 * 44100)) / 44100
+        tone = 0.3 * np.sin(2 * np.pi * (150 + 10 * k) * t)
+        sf.write(folder / f"word{k:02d}.wav", np.stack([tone, tone], axis=1), 44100)
+    sf.write(folder / "narrow.wav", 0.3 * rng.standard_normal(8000), 8000)
+    sf.write(folder / "word12.ogg", np.stack([tone, tone], axis=1), 44100)
+    monkeypatch.setattr(synthvox_voices, "KTUBERLING_DIR", str(tmp_path / "sounds"))
+    synthvox_voices._prompts.cache_clear()
+    try:
+        speaker = next(s for s in synthvox_voices.CATALOGUE if s.id == "ktuberling-nn")
+        prompts = synthvox_voices.list_prompts(speaker)
+        assert [Path(p).name for p in prompts] == [f"word{k:02d}.wav" for k in range(12)] + ["word12.ogg"]
+        assert synthvox_voices.missing_requirement(speaker) is None
+        size = SplitSize(3, (2.0, 3.0))
+        plan = synthvox_plan._Plan()
+        synthvox_plan._plan_real(tmp_path / "out", 0, "val", speaker, size, plan)
+        utts = plan.utts[speaker.id]
+        assert len(utts) == 3
+        sources = [s for u in utts for s in u.sources]
+        assert len(sources) == len(set(sources)) and all(s.endswith((".wav", ".ogg")) for s in sources)
+        done, failed, _ = synthvox_voices.synthesize_speaker_batch(speaker, utts, "")
+        assert not failed and set(done) == {u.utt for u in utts}
+        for u in utts:
+            wav = done[u.utt]
+            assert wav.ndim == 1 and np.isfinite(wav).all()
+            words = len(u.sources) * 0.8
+            # the trimmed words (about 0.8 s each) and the gaps, at 16 kHz, cut at max_seconds
+            expected = min(words + sum(u.gaps), u.max_seconds)
+            assert abs(len(wav) / 16000 - expected) < 0.25, (u.utt, len(wav) / 16000, expected)
+    finally:
+        synthvox_voices._prompts.cache_clear()
+
+
+def test_missing_ktuberling_names_its_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(synthvox_voices, "KTUBERLING_DIR", str(tmp_path / "nowhere"))
+    synthvox_voices._prompts.cache_clear()
+    try:
+        speaker = next(s for s in synthvox_voices.CATALOGUE if s.id == "ktuberling-fr")
+        assert synthvox_voices.missing_requirement(speaker) == "ktuberling-data"
+    finally:
+        synthvox_voices._prompts.cache_clear()

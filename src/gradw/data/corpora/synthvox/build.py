@@ -3,9 +3,10 @@
 ``build_synthvox(out, preset)`` makes a VoxCeleb/MUSAN-like corpus on a machine that has no
 corpus:
 
-* **speech** from 79 real speakers: 60 MBROLA diphone voices driven by espeak-ng (phoneme output
-  remapped, then ``mbrola -e``), 11 Festival and 2 Flite voices, and 6 speakers who are actual
-  recordings (Asterisk prompts, Fish Fillets dialogue). Each synthesised speaker gets its own
+* **speech** from 83 real speakers: 60 MBROLA diphone voices driven by espeak-ng (phoneme output
+  remapped, then ``mbrola -e``), 11 Festival and 2 Flite voices, and 10 speakers who are actual
+  recordings (Asterisk prompts, Fish Fillets dialogue, KTuberling's words: the validation split
+  has recordings, as the test has). Each synthesised speaker gets its own
   pitch and rate, jittered per utterance. Speakers are split train / val / test with test
   speakers never seen in training; ``test/trials_real`` lists the real-recordings-only trials;
 * **augmentation** pools for train, validation and test with disjoint sources: noise (real

@@ -43,6 +43,7 @@ import soundfile as sf
 from scipy.signal import fftconvolve
 
 from gradw.audio.io import resample
+from gradw.data.corpora.synthvox.catalogue import Speaker
 from gradw.data.corpora.synthvox.noise import (
     SAMPLE_RATE,
     AugItem,
@@ -53,7 +54,6 @@ from gradw.data.corpora.synthvox.noise import (
 from gradw.data.corpora.synthvox.voices import (
     ASTERISK_DIR,
     FESTIVAL_VOICE_DIR,
-    Speaker,
     SynthError,
     UttPlan,
     _decode_g722,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from gradw.data.corpora.synthvox.catalogue import CATALOGUE, Speaker
 from gradw.data.corpora.synthvox.noise import (
     BABBLE_LANGUAGES,
     MIDI_TEST_SONGS,
@@ -49,9 +50,7 @@ from gradw.data.corpora.synthvox.presets import (
 )
 from gradw.data.corpora.synthvox.text import make_text, text_language_ok
 from gradw.data.corpora.synthvox.voices import (
-    CATALOGUE,
     INSTALL_HINT,
-    Speaker,
     UttPlan,
     list_prompts,
     missing_requirement,

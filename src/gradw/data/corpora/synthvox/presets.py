@@ -10,9 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradw.data.corpora.synthvox.voices import (
-    CATALOGUE,
-)
+from gradw.data.corpora.synthvox.catalogue import CATALOGUE
 from gradw.data.lists import DataError
 
 SPLITS = ("train", "val", "test")
@@ -36,7 +34,7 @@ _SECONDS_PER_WORD = {
     "pt": 0.13, "ru": 0.17, "sv": 0.20, "te": 0.49, "tr": 0.245, "zh": 0.22,
 }  # fmt: skip
 _WORD_MARGIN = 1.25  # synthesise a little more than needed, then cut to the target length
-_BATCH = {"mbrola": 10, "flite": 10, "festival": 60, "asterisk": 40, "fillets": 40}
+_BATCH = {"mbrola": 10, "flite": 10, "festival": 60, "asterisk": 40, "fillets": 40, "ktuberling": 40}
 _AUG_BATCH = {
     "rir": 25, "babble": 6, "copy": 40, "coloured": 10, "hum": 10, "am": 10, "synth_music": 4,
     "ood_rir": 5, "ood_talker": 4, "ood_recording": 40, "ood_music": 4, "machine": 10, "crackle": 10,
