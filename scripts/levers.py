@@ -46,19 +46,31 @@ REPRODUCE = [
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/adapted-sK",
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/gstudent-sK \\",
     "    enhancer_checkpoint=G_K    # G then student: G_K = seed K's Grad-W G (best.pt), frozen",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/joint-sK \\",
+    "    enhancer_checkpoint=G_K joint.enabled=true joint.conflict=project   # G and student together",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/colour-sK data.noise_colour.prob=0.5",
+    "gradw train --config demo threads=1 seed=K out_dir=exp/levers/literal-sK loss.scheme=gradw",
+    "gradw fuse --checkpoint STUDENT_K -o exp/levers/qfuse/adapted-sK.pt   # the weight of @qfuse",
     "```",
     "",
     "then `gradw evaluate` on the validation speakers with the validation noise (where the choice is "
     "made) and on the test speakers with the out-of-domain pool, as below, and this script.",
 ]
-SEEDED = re.compile(r"^(?P<lever>.+)-s(?P<seed>\d+)(?P<suffix>\+fuse)?$")
+SEEDED = re.compile(r"^(?P<lever>.+)-s(?P<seed>\d+)(?P<suffix>\+q?fuse)?$")
 N_BOOT = 1000
+#: the paper's question, seed by seed: (title, lever a, lever b); ``gradw`` is the demo recipe's
+#: standardised weighting (``gradw-norm``), ``literal`` the paper's softmax of the raw difference
+PAPER_QUESTIONS = (
+    ("Grad-W against Equal-W", "equalw", "gradw"),
+    ("literal Grad-W against Equal-W", "equalw", "literal"),
+    ("literal Grad-W against standardised Grad-W", "gradw", "literal"),
+)
 BAR_ALL, BAR_NOISE_MUSIC, BAR_CLEAN = -30.0, -25.0, 0.5
 
 
 def lever_of(system: str) -> tuple[str, int | None]:
-    """``gradw-s1`` -> ``("gradw", 1)``, ``adapted-s0+fuse`` -> ``("adapted+fuse", 0)``,
-    ``noisy`` -> ``("noisy", None)``."""
+    """``gradw-s1`` -> ``("gradw", 1)``, ``adapted-s0+fuse`` -> ``("adapted+fuse", 0)`` (``+qfuse``
+    alike), ``noisy`` -> ``("noisy", None)``."""
     match = SEEDED.match(system)
     if match is None:
         return system, None
@@ -365,9 +377,10 @@ def document(evaluations: Sequence[Evaluation], runs: Sequence[Path], val: Evalu
             *diff_lines(ev),
             "",
         ]
-        question = paper_question_lines(ev)
-        if question:
-            lines += ["### Grad-W against Equal-W", "", *question, ""]
+        for title, a, b in PAPER_QUESTIONS:
+            question = paper_question_lines(ev, a, b)
+            if question:
+                lines += [f"### {title}", "", *question, ""]
     if evaluations:
         lines += [
             "## What moved the needle",

@@ -92,6 +92,7 @@ def test_levers_means_bar_and_paired_intervals(
     folder = _eval(tmp_path / "eval-ood", test, trials, systems)
     ev = levers.Evaluation(folder)
     assert levers.lever_of("good-s1") == ("good", 1) and levers.lever_of("good-s0+fuse") == ("good+fuse", 0)
+    assert levers.lever_of("good-s2+qfuse") == ("good+qfuse", 2)
     assert levers.lever_of("noisy") == ("noisy", None)
     assert ev.noisy_conditions == ["noise_0", "music_-5", "babble_0"] and ev.clean == ["clean"]
 
