@@ -4,6 +4,7 @@ speakers: what is stored, the in-place update that changes nothing else, the ref
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,26 @@ def test_a_copy_holds_the_calibration_and_the_input_is_untouched(
     assert system.calibration == stored
     # ... and the embeddings it cached for the uncalibrated file stay valid: the weights are the same
     assert system.identity == load_system(parse_system(f"g:{inputs['g']}"), scorer, scorer_id, CPU).identity
+
+
+def test_a_validation_split_rebuilt_in_place_asks_for_a_new_calibration(
+    toy_corpus: Path, inputs: dict[str, Path]
+) -> None:
+    """The request holds a digest of the validation lists: the same path with other trials (a
+    corpus rebuilt with other validation speakers) makes the stored calibration stale."""
+    root = inputs["root"] / "rebuilt"
+    shutil.copytree(toy_corpus / "val", root / "val")
+    grid = {"categories": ["clean", "noise"], "snrs": [0], "max_trials": 200}
+    data = {"val": str(root / "val"), "val_augment": str(toy_corpus / "augment" / "test")}
+    config = from_dict(TrainConfig, {"data": data, "calibration": grid})
+    assert calibration_request(config)["val_lists"] == calibration_request(_config(toy_corpus))["val_lists"]
+    out = root / "g.pt"
+    calibrate_checkpoint(inputs["g"], config, out)
+    assert not needs_calibration(out, config)
+    trials = root / "val" / "trials"
+    trials.write_text("".join(trials.read_text().splitlines(keepends=True)[1:]))
+    assert calibration_request(config)["val_lists"] != calibration_request(_config(toy_corpus))["val_lists"]
+    assert needs_calibration(out, config)
 
 
 def test_in_place_only_the_calibration_entry_changes(toy_corpus: Path, inputs: dict[str, Path]) -> None:

@@ -13,6 +13,7 @@ checkpoint is kept as loaded, and the file is replaced atomically.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -146,12 +147,31 @@ def check_calibration_data(config: TrainConfig | AdaptConfig) -> None:
         )
 
 
+#: the lists that say which validation utterances, speakers and trials a calibration is fitted on
+_VAL_LISTS = ("wav.scp", "utt2spk", "trials")
+
+
+def validation_lists_digest(folder: str | Path | None) -> str | None:
+    """A digest of a validation folder's lists (``wav.scp``, ``utt2spk``, ``trials``): a folder
+    rebuilt with other speakers under the same path gives another digest. None without a folder."""
+    if not folder:
+        return None
+    digest = hashlib.sha256()
+    for name in _VAL_LISTS:
+        path = Path(folder) / name
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"(absent)")
+    return digest.hexdigest()[:16]
+
+
 def calibration_request(config: TrainConfig | AdaptConfig) -> dict[str, Any]:
     """What a config asks the calibration for: its ``calibration`` section, the validation data
-    and the seed (plain types; stored with the calibration)."""
+    (its paths and the digest of its lists, so a validation split rebuilt in place asks for a new
+    calibration) and the seed (plain types; stored with the calibration)."""
     return {
         **to_dict(config.calibration),
         "val": config.data.val,
+        "val_lists": validation_lists_digest(config.data.val),
         "val_augment": config.data.val_augment or config.data.augment,
         "seed": config.seed,
     }
