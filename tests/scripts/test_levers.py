@@ -139,3 +139,17 @@ def test_levers_means_bar_and_paired_intervals(
     )  # most gain first
     bad_line = next(line for line in needle.splitlines() if line.startswith("- **bad**"))
     assert "worse in " in bad_line and "noise_0" in bad_line.split("worse in ")[1]
+
+    # why: d' per category against a direct computation, and the section in the document
+    scores, labels = ev.scores("good-s0", "noise_0")[:2]
+    target, nontarget = scores[labels.astype(bool)], scores[~labels.astype(bool)]
+    expected_d = (target.mean() - nontarget.mean()) / np.sqrt((target.var() + nontarget.var()) / 2)
+    assert levers.separation(scores, labels) == pytest.approx(expected_d)
+    table = "\n".join(levers.separation_lines(ev, ev))
+    good_row = next(line for line in table.splitlines() if line.startswith("| good |"))
+    cells = [c.strip() for c in good_row.split("|")[2:-1]]
+    mean_d = np.mean([levers.separation(*ev.scores(s, "noise_0")[:2]) for s in ("good-s0", "good-s1")])
+    assert cells[0] == cells[1] == f"{mean_d:.2f}"  # noise: validation, test (the same folder here)
+    bad_row = next(line for line in table.splitlines() if line.startswith("| bad |"))
+    assert float(bad_row.split("|")[2]) < float(cells[0])  # the noisier lever separates less
+    assert "### Why the rest falls short: separation per category" in document
