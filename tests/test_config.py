@@ -117,6 +117,7 @@ def test_apply_overrides_does_not_mutate_input():
         ("train_speaker", "aam.scale=0"),
         ("adapt", "adapter.alpha=0"),
         ("adapt", "loss.consistency_weight=-1"),
+        ("adapt", "loss.relation_weight=-0.5"),
         ("train", "data.noise_colour.prob=1.5"),
         ("train", "data.noise_colour.tilt_db=-1"),
         ("adapt", "data.noise_colour.bands=-1"),

@@ -244,6 +244,8 @@ class AdaptLossConfig:
     consistency_weight: float = 1.0
     # sum of squared distances of the trained weights from their initial values
     anchor_weight: float = 0.0
+    # |cos(student noisy i, student noisy j) - cos(teacher clean i, teacher clean j)|, mean over pairs
+    relation_weight: float = 0.0
 
 
 @dataclass

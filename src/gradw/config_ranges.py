@@ -158,6 +158,7 @@ RULES: dict[str, dict[str, tuple[Any, str]]] = {
         "clip": _POSITIVE,
         "consistency_weight": _WEIGHT,
         "anchor_weight": _WEIGHT,
+        "relation_weight": _WEIGHT,
     },
     "JointConfig": {"objective_weight": _WEIGHT, "lr": _POSITIVE},
     "AdaptConfig": _RUN,

@@ -19,7 +19,7 @@ from gradw.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gradw.config import AdaptConfig, ConfigError, load_config
 from gradw.data.dirs import SpeechDir
 from gradw.evaluation.systems import SystemSpecError, load_system, parse_system
-from gradw.losses.adaptation import AdaptationObjective, label_free_weights
+from gradw.losses.adaptation import AdaptationObjective, label_free_weights, relation_distance
 from gradw.models.adapters import LoRALayer, adapter_spec, inject_adapters, trainable_parameters
 from gradw.models.loading import RESNET_PRESETS, build_resnet, load_adapted, load_speaker_network
 from gradw.training.adapt import StudentModule, train_adapter
@@ -148,6 +148,48 @@ def test_tap_term_with_label_free_weights_and_the_anchor(base: Path):
     assert result.stats["anchor_distance"] == pytest.approx(0.01 * anchors[0][0].numel(), rel=1e-4)
 
 
+def test_relation_term_against_a_loop_and_its_limits() -> None:
+    """|cos(e_i, e_j) - cos(r_i, r_j)| averaged over j != i, item by item; 0 when the student keeps
+    the teacher's geometry (a rotation of it too); large when it collapses the batch."""
+    gen = torch.Generator().manual_seed(0)
+    e, r = torch.randn(5, 16, generator=gen), torch.randn(5, 16, generator=gen)
+    expected = torch.tensor(
+        [
+            np.mean(
+                [
+                    abs(F.cosine_similarity(e[i], e[j], dim=0) - F.cosine_similarity(r[i], r[j], dim=0))
+                    for j in range(5)
+                    if j != i
+                ]
+            )
+            for i in range(5)
+        ]
+    )
+    torch.testing.assert_close(relation_distance(e, r), expected.float())
+    rotation, _ = torch.linalg.qr(torch.randn(16, 16, generator=gen))
+    assert float(relation_distance(3.0 * r @ rotation, r).max()) < 1e-5  # the same geometry
+    collapsed = r.mean(dim=0, keepdim=True) + 0.01 * torch.randn(5, 16, generator=gen)
+    assert float(relation_distance(collapsed, r).mean()) > 0.5  # every pair now scores about 1
+    assert relation_distance(e[:1], r[:1]).tolist() == [0.0]
+
+
+def test_relation_term_enters_the_objective(base: Path) -> None:
+    teacher = load_speaker_network("resnet-tiny", checkpoint=base, tap="layer3").freeze()
+    clean, noisy = _batch(seed=3)
+    reference, features = _step_inputs(teacher, clean, noisy)
+    student = StudentModule(copy.deepcopy(teacher))
+    activation, embedding = student(features[: clean.shape[0]])
+    off = AdaptationObjective(teacher, consistency_weight=0.0)
+    on = AdaptationObjective(teacher, consistency_weight=0.0, relation_weight=2.0)
+    base_result = off(activation, embedding, reference.activation, reference.embedding)
+    result = on(activation, embedding, reference.activation, reference.embedding)
+    relation = relation_distance(embedding, reference.embedding)
+    assert "relation_distance" not in base_result.stats
+    assert result.stats["relation_distance"] == pytest.approx(float(relation.mean()), rel=1e-5)
+    expected = float(base_result.loss) + 2.0 * float(relation.mean())
+    assert float(result.loss) == pytest.approx(expected, rel=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # training
 
@@ -270,6 +312,7 @@ def test_an_adapter_never_meets_another_base_network(toy_corpus: Path, tmp_path:
         (("loss.embedding_weight=0",), r"nothing pulls the student"),
         (("loss.scheme=gradw",), r"loss.scheme: unknown tap scheme 'gradw'"),
         (("loss.consistency_weight=-1",), r"loss.consistency_weight: must be a number >= 0, got -1.0"),
+        (("loss.relation_weight=-1",), r"loss.relation_weight: must be a number >= 0, got -1.0"),
         (("speaker.checkpoint=null",), r"speaker.checkpoint: resnet-tiny without a checkpoint"),
         (("speaker.checkpoint=random",), r"speaker.checkpoint: resnet-tiny without a checkpoint"),
         (("enhancer_checkpoint=nowhere.pt",), r"enhancer_checkpoint: file not found: nowhere.pt"),

@@ -4,7 +4,14 @@
     loss = w_emb  * mean_b (1 - cos(e_s, e_ref))
          + w_tap  * mean_b sum_{c,f,t} P |A_ref - A_s|          (P: equal or label-free gradw-norm)
          + w_cons * mean_b (1 - cos(e_c, e_ref))                 (0 at step 0)
+         + w_rel  * mean_b mean_{j != b} |cos(e_s,b, e_s,j) - cos(e_ref,b, e_ref,j)|
          + w_anc  * sum ||theta - theta_0||^2                    (the trained weights)
+
+The relational term keeps the geometry of the batch: the cosine between two noisy utterances as
+the student embeds them should be the cosine between their clean versions as the teacher embeds
+them. Pulling each noisy embedding onto its clean reference alone lets the student move every
+embedding towards a shared direction: non-target scores rise with target scores, and the
+separation gained on the training noise is lost on other noise (docs/levers.md, "why").
 
 Label-free ``gradw-norm`` tap weights: Grad-W's true-speaker logit needs labels; here the score
 is the cosine between the teacher's embedding of an activation and the teacher's clean embedding
@@ -69,18 +76,40 @@ def _cosine_distance(a: Tensor, b: Tensor) -> Tensor:
     return 1.0 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)
 
 
+def relation_distance(embedding: Tensor, reference: Tensor) -> Tensor:
+    """Per item, the mean absolute difference between its cosines with the other items of the
+    batch and the reference's (the relational term).
+
+    Args:
+        embedding: (B, D) the student's embeddings.
+        reference: (B, D) the teacher's embeddings of the same items' clean inputs.
+
+    Returns:
+        (B,) mean over j != b of |cos(e_b, e_j) - cos(r_b, r_j)|; zeros for a batch of one.
+    """
+    batch = embedding.shape[0]
+    if batch < 2:
+        return embedding.new_zeros(batch)
+    e = F.normalize(embedding, dim=-1, eps=1e-8)
+    r = F.normalize(reference, dim=-1, eps=1e-8)
+    gap = (e @ e.T - r @ r.T).abs()
+    off_diagonal = ~torch.eye(batch, dtype=torch.bool, device=embedding.device)
+    return (gap * off_diagonal).sum(dim=1) / (batch - 1)
+
+
 class AdaptationObjective:
     """The adaptation loss of one batch (see the module docstring).
 
     ``stats`` holds ``loss``; ``embedding_distance`` (mean 1 - cos(student noisy, teacher
     clean)); ``consistency_distance`` (mean 1 - cos(student clean, teacher clean), when the clean
-    pass ran); ``tap_l1`` (the weighted L1, when on); ``anchor_distance`` (sum of squared weight
-    changes, when on); ``weight_entropy`` ... (:func:`gradw.losses.weights.weight_stats`, for
-    ``gradw-norm``).
+    pass ran); ``relation_distance`` (the relational term, when on); ``tap_l1`` (the weighted L1,
+    when on); ``anchor_distance`` (sum of squared weight changes, when on); ``weight_entropy`` ...
+    (:func:`gradw.losses.weights.weight_stats`, for ``gradw-norm``).
 
     Args:
         teacher: the frozen E.
-        embedding_weight / tap_weight / consistency_weight / anchor_weight: term weights >= 0.
+        embedding_weight / tap_weight / consistency_weight / relation_weight / anchor_weight: term
+            weights >= 0.
         scheme / temperature / clip: position weights of the tap term (:func:`label_free_weights`).
         anchors: (parameter, initial value) pairs for the anchor term.
     """
@@ -93,6 +122,7 @@ class AdaptationObjective:
         consistency_weight: float = 1.0,
         anchor_weight: float = 0.0,
         scheme: str = "equal",
+        relation_weight: float = 0.0,
         temperature: float = 1.0,
         clip: float | None = 3.0,
         anchors: list[tuple[Tensor, Tensor]] | None = None,
@@ -102,6 +132,7 @@ class AdaptationObjective:
         self.tap_weight = float(tap_weight)
         self.consistency_weight = float(consistency_weight)
         self.anchor_weight = float(anchor_weight)
+        self.relation_weight = float(relation_weight)
         self.scheme, self.temperature, self.clip = scheme, float(temperature), clip
         self.anchors = anchors or []
 
@@ -157,6 +188,10 @@ class AdaptationObjective:
             stats["tap_l1"] = tap.detach().mean().item()
             if self.scheme != "equal":
                 stats.update(weight_stats(weights))
+        if self.relation_weight > 0:
+            relation = relation_distance(embedding[:batch], ref_embedding)
+            per_item = per_item + self.relation_weight * relation
+            stats["relation_distance"] = relation.detach().mean().item()
         if self.needs_clean_pass:
             consistency = _cosine_distance(embedding[batch:], ref_embedding)
             per_item = per_item + self.consistency_weight * consistency

@@ -351,6 +351,7 @@ def _train(config: AdaptConfig, resume: bool, quiet: bool, info: DistInfo) -> Pa
         tap_weight=config.loss.tap_weight,
         consistency_weight=config.loss.consistency_weight,
         anchor_weight=config.loss.anchor_weight,
+        relation_weight=config.loss.relation_weight,
         scheme=config.loss.scheme,
         temperature=config.loss.temperature,
         clip=config.loss.clip,
