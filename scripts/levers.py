@@ -49,6 +49,7 @@ REPRODUCE = [
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/joint-sK \\",
     "    enhancer_checkpoint=G_K joint.enabled=true joint.conflict=project   # G and student together",
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/colour-sK data.noise_colour.prob=0.5",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/relation-sK loss.relation_weight=1.0",
     "gradw train --config demo threads=1 seed=K out_dir=exp/levers/literal-sK loss.scheme=gradw",
     "gradw fuse --checkpoint STUDENT_K -o exp/levers/qfuse/adapted-sK.pt   # the weight of @qfuse",
     "```",
