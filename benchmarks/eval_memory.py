@@ -43,6 +43,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,20 @@ def measure(
     return child.wall_s, child.max_rss_mib
 
 
+def median_ratio_interval(
+    peaks: Sequence[float], base: Sequence[float], n_boot: int = 10000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % bootstrap interval of median(peaks) / median(base) - 1 (in %), each set of runs
+    resampled on its own (the runs of one length are exchangeable draws of the memory layout)."""
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(peaks, dtype=float), np.asarray(base, dtype=float)
+    ratios = np.median(rng.choice(a, (n_boot, a.size)), axis=1) / np.median(
+        rng.choice(b, (n_boot, b.size)), axis=1
+    )
+    low, high = np.quantile(100 * (ratios - 1), [0.025, 0.975])
+    return float(low), float(high)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -219,6 +234,9 @@ def main() -> None:
                         "none (whole)" if window == "none" else f"{float(window):g} s",
                         ", ".join(f"{p:.0f}" for p in peaks),
                         f"{np.median(peaks):.0f} ({100 * (np.median(peaks) / np.median(base) - 1):+.1f} %)",
+                        "[{:+.1f}, {:+.1f}] %".format(*median_ratio_interval(peaks, base))
+                        if seconds != shortest and len(peaks) > 1
+                        else "-",
                         f"{worst:.0f} ({100 * worst / min(base):+.1f} %)",
                         f"{worst / extra:.1f}" if extra > 0 else "-",
                         f"{seconds * SR * 4 / 2**20:.0f}",
@@ -227,7 +245,10 @@ def main() -> None:
                 )
     print(f"\nmachine: {machine_summary()}; layout {args.layout}\n")
     headers = ["E", "G", "long utterance", "window", "peak RSS MiB, each run"]
-    headers += [f"median MiB (against {shortest:g} s's median)"]
+    headers += [
+        f"median MiB (against {shortest:g} s's median)",
+        "95 % interval of that (bootstrap over runs)",
+    ]
     headers += [f"above {shortest:g} s MiB (largest - smallest of {shortest:g} s)", "MiB per extra minute"]
     headers += ["float32 utterance MiB", "wall s (median)"]
     print(markdown_table(headers, rows))
