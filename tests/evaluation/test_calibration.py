@@ -235,3 +235,39 @@ def test_calibration_for_checks_the_scorer_and_the_version() -> None:
     stale = {**stored, "quality_functions": {**stored["quality_functions"], "version": 99}}
     with pytest.raises(ValueError, match="version 99"):
         calibration_for(stale, "campplus|abc")
+
+
+def test_the_loss_floor_of_a_perfect_calibration() -> None:
+    from gradw.evaluation.calibration import calibration_loss_floor
+
+    # one target and one non-target, uninformative scores: half the draws rank them right (min
+    # Cllr 0), half wrong (PAV pools them: min Cllr 1), while the exact LLR 0 costs 1 bit
+    assert calibration_loss_floor(50.0, 1, 1, draws=4000) == pytest.approx(0.5, abs=0.03)
+    assert calibration_loss_floor(0.0, 90, 810) == 0.0
+    small = calibration_loss_floor(10.0, 90, 810)
+    assert 0.02 < small < 0.08
+    assert calibration_loss_floor(10.0, 90, 810) == small  # a fixed seed
+    assert calibration_loss_floor(10.0, 900, 8100, draws=20) < small / 3
+    with pytest.raises(ValueError, match="both classes"):
+        calibration_loss_floor(10.0, 0, 10)
+
+
+def test_pooled_calibration_judges_the_llrs_as_one_set() -> None:
+    from gradw.evaluation.calibration import pooled_calibration
+
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.ones(4000, bool), np.zeros(4000, bool)]
+    scores = rng.standard_normal(labels.size) + 2.0 * labels
+    exact = 2.0 * scores - 2.0  # the true LLR of these scores
+    right = pooled_calibration(exact, labels)
+    assert right["cllr"] == pytest.approx(cllr(exact, labels))
+    assert right["min_cllr"] == pytest.approx(min_cllr(exact, labels))
+    assert 0.0 <= right["loss"] < 0.01 and right["n_trials"] == labels.size
+    # two halves whose LLRs are off by +2 and -2 bits of evidence: the pooled set pays for it
+    half = np.arange(labels.size) % 2 == 0
+    shifted = exact + np.where(half, 2.0, -2.0)
+    assert pooled_calibration(shifted, labels)["loss"] > 0.1
+    # infinite LLRs on the right side are allowed
+    assert math.isfinite(
+        pooled_calibration(np.r_[np.inf, -np.inf, exact], np.r_[True, False, labels])["loss"]
+    )

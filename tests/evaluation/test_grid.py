@@ -696,7 +696,7 @@ def test_a_quality_aware_calibration_is_applied_with_each_recordings_measures(
     from gradw.audio.quality import quality_measures
     from gradw.config import TrainConfig, from_dict
     from gradw.data.conditions import AudioCache, augment_loader, render
-    from gradw.evaluation.calibration import Calibration, cllr
+    from gradw.evaluation.calibration import Calibration, cllr, min_cllr
     from gradw.training.calibrate import calibrate_checkpoint
 
     e = make_speaker_checkpoint(tmp_path / "e.pt")
@@ -751,8 +751,20 @@ def test_a_quality_aware_calibration_is_applied_with_each_recordings_measures(
     assert recorded["quality"]["threshold"] is None
     assert set(recorded["quality"]["thresholds_by_snr"]) == {"15", "10", "5", "0"}
     assert Calibration.from_dict(recorded["quality"]) == aware
+    # the plain map's LLRs of every condition pooled, by hand from the score files
+    pooled_llr, pooled_labels = [], []
+    for condition in conditions:
+        *_, scores, labels = read_scores(tmp_path / "out" / "scores" / "plain" / f"{condition}.txt")
+        pooled_llr.append(stored["plain"].llr(scores))
+        pooled_labels.append(labels)
+    pooled = recorded["plain"]["test_pooled"]
+    every_llr, every_label = np.concatenate(pooled_llr), np.concatenate(pooled_labels)
+    assert pooled["cllr"] == pytest.approx(cllr(every_llr, every_label), rel=1e-9)
+    assert pooled["loss"] == pytest.approx(pooled["cllr"] - min_cllr(every_llr, every_label), rel=1e-9)
+    assert pooled["n_trials"] == every_label.size and pooled["floor"] >= 0.0
     text = (tmp_path / "out" / "report.md").read_text()
     assert "mean min Cllr" in text and "moves with their estimated SNR" in text
+    assert f"plain, every condition pooled ({every_label.size:,} trials): Cllr {pooled['cllr']:.3f}" in text
     # a second run reads the measures from the cache
     evaluate(config, quiet=True)
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("quality-*.npz")} == measures

@@ -458,17 +458,25 @@ def test_report_command_figure_options(
 
 
 def test_calibration_loss_table_and_threshold_sentences() -> None:
+    from gradw.evaluation.calibration import calibration_loss_floor
     from gradw.evaluation.report.document import threshold_sentence
     from gradw.evaluation.report.tables import format_calibration_loss_table
 
+    counts = {"n_target": 50, "n_nontarget": 400}
     rows = [
-        Row("gradw", "clean", "clean", None, False, {"cllr": 0.2, "min_cllr": 0.1}),
-        Row("gradw", "noise_0", "noise", 0.0, False, {"cllr": 0.5, "min_cllr": 0.2}),
+        Row("gradw", "clean", "clean", None, False, {"cllr": 0.2, "min_cllr": 0.1, "eer": 5.0, **counts}),
+        Row("gradw", "noise_0", "noise", 0.0, False, {"cllr": 0.5, "min_cllr": 0.2, "eer": 20.0, **counts}),
         Row("noisy", "clean", "clean", None, False, {"min_cllr": 0.1}),
     ]
     table = format_calibration_loss_table(rows)
-    assert table.splitlines()[0].endswith("| mean Cllr | mean min Cllr | mean loss |")
-    assert "| gradw | 0.100 | 0.300 | 0.350 | 0.150 | 0.200 |" in table and "noisy" not in table
+    assert table.splitlines()[0].endswith("| mean Cllr | mean min Cllr | mean loss | mean floor |")
+    floor = (
+        calibration_loss_floor(5.0, 50, 400, draws=100) + calibration_loss_floor(20.0, 50, 400, draws=100)
+    ) / 2
+    assert (
+        f"| gradw | 0.100 | 0.300 | 0.350 | 0.150 | 0.200 | {floor:.3f} |" in table and "noisy" not in table
+    )
+    assert 0.0 < floor < 0.2
     plain = {"threshold": 0.4321, "fitted_on": "validation: 6 speakers"}
     assert "a cosine score of at least 0.432; the calibration was fitted on validation" in threshold_sentence(
         "gradw", plain

@@ -27,6 +27,13 @@ Metrics (Brümmer and du Preez 2006; NIST SRE):
       the calibration loss.
     * ``act_dcf``: the normalised detection cost of the decisions ``llr >= threshold(p)``, to
       compare with minDCF at the same ``p``.
+
+min Cllr is fitted on the very trials it judges, so it is optimistic: on a few hundred trials a
+perfectly calibrated system still shows a calibration loss. :func:`calibration_loss_floor`
+estimates that floor (the expected ``cllr - min_cllr`` of a perfectly calibrated system with the
+same EER and trial counts) by simulation, and :func:`pooled_calibration` judges the LLRs of many
+conditions at once, where the floor is small and a map that means different things in different
+conditions shows.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import optimize, special
+from scipy import optimize, special, stats
 
 from gradw.evaluation.metrics import check_cost, check_scores_labels, eer
 from gradw.evaluation.quality import QualityFunctions
@@ -418,6 +425,45 @@ def act_dcf(
     return (c_miss * p_target * p_miss + c_fa * (1.0 - p_target) * p_fa) / norm
 
 
+def calibration_loss_floor(
+    eer_percent: float, n_target: int, n_nontarget: int, draws: int = 200, seed: int = 0
+) -> float:
+    """The expected ``cllr - min_cllr`` (bits) of a *perfectly* calibrated system measured on
+    ``n_target`` + ``n_nontarget`` trials: what finite test sets make the calibration loss look
+    like when there is none.
+
+    The system: Gaussian scores of unit variance, targets at ``d' = 2 Phi^-1(1 - EER)`` and
+    non-targets at 0 (its EER is ``eer_percent``; ``d' = 0`` at 50 % or more), whose exact LLR
+    ``d' s - d'^2 / 2`` is the calibrated output; min Cllr is fitted by PAV on each draw's own
+    trials, as for a real system. Returns the mean over ``draws`` draws (fixed ``seed``: the
+    same inputs give the same floor)."""
+    if eer_percent <= 0.0:
+        return 0.0
+    if n_target < 1 or n_nontarget < 1 or draws < 1:
+        raise ValueError(
+            f"need trials of both classes and draws >= 1, got {n_target}, {n_nontarget}, {draws}"
+        )
+    d = max(0.0, 2.0 * float(stats.norm.isf(eer_percent / 100.0)))  # an EER of 50 % or more: d' = 0
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.ones(n_target, dtype=bool), np.zeros(n_nontarget, dtype=bool)])
+    gaps = []
+    for _ in range(draws):
+        scores = rng.standard_normal(labels.size) + d * labels
+        gaps.append(cllr(d * scores - 0.5 * d * d, labels) - min_cllr(scores, labels))
+    return float(np.mean(gaps))
+
+
+def pooled_calibration(llrs: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+    """The LLRs of many conditions judged as one set: ``cllr``, ``min_cllr`` (PAV on the LLRs
+    themselves: the best monotonic recalibration of the pooled output), their difference
+    ``loss``, and ``n_trials``. A map whose LLR means more in one condition than in another
+    loses here even when it is right on average."""
+    s, y = check_scores_labels(llrs, labels, allow_inf=True)
+    finite = np.where(np.isfinite(s), s, np.sign(s) * 1e6)
+    value, low = cllr(s, y), min_cllr(finite, y)
+    return {"cllr": value, "min_cllr": low, "loss": value - low, "n_trials": int(y.size)}
+
+
 def calibration_metrics(
     scores: ArrayLike,
     labels: ArrayLike,
@@ -448,6 +494,7 @@ __all__ = [
     "act_dcf",
     "bayes_threshold",
     "calibration_for",
+    "calibration_loss_floor",
     "calibration_metrics",
     "cllr",
     "threshold_record",
@@ -456,4 +503,5 @@ __all__ = [
     "min_cllr",
     "optimal_llrs",
     "pav",
+    "pooled_calibration",
 ]

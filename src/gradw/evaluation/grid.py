@@ -61,9 +61,15 @@ from gradw.data.lists import DataError
 from gradw.data.manifest import Manifest, build_manifest
 from gradw.data.trials import Trial, load_trials, select_trials
 from gradw.evaluation.bootstrap import paired_bootstrap_diff, summarise
-from gradw.evaluation.calibration import calibration_metrics, threshold_record
+from gradw.evaluation.calibration import (
+    calibration_loss_floor,
+    calibration_metrics,
+    pooled_calibration,
+    threshold_record,
+)
 from gradw.evaluation.content import InputDigests
 from gradw.evaluation.embedding import embed_conditions
+from gradw.evaluation.metrics import eer
 from gradw.evaluation.quality import QualityStore, grid_measures, trial_sides
 from gradw.evaluation.report.document import write_report
 from gradw.evaluation.results import Row, write_results
@@ -381,10 +387,14 @@ def _evaluate(config: EvaluationConfig, quiet: bool) -> list[Row]:
     measures = grid_measures(
         names, conditions, needed, test, manifest, loader, QualityStore(cache), hashes, config.window_seconds
     )
-    rows = _score(config, systems, conditions, trials, test, store, keys, (names, measures))
+    rows, pooled = _score(config, systems, conditions, trials, test, store, keys, (names, measures))
     elapsed = time.time() - started
     calibrations = {
-        s.spec.name: {**s.calibration.record(), **threshold_record(s.calibration)}
+        s.spec.name: {
+            **s.calibration.record(),
+            **threshold_record(s.calibration),
+            "test_pooled": pooled[s.spec.name],
+        }
         for s in systems
         if s.calibration is not None
     }
@@ -470,9 +480,11 @@ def _score(
     store: EmbeddingStore,
     keys: dict[tuple[str, str], str],
     quality: tuple[list[str], dict[str, dict[str, np.ndarray]]],
-) -> list[Row]:
+) -> tuple[list[Row], dict[str, dict[str, float]]]:
     """Score every system x condition; ``quality``: the measure names and the measures
-    (:func:`gradw.evaluation.quality.grid_measures`) the calibrations need."""
+    (:func:`gradw.evaluation.quality.grid_measures`) the calibrations need. Returns the rows and,
+    per calibrated system, :func:`pooled_calibration` of its LLRs over every condition (with
+    ``floor``: :func:`calibration_loss_floor` at the pooled EER and trial counts)."""
     out = Path(config.out)
     names, measures = quality
     labels = np.array([t.target for t in trials])
@@ -481,7 +493,9 @@ def _score(
     pairs = [(t.enroll, t.test, t.target) for t in trials]
     rows: list[Row] = []
     scores_of: dict[tuple[str, str], np.ndarray] = {}
+    pooled: dict[str, dict[str, float]] = {}
     for system in systems:
+        llrs: list[np.ndarray] = []
         clean_emb = None
         if config.clean_enroll:  # enrolment side clean, test side corrupted
             clean_emb = store.load(keys[system.spec.name, "clean"])
@@ -504,15 +518,14 @@ def _score(
                 e, t = trial_sides(pairs, measures[condition.name], enroll)
                 sides = (e[:, columns], t[:, columns])
             normalises = system.calibration is not None and system.calibration.score_norm is not None
+            embeddings = sides_emb if normalises else None
             metrics.update(
-                calibration_metrics(
-                    scores,
-                    labels,
-                    system.calibration,
-                    sides=sides,
-                    embeddings=sides_emb if normalises else None,
-                )
+                calibration_metrics(scores, labels, system.calibration, sides=sides, embeddings=embeddings)
             )
+            if system.calibration is not None:
+                llrs.append(
+                    system.calibration.trial_llr(scores, *(sides or (None, None)), embeddings=embeddings)
+                )
             rows.append(
                 Row(
                     system.spec.name,
@@ -522,6 +535,13 @@ def _score(
                     condition.reverb,
                     metrics,
                 )
+            )
+        if llrs:
+            every = np.tile(labels, len(llrs))
+            pooled[system.spec.name] = pooled_calibration(np.concatenate(llrs), every)
+            finite = np.clip(np.concatenate(llrs), -1e6, 1e6)
+            pooled[system.spec.name]["floor"] = calibration_loss_floor(
+                100.0 * eer(finite, every)[0], int(every.sum()), int((~every).sum()), draws=50
             )
     # paired differences of EER against the noisy baseline (same trials, same corrupted audio)
     for row in rows:
@@ -541,4 +561,4 @@ def _score(
         row.metrics.update(
             {"eer_diff_vs_noisy": 100 * diff, "eer_diff_low": 100 * low, "eer_diff_high": 100 * high}
         )
-    return rows
+    return rows, pooled

@@ -314,9 +314,28 @@ def _calibration_section(
     lines += [threshold_sentence(s, calibrations[s]) for s in systems if s in calibrations]
     lines += [""] if calibrations else []
     lines += _grouped_tables(rows, groups, lambda cs: format_calibration_table(rows, cs, systems))
-    lines += ["Cllr - min Cllr per condition (bits), and the means over every condition:", ""]
+    lines += [
+        "Cllr - min Cllr per condition (bits), and the means over every condition (mean floor: the "
+        "loss a perfectly calibrated system with the same EER would show on as many trials, since "
+        "min Cllr is fitted on the trials it judges):",
+        "",
+    ]
     lines += [format_calibration_loss_table(rows, None, systems).rstrip("\n"), ""]
+    lines += [
+        pooled_sentence(s, calibrations[s]["test_pooled"])
+        for s in systems
+        if "test_pooled" in calibrations.get(s, {})
+    ]
     return lines
+
+
+def pooled_sentence(system: str, pooled: dict[str, float]) -> str:
+    """One line on a system's LLRs pooled over every condition of the evaluation."""
+    return (
+        f"- {system}, every condition pooled ({pooled['n_trials']:,} trials): Cllr {pooled['cllr']:.3f}, "
+        f"min Cllr of its LLRs {pooled['min_cllr']:.3f}, loss {pooled['loss']:.3f} bits "
+        f"(a perfect calibration: {pooled['floor']:.3f} at these counts)"
+    )
 
 
 def _plot_section(

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gradw.evaluation.calibration import calibration_loss_floor
 from gradw.evaluation.results import Row
 
 BASELINE = "noisy"
@@ -258,6 +259,15 @@ def format_calibration_table(
     return format_table(["system", *(c.label for c in conditions)], body) if body else ""
 
 
+def _loss_floor(metrics: dict[str, float]) -> float:
+    """:func:`calibration_loss_floor` of one row's EER and trial counts (NaN without counts)."""
+    if "n_target" not in metrics or "n_nontarget" not in metrics:
+        return float("nan")
+    return calibration_loss_floor(
+        metrics["eer"], int(metrics["n_target"]), int(metrics["n_nontarget"]), draws=100
+    )
+
+
 def format_calibration_loss_table(
     rows: Sequence[Row],
     conditions: Sequence[ConditionInfo] | None = None,
@@ -266,8 +276,11 @@ def format_calibration_loss_table(
     """Calibrated systems x conditions (named in full: one table for every category): Cllr - min
     Cllr (the calibration loss, bits), then the mean Cllr, the mean min Cllr and their difference
     over the conditions; only systems whose rows carry ``cllr``. min Cllr is that of the raw
-    scores for every system (the same bar for all); when a system normalises its scores before
-    its map, a last column gives the mean min Cllr of its normalised scores (``min_cllr_norm``)."""
+    scores for every system (the same bar for all). ``mean floor``: the mean over the conditions
+    of :func:`calibration_loss_floor` at each condition's EER and trial counts, the loss a
+    perfectly calibrated system would show there (min Cllr is fitted on the trials it judges).
+    When a system normalises its scores before its map, a last column gives the mean min Cllr of
+    its normalised scores (``min_cllr_norm``)."""
     conditions = list(conditions) if conditions is not None else order_conditions(rows)
     index = _index(rows)
     systems = [
@@ -281,10 +294,19 @@ def format_calibration_loss_table(
         low = [index[s, c.name]["min_cllr"] for c in conditions]
         mean, mean_low = sum(cllr) / len(cllr), sum(low) / len(low)
         gaps = [format_cell(a - b, digits=3) for a, b in zip(cllr, low, strict=True)]
-        body.append([s, *gaps, *(format_cell(v, digits=3) for v in (mean, mean_low, mean - mean_low))])
+        floor = np.mean([_loss_floor(index[s, c.name]) for c in conditions])
+        summary = (mean, mean_low, mean - mean_low, floor)
+        body.append([s, *gaps, *(format_cell(v, digits=3) for v in summary)])
         normed = [index[s, c.name].get("min_cllr_norm") for c in conditions]
         body[-1].append(format_cell(sum(normed) / len(normed), digits=3) if None not in normed else "–")
-    header = ["system", *(c.name for c in conditions), "mean Cllr", "mean min Cllr", "mean loss"]
+    header = [
+        "system",
+        *(c.name for c in conditions),
+        "mean Cllr",
+        "mean min Cllr",
+        "mean loss",
+        "mean floor",
+    ]
     if all(line[-1] == "–" for line in body):
         body = [line[:-1] for line in body]
     else:
