@@ -153,3 +153,12 @@ def test_levers_means_bar_and_paired_intervals(
     bad_row = next(line for line in table.splitlines() if line.startswith("| bad |"))
     assert float(bad_row.split("|")[2]) < float(cells[0])  # the noisier lever separates less
     assert "### Why the rest falls short: separation per category" in document
+    assert document.startswith("# Levers beyond the paper, with seeds") and levers.SPLIT_NOTE in document
+
+    # a page of its own: another title and another note on the validation split
+    args = ["--out", str(out), "--title", "Two levers", "--split-note", "Chosen on the ten-speaker split."]
+    monkeypatch.setattr(sys, "argv", ["levers.py", str(folder), "--val", str(folder), *args])
+    assert levers.main() == 0
+    document = out.read_text()
+    assert document.startswith("# Two levers\n") and "Chosen on the ten-speaker split." in document
+    assert levers.SPLIT_NOTE not in document
