@@ -765,6 +765,9 @@ def test_a_quality_aware_calibration_is_applied_with_each_recordings_measures(
     text = (tmp_path / "out" / "report.md").read_text()
     assert "mean min Cllr" in text and "moves with their estimated SNR" in text
     assert f"plain, every condition pooled ({every_label.size:,} trials): Cllr {pooled['cllr']:.3f}" in text
+    lines = text.splitlines()
+    last_pooled = max(i for i, line in enumerate(lines) if "every condition pooled" in line)
+    assert lines[last_pooled + 1] == ""  # the list ends before the next heading
     # a second run reads the measures from the cache
     evaluate(config, quiet=True)
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("quality-*.npz")} == measures

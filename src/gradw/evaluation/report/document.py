@@ -321,12 +321,12 @@ def _calibration_section(
         "",
     ]
     lines += [format_calibration_loss_table(rows, None, systems).rstrip("\n"), ""]
-    lines += [
+    pooled = [
         pooled_sentence(s, calibrations[s]["test_pooled"])
         for s in systems
         if "test_pooled" in calibrations.get(s, {})
     ]
-    return lines
+    return lines + (pooled + [""] if pooled else [])
 
 
 def pooled_sentence(system: str, pooled: dict[str, float]) -> str:
