@@ -17,7 +17,7 @@ from gradw.checkpoint import load_checkpoint
 from gradw.config import ConfigError, DemoConfig, apply_overrides, from_dict, load_yaml, preset_path
 from gradw.data.corpora.synthvox.build import pool_ready
 from gradw.data.corpora.synthvox.presets import OOD_POOL
-from gradw.demo import run_demo
+from gradw.demo import evaluation_runs, run_demo
 from gradw.evaluation.calibration import Calibration, threshold_record
 from gradw.evaluation.report.document import threshold_sentence
 from gradw.evaluation.scoring import read_scores
@@ -71,7 +71,8 @@ def test_tiny_demo_trains_evaluates_and_reports(
         assert state["step"] == done["steps"] > 0
         assert all(torch.isfinite(v).all() for v in state["model"].values())
     results = json.loads((out / "eval" / "results.json").read_text())
-    systems = ["noisy", *demo.variants, *demo.students, *demo.peers]
+    assert not demo.peers_in_domain  # the peers run on the out-of-domain test only
+    systems = ["noisy", *demo.variants, *demo.students]
     conditions = ["clean", *(f"{c}_{s:g}" for c in demo.categories for s in demo.snrs)]
     assert sorted((r["system"], r["condition"]) for r in results["rows"]) == sorted(
         (s, c) for s in systems for c in conditions
@@ -114,7 +115,7 @@ def test_tiny_demo_trains_evaluates_and_reports(
     assert results["config"]["augment"] == str(corpus / "augment" / "test")
     assert "## " in (out / "eval-ood" / "report.md").read_text()
     assert sorted((r["system"], r["condition"]) for r in ood["rows"]) == sorted(
-        (s, c) for s in systems for c in conditions
+        (s, c) for s in [*systems, *demo.peers] for c in conditions
     )
     by_run = [{(r["system"], r["condition"]): r["metrics"] for r in run["rows"]} for run in (results, ood)]
     for system in systems:  # clean speech is the same test; the noisy conditions are not
@@ -170,3 +171,22 @@ def test_demo_section_names_checked_before_any_work(
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         run_demo("tiny", quiet=True, overrides=[override])
     assert list(tmp_path.iterdir()) == []  # nothing built, trained or locked
+
+
+@pytest.mark.parametrize(
+    ("peers_in_domain", "ood", "in_domain_peers"),
+    [(True, True, True), (False, True, False), (False, False, True), (True, False, True)],
+)
+def test_peers_run_on_the_out_of_domain_test_alone_only_when_it_runs(
+    peers_in_domain: bool, ood: bool, in_domain_peers: bool
+) -> None:
+    demo = DemoConfig(peers_in_domain=peers_in_domain, snrs=[0.0, -5.0], ood_snrs=[0.0])
+    learned, peers = ["noisy", "gradw:exp/gradw/best.pt"], ["rnnoise", "spectral-gating"]
+    runs = evaluation_runs(demo, learned, peers, ood)
+    assert [(name, pool, snrs) for name, pool, snrs, _, _ in runs] == [
+        ("eval", "test", [0.0, -5.0]),
+        *([("eval-ood", OOD_POOL, [0.0])] if ood else []),
+    ]
+    assert runs[0][3] == (learned + peers if in_domain_peers else learned)
+    if ood:  # the out-of-domain test always runs every system, noisy first
+        assert runs[1][3] == learned + peers

@@ -56,6 +56,9 @@ class DemoConfig:
     # rule of docs/levers.md chose on validation; its checkpoint is OUT/NAME/best.pt
     shipped: str | None = None
     peers: list[str] = field(default_factory=lambda: ["rnnoise", "deepfilternet3", "spectral-gating"])
+    # the peers on the in-domain test too (False: on the out-of-domain test only, when it runs: no
+    # peer was trained on this corpus, so neither pool is more familiar to them than the other)
+    peers_in_domain: bool = True
     snrs: list[float] = field(default_factory=lambda: [0.0, -5.0, -10.0])
     categories: list[str] = field(default_factory=lambda: ["noise", "music", "babble"])
     max_trials: int | None = None

@@ -10,7 +10,8 @@ Stages (each skipped when its output is already complete, so a rerun reuses what
 3. evaluate noisy / each G / each student / the waveform peers on clean speech and every
    category x SNR, twice: on the in-domain test pool (``augment/test``, into ``OUT/eval``) and on
    the out-of-domain one (``augment/test-ood``: noise, music and babble from sources no training
-   or validation item comes from, into ``OUT/eval-ood``; built into a corpus that lacks it);
+   or validation item comes from, into ``OUT/eval-ood``; built into a corpus that lacks it); with
+   ``peers_in_domain: false`` the peers run on the out-of-domain pool only;
 4. print both EER tables and write ``OUT/eval/report.md`` and ``OUT/eval-ood/report.md``, and
    name the shipped system (``shipped``: the one docs/levers.md's rule chose) and its checkpoint.
 """
@@ -118,23 +119,19 @@ def _run_demo(
         *((n, "adapt", o) for n, o in demo.students.items()),
     ]
     trained = {name: _trained_run(name, section, o, preset, out, moved, quiet) for name, section, o in runs}
-    systems = ["noisy", *(f"{name}:{checkpoint}" for name, checkpoint in trained.items())]
-    systems.extend(_available_peers(demo.peers, quiet))
+    learned = ["noisy", *(f"{name}:{checkpoint}" for name, checkpoint in trained.items())]
+    peers = _available_peers(demo.peers, quiet)
 
     # 3. evaluation (sharded over processes with torchrun when asked): the in-domain test pool,
     # then the out-of-domain one; the second reads the first's cache, so the clean condition's
     # embeddings (the same audio through the same systems) are computed once
     nproc = processes or demo.eval_processes
-    runs = [("eval", "test", demo.snrs, "in-domain test: augment/test")]
-    if ood:
-        runs.append(
-            ("eval-ood", OOD_POOL, demo.ood_snrs or demo.snrs, f"out-of-domain test: augment/{OOD_POOL}")
-        )
-    for name, pool, snrs, title in runs:
+    runs = evaluation_runs(demo, learned, peers, ood)
+    for name, pool, snrs, chosen, title in runs:
         evaluation = EvaluationConfig(
             test=str(root / "test"),
             out=str(out / name),
-            systems=systems,
+            systems=chosen,
             augment=str(root / "augment" / pool),
             categories=list(demo.categories),
             snrs=list(snrs),
@@ -143,7 +140,7 @@ def _run_demo(
             n_boot=demo.n_boot,
             cache_dir=str(out / "eval" / "cache"),
         )
-        _log(f"evaluating {len(systems)} systems with {nproc} process(es) in {out / name} ({title})", quiet)
+        _log(f"evaluating {len(chosen)} systems with {nproc} process(es) in {out / name} ({title})", quiet)
         print(f"{title} ({out / name})")
         if nproc > 1:
             _evaluate_in_processes(evaluation, out, nproc, quiet, name.replace("eval", "evaluate") + ".yaml")
@@ -159,6 +156,24 @@ def _run_demo(
         print(f"the shipped system: {demo.shipped} ({trained[demo.shipped]})")
     _log(f"done in {(time.time() - started) / 60:.1f} min; report: {report}", quiet)
     return report
+
+
+def evaluation_runs(
+    demo: DemoConfig, learned: list[str], peers: list[str], ood: bool
+) -> list[tuple[str, str, list[float], list[str], str]]:
+    """The demo's evaluations: (out folder name, augment pool, SNRs, systems, title) each.
+
+    The in-domain test runs every learned system (``noisy`` first) and, unless
+    ``demo.peers_in_domain`` is false while the out-of-domain test runs, the peers; the
+    out-of-domain test (when ``ood``) runs all of them.
+    """
+    everything = [*learned, *peers]
+    in_domain = everything if demo.peers_in_domain or not ood else list(learned)
+    runs = [("eval", "test", list(demo.snrs), in_domain, "in-domain test: augment/test")]
+    if ood:
+        title = f"out-of-domain test: augment/{OOD_POOL}"
+        runs.append(("eval-ood", OOD_POOL, list(demo.ood_snrs or demo.snrs), everything, title))
+    return runs
 
 
 def _trained_run(
