@@ -64,10 +64,38 @@ def calibration(meta: dict, rows: list) -> list[str]:
             threshold_sentence(system, record)
             + f" On the {len(mine)} test conditions its LLRs give a mean Cllr of {cllr:.3f} bits against a "
             f"mean min Cllr of {low:.3f} (the most miscalibrated condition: {worst.condition}, "
-            f"{worst.metrics['cllr']:.3f} against {worst.metrics['min_cllr']:.3f}).",
+            f"{worst.metrics['cllr']:.3f} against {worst.metrics['min_cllr']:.3f}).{pooled_clause(record)}",
             "",
         ]
     return lines
+
+
+def pooled_clause(record: dict) -> str:
+    """The calibration judged on every condition's trials pooled (empty for a run without it)."""
+    pooled = record.get("test_pooled")
+    if not pooled:
+        return ""
+    return (
+        f" Pooled over every condition ({pooled['n_trials']:,} trials) its LLRs give a Cllr of "
+        f"{pooled['cllr']:.3f} bits against a min Cllr of {pooled['min_cllr']:.3f}: "
+        f"{pooled['loss']:.3f} bits lost to calibration (a perfect one would show {pooled['floor']:.3f} "
+        "on as many trials)."
+    )
+
+
+def only_out_of_domain(in_rows: list, ood_rows: list) -> list[str]:
+    """A sentence naming the systems that only the out-of-domain run evaluated (empty if none)."""
+    seen = {r.system for r in in_rows}
+    only = [s for s in order_systems(ood_rows) if s not in seen]
+    if not only:
+        return []
+    names = ", ".join(f"`{s}`" for s in only)
+    return [
+        f"{names} ran on the out-of-domain test only: trained on none of this corpus, they find the "
+        "in-domain pool no more familiar than the other (`gradw demo peers_in_domain=true` runs them "
+        "there too).",
+        "",
+    ]
 
 
 def run_lines(eval_dir: Path) -> tuple[list[str], list]:
@@ -150,6 +178,7 @@ def section(eval_dir: Path, ood_dir: Path | None = None) -> str:
             "Noise, music and babble from packages, generators and talkers that no training or "
             "validation item comes from (the corpus's `manifest.json`, key `ood`, lists them).",
             "",
+            *only_out_of_domain(in_rows, ood_rows),
             *comparison(in_rows, ood_rows),
             *ood_lines,
         ]

@@ -74,3 +74,24 @@ def test_main_finds_the_out_of_domain_run_beside_the_in_domain_one(
     assert readme_results.main() == 0
     both = readme.read_text()
     assert "### In-domain test" in both and "### Out-of-domain test" in both
+
+
+def test_systems_of_the_out_of_domain_run_alone_are_named(readme_results, tmp_path: Path) -> None:
+    eval_dir = _run(tmp_path / "eval", IN_DOMAIN)
+    peer = {"rnnoise": {"clean": 1.0, "noise_0": 30.0, "noise_-5": 40.0}}
+    ood_dir = _run(tmp_path / "eval-ood", {**OUT_OF_DOMAIN, **peer})
+    text = readme_results.section(eval_dir, ood_dir)
+    _, ood_part = text.split("### Out-of-domain test (`augment/test-ood`)")
+    assert "`rnnoise` ran on the out-of-domain test only" in ood_part
+    assert "`gradw` ran" not in text  # a system of both runs is not named
+    assert readme_results.only_out_of_domain([], []) == []
+
+
+def test_the_pooled_calibration_is_stated_when_the_run_has_it(readme_results) -> None:
+    pooled = {"cllr": 0.4944, "min_cllr": 0.4846, "loss": 0.0098, "n_trials": 9000, "floor": 0.0065}
+    clause = readme_results.pooled_clause({"test_pooled": pooled})
+    assert clause == (
+        " Pooled over every condition (9,000 trials) its LLRs give a Cllr of 0.494 bits against a min "
+        "Cllr of 0.485: 0.010 bits lost to calibration (a perfect one would show 0.006 on as many trials)."
+    )
+    assert readme_results.pooled_clause({}) == ""  # a run from before the pooled reading
