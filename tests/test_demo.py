@@ -11,13 +11,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from helpers import strip_ood_pool
 
 from gradw.checkpoint import load_checkpoint
-from gradw.config import ConfigError, DemoConfig, apply_overrides, from_dict, load_yaml, preset_path
+from gradw.config import (
+    AdaptConfig,
+    ConfigError,
+    DemoConfig,
+    apply_overrides,
+    from_dict,
+    load_config,
+    load_yaml,
+    preset_path,
+    save_config,
+)
 from gradw.data.corpora.synthvox.build import pool_ready
 from gradw.data.corpora.synthvox.presets import OOD_POOL
-from gradw.demo import evaluation_runs, run_demo
+from gradw.demo import check_same_recipe, evaluation_runs, recipe_differences, run_demo
 from gradw.evaluation.calibration import Calibration, threshold_record
 from gradw.evaluation.report.document import threshold_sentence
 from gradw.evaluation.scoring import read_scores
@@ -190,3 +201,47 @@ def test_peers_run_on_the_out_of_domain_test_alone_only_when_it_runs(
     assert runs[0][3] == (learned + peers if in_domain_peers else learned)
     if ood:  # the out-of-domain test always runs every system, noisy first
         assert runs[1][3] == learned + peers
+
+
+def test_a_finished_run_of_another_recipe_is_refused_not_reused(tmp_path: Path) -> None:
+    run = tmp_path / "adapted"
+    config = load_config(AdaptConfig, "tiny", [f"out_dir={run}"], section="adapt")
+    check_same_recipe(run, config)  # nothing saved yet: nothing to compare
+    run.mkdir()
+    save_config(config, run / "config.yaml")
+    check_same_recipe(run, config)
+    # threads, logging and the calibration request do not change what the run learned
+    same = load_config(
+        AdaptConfig,
+        "tiny",
+        [f"out_dir={run}", "threads=1", "log_every=3", "calibration.snrs=[5]"],
+        section="adapt",
+    )
+    check_same_recipe(run, same)
+    changed = load_config(
+        AdaptConfig, "tiny", [f"out_dir={run}", "loss.relation_weight=1.0"], section="adapt"
+    )
+    message = f"{run} holds a run of another recipe (loss.relation_weight: 0.0 there, 1.0 now)"
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_same_recipe(run, changed)
+    # a config.yaml written before a key existed: the key takes its default there
+    saved = load_yaml(run / "config.yaml")
+    del saved["loss"]["relation_weight"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_same_recipe(run, config)
+    with pytest.raises(ConfigError, match="relation_weight: 0.0 there, 1.0 now"):
+        check_same_recipe(run, changed)
+    # one that no longer loads is named
+    (run / "config.yaml").write_text("loss: {no_such_key: 1}\n")
+    with pytest.raises(ConfigError, match="config.yaml: cannot be read as this version's config"):
+        check_same_recipe(run, config)
+
+
+def test_recipe_differences_name_every_changed_key_and_skip_the_unlearned_ones() -> None:
+    saved = {"seed": 0, "threads": 2, "loss": {"a": 1.0, "b": [1, 2]}, "calibration": {"snrs": [0]}}
+    wanted = {"seed": 1, "threads": 1, "loss": {"a": 1.0, "b": [1, 3], "c": 2}, "calibration": {}}
+    assert recipe_differences(saved, wanted) == [
+        "seed: 0 there, 1 now",
+        "loss.b: [1, 2] there, [1, 3] now",
+        "loss.c: None there, 2 now",
+    ]

@@ -191,6 +191,7 @@ def _trained_run(
     run_dir = out / name
     config_type, train = (TrainConfig, train_enhancer) if section == "train" else (AdaptConfig, train_adapter)
     config = load_config(config_type, preset, [*overrides, f"out_dir={run_dir}", *moved], section=section)
+    check_same_recipe(run_dir, config)
     done = run_dir / "done.json"
     if done.is_file() and json.loads(done.read_text()).get("steps") == config.optim.steps:
         _log(f"{name}: already trained ({run_dir})", quiet)
@@ -203,6 +204,49 @@ def _trained_run(
         _log(f"{name}: calibrating {best} on the validation speakers", quiet)
         calibrate_checkpoint(best, config, quiet=quiet)
     return best if best.is_file() else run_dir / "last.pt"
+
+
+#: config keys that do not change what a run learns: a finished run that differs from the preset
+#: only in them is reused (a changed calibration is refitted on the selected checkpoint instead)
+UNLEARNED_KEYS = frozenset({"threads", "log_every", "calibration"})
+
+
+def recipe_differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two configs as nested dicts (``to_dict``
+    form), each as ``"key: SAVED there, WANTED now"``; top-level ``UNLEARNED_KEYS`` are skipped."""
+    differences = []
+    for key in dict.fromkeys([*saved, *wanted]):
+        if not prefix and key in UNLEARNED_KEYS:
+            continue
+        there, now = saved.get(key), wanted.get(key)
+        if isinstance(there, dict) and isinstance(now, dict):
+            differences += recipe_differences(there, now, f"{prefix}{key}.")
+        elif there != now:
+            differences.append(f"{prefix}{key}: {there!r} there, {now!r} now")
+    return differences
+
+
+def check_same_recipe(run_dir: Path, config: TrainConfig | AdaptConfig) -> None:
+    """Refuse to reuse or resume the run in ``run_dir`` when its ``config.yaml`` asks for another
+    recipe than ``config`` (so a changed preset never returns a stale checkpoint): one
+    :class:`ConfigError` naming the folder and the first differing keys. Nothing to check when the
+    folder holds no config yet."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    try:  # through the dataclass: keys added since the run take their defaults
+        saved = to_dict(from_dict(type(config), load_yaml(saved_path)))
+    except (ConfigError, OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{saved_path}: cannot be read as this version's config ({err})") from err
+    wanted = yaml.safe_load(yaml.safe_dump(to_dict(config)))  # the form config.yaml is written in
+    differences = recipe_differences(saved, wanted)
+    if differences:
+        shown = "; ".join(differences[:3]) + (
+            f"; and {len(differences) - 3} more" if len(differences) > 3 else ""
+        )
+        raise ConfigError(
+            f"{run_dir} holds a run of another recipe ({shown}): move or delete it to train this one"
+        )
 
 
 def _ood_pool(root: Path, quiet: bool) -> bool:
