@@ -210,11 +210,13 @@ def test_a_finished_run_of_another_recipe_is_refused_not_reused(tmp_path: Path) 
     run.mkdir()
     save_config(config, run / "config.yaml")
     check_same_recipe(run, config)
-    # threads, logging and the calibration request do not change what the run learned
+    # threads, logging and the calibration request do not change what the run learned, and more
+    # steps continue it
+    more = f"optim.steps={config.optim.steps + 4}"
     same = load_config(
         AdaptConfig,
         "tiny",
-        [f"out_dir={run}", "threads=1", "log_every=3", "calibration.snrs=[5]"],
+        [f"out_dir={run}", "threads=1", "log_every=3", "calibration.snrs=[5]", more],
         section="adapt",
     )
     check_same_recipe(run, same)
@@ -240,8 +242,10 @@ def test_a_finished_run_of_another_recipe_is_refused_not_reused(tmp_path: Path) 
 def test_recipe_differences_name_every_changed_key_and_skip_the_unlearned_ones() -> None:
     saved = {"seed": 0, "threads": 2, "loss": {"a": 1.0, "b": [1, 2]}, "calibration": {"snrs": [0]}}
     wanted = {"seed": 1, "threads": 1, "loss": {"a": 1.0, "b": [1, 3], "c": 2}, "calibration": {}}
+    saved["optim"], wanted["optim"] = {"steps": 10, "lr": 0.1}, {"steps": 20, "lr": 0.2}
     assert recipe_differences(saved, wanted) == [
         "seed: 0 there, 1 now",
         "loss.b: [1, 2] there, [1, 3] now",
         "loss.c: None there, 2 now",
+        "optim.lr: 0.1 there, 0.2 now",
     ]

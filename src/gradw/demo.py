@@ -207,16 +207,17 @@ def _trained_run(
 
 
 #: config keys that do not change what a run learns: a finished run that differs from the preset
-#: only in them is reused (a changed calibration is refitted on the selected checkpoint instead)
-UNLEARNED_KEYS = frozenset({"threads", "log_every", "calibration"})
+#: only in them is reused (a changed calibration is refitted on the selected checkpoint instead),
+#: and ``optim.steps``, which a run continues by resuming
+UNLEARNED_KEYS = frozenset({"threads", "log_every", "calibration", "optim.steps"})
 
 
 def recipe_differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
     """The dotted keys whose values differ between two configs as nested dicts (``to_dict``
-    form), each as ``"key: SAVED there, WANTED now"``; top-level ``UNLEARNED_KEYS`` are skipped."""
+    form), each as ``"key: SAVED there, WANTED now"``; ``UNLEARNED_KEYS`` are skipped."""
     differences = []
     for key in dict.fromkeys([*saved, *wanted]):
-        if not prefix and key in UNLEARNED_KEYS:
+        if f"{prefix}{key}" in UNLEARNED_KEYS:
             continue
         there, now = saved.get(key), wanted.get(key)
         if isinstance(there, dict) and isinstance(now, dict):
