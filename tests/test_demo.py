@@ -240,8 +240,20 @@ def test_a_finished_run_of_another_recipe_is_refused_not_reused(tmp_path: Path) 
 
 
 def test_recipe_differences_name_every_changed_key_and_skip_the_unlearned_ones() -> None:
-    saved = {"seed": 0, "threads": 2, "loss": {"a": 1.0, "b": [1, 2]}, "calibration": {"snrs": [0]}}
-    wanted = {"seed": 1, "threads": 1, "loss": {"a": 1.0, "b": [1, 3], "c": 2}, "calibration": {}}
+    saved = {
+        "seed": 0,
+        "out_dir": "a",
+        "threads": 2,
+        "loss": {"a": 1.0, "b": [1, 2]},
+        "calibration": {"snrs": [0]},
+    }
+    wanted = {
+        "seed": 1,
+        "out_dir": "b",
+        "threads": 1,
+        "loss": {"a": 1.0, "b": [1, 3], "c": 2},
+        "calibration": {},
+    }
     saved["optim"], wanted["optim"] = {"steps": 10, "lr": 0.1}, {"steps": 20, "lr": 0.2}
     assert recipe_differences(saved, wanted) == [
         "seed: 0 there, 1 now",

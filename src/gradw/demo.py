@@ -207,9 +207,10 @@ def _trained_run(
 
 
 #: config keys that do not change what a run learns: a finished run that differs from the preset
-#: only in them is reused (a changed calibration is refitted on the selected checkpoint instead),
-#: and ``optim.steps``, which a run continues by resuming
-UNLEARNED_KEYS = frozenset({"threads", "log_every", "calibration", "optim.steps"})
+#: only in them is reused (a changed calibration is refitted on the selected checkpoint instead; a
+#: run folder moved elsewhere keeps its old out_dir), and ``optim.steps``, which a run continues
+#: by resuming
+UNLEARNED_KEYS = frozenset({"out_dir", "threads", "log_every", "calibration", "optim.steps"})
 
 
 def recipe_differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
