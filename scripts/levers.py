@@ -38,18 +38,21 @@ from gradw.evaluation.scoring import read_scores
 
 REPRODUCE = [
     "The runs (one thread each; `K` the seed; the seed-0 G's are `make demo`'s `exp/demo/gradw` and "
-    "`exp/demo/equalw`, and seed 0 of the student ran into `exp/demo/adapted-s0`):",
+    "`exp/demo/equalw`, and seed 0 of the student ran into `exp/demo/adapted-s0`; every student but "
+    "the relation runs was trained without the relational term, the demo preset's default until "
+    "docs/levers-student.md chose it, hence `loss.relation_weight=0.0`):",
     "",
     "```",
     "gradw train --config demo threads=1 seed=K out_dir=exp/levers/gradw-sK",
     "gradw train --config demo threads=1 seed=K out_dir=exp/levers/equalw-sK loss.scheme=equal",
-    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/adapted-sK",
-    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/gstudent-sK \\",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/adapted-sK loss.relation_weight=0.0",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/gstudent-sK loss.relation_weight=0.0 \\",
     "    enhancer_checkpoint=G_K    # G then student: G_K = seed K's Grad-W G (best.pt), frozen",
-    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/joint-sK \\",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/joint-sK loss.relation_weight=0.0 \\",
     "    enhancer_checkpoint=G_K joint.enabled=true joint.conflict=project   # G and student together",
-    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/colour-sK data.noise_colour.prob=0.5",
-    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/relation-sK loss.relation_weight=1.0",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/colour-sK loss.relation_weight=0.0 \\",
+    "    data.noise_colour.prob=0.5",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/relation-sK   # the demo student now",
     "gradw train --config demo threads=1 seed=K out_dir=exp/levers/literal-sK loss.scheme=gradw",
     "gradw fuse --checkpoint STUDENT_K -o exp/levers/qfuse/adapted-sK.pt   # the weight of @qfuse",
     "```",
