@@ -366,6 +366,7 @@ def test_cli_mirrors_the_tree_and_reports_unreadable_inputs(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert "2 input(s) could not be enhanced" in err
     assert "broken.wav" in err and "missing.wav" in err
+    assert "[enhance] 4 file in " in err  # off a terminal, a plain progress line (gradw.progress)
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     assert written == ["b.wav", "single.wav", "spk1", "spk1/a.wav"]  # no broken.wav, no temporary files
     for rel, seconds in (("spk1/a.wav", 1.0), ("b.wav", 0.5), ("single.wav", 0.25)):

@@ -7,7 +7,6 @@ an audio file (``x.flac -> out.wav``) writes that file.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from gradw.audio.io import WRITE_FORMATS
 from gradw.enhance.enhancer import EnhanceError, Enhancer
 from gradw.fileio import blocking_file, remove_stale_temps
+from gradw.progress import track
 
 #: Suffixes picked up when a directory is scanned (case-insensitive); files named explicitly are
 #: always attempted, whatever their suffix.
@@ -174,8 +174,6 @@ def enhance_files(
     Raises:
         EnhanceError: nothing to enhance, or clashing outputs (before anything is written).
     """
-    from tqdm import tqdm
-
     from gradw.audio.io import AudioError
 
     jobs, missing = collect_inputs(inputs, out_dir)
@@ -184,8 +182,7 @@ def enhance_files(
     for folder in sorted({dst.parent for _, dst in jobs}):  # what a killed earlier run left half-written
         remove_stale_temps(folder)
     report = EnhanceReport(failed=list(missing))
-    show = not quiet and sys.stderr.isatty()
-    for src, dst in tqdm(jobs, desc="enhance", unit="file", disable=not show, dynamic_ncols=True):
+    for src, dst in track(jobs, "enhance", unit="file", quiet=quiet):
         try:
             enhancer.enhance_file(src, dst)
         except (AudioError, OSError) as exc:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from gradw.checkpoint import CheckpointError, load_checkpoint, read_torch_file
 from gradw.config import AdaptConfig, CalibrationConfig, ConfigError, TrainConfig, to_dict
@@ -35,6 +34,7 @@ from gradw.evaluation.systems import System, SystemSpec, load_adapted_system, lo
 from gradw.fileio import atomic_path, blocking_file
 from gradw.models.loading import load_speaker_network, weights_identity
 from gradw.models.speaker import SpeakerNetwork
+from gradw.progress import Progress
 from gradw.runlock import RunLock
 
 __all__ = [
@@ -313,10 +313,8 @@ def _calibrate(
         if not quiet:
             print(f"[calibrate] {path}: {line}", file=sys.stderr, flush=True)
 
-    # a bar on a terminal; elsewhere the first and the last line say what is done
-    bar = tqdm(
-        desc="calibration", unit="utt-cond", disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True
-    )
+    # a bar on a terminal; elsewhere a line a minute and one at the end
+    bar = Progress("calibration", unit="utt-cond", quiet=quiet)
     with bar:
         norm, cfg = None, config.calibration.score_norm
         if cfg is not None:

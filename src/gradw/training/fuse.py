@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from gradw.checkpoint import CheckpointError, load_checkpoint
 from gradw.config import AdaptConfig, ConfigError, TrainConfig, to_dict
@@ -29,6 +28,7 @@ from gradw.evaluation.calibration_fit import grid_conditions
 from gradw.evaluation.fusion import FusionWeights, fit_fusion
 from gradw.evaluation.fusion_fit import collect, compare, training_trials, validation_trials
 from gradw.fileio import atomic_path
+from gradw.progress import Progress
 from gradw.runlock import RunLock
 from gradw.training.calibrate import KINDS, check_grid, check_output, checkpoint_inputs, checkpoint_system
 
@@ -127,7 +127,7 @@ def _fuse(
     val = SpeechDir.load(config.data.val)
     train_trials = training_trials(train, cfg.utterances, cfg.max_trials, config.seed)
     val_trials = validation_trials(val, cfg.max_trials, config.seed)
-    bar = tqdm(desc="fusion", unit="utt-cond", disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+    bar = Progress("fusion", unit="utt-cond", quiet=quiet)
     with bar:
         fit_data = collect(
             system, train, train_trials, config.data.augment, conditions, config.seed, bar.update

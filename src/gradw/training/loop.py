@@ -23,6 +23,7 @@ from gradw.config import save_config
 from gradw.data.dirs import AugmentDir
 from gradw.errors import GradwError
 from gradw.fileio import atomic_write
+from gradw.progress import duration
 from gradw.runlock import RunLock
 from gradw.training.distributed import DistInfo, convert_batchnorm, shard
 
@@ -102,12 +103,6 @@ class StepSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
 _HEADLINE = ("loss", "eer", "min_dcf", "feature_l1", "embedding_distance", "mask_mean")
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 class RunLogger:
     """Progress, JSONL metrics (``metrics.jsonl``) and TensorBoard, on the main rank only.
 
@@ -167,10 +162,10 @@ class RunLogger:
         elapsed = time.time() - self.start_time
         done = step - self.start_step
         if done <= 0:
-            return f"elapsed {_duration(elapsed)}"
+            return f"elapsed {duration(elapsed)}"
         per_step = elapsed / done
         left = per_step * (self.total_steps - step)
-        return f"{per_step:.2f} s/step, elapsed {_duration(elapsed)}, left {_duration(left)}"
+        return f"{per_step:.2f} s/step, elapsed {duration(elapsed)}, left {duration(left)}"
 
     def log(self, step: int, values: dict[str, float], kind: str = "train") -> None:
         """Record ``values`` at ``step`` (JSONL always; TensorBoard when available; a plain line off

@@ -34,7 +34,6 @@ import math
 import os
 import re
 import shlex
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from gradw.data.corpora.musan import seeded_order
 from gradw.data.dirs import write_speech_dir
 from gradw.data.lists import DataError, format_offenders
 from gradw.data.trials import Trial, make_balanced_trials, read_trials, write_trials
+from gradw.progress import track
 
 __all__ = [
     "VOX1_O_CLEANED",
@@ -249,16 +249,11 @@ def _check_trials(path: Path, trials: Sequence[Trial], wavs: Mapping[str, Path],
 
 def _durations(split: _Split, check_audio: bool, quiet: bool) -> dict[str, float]:
     """Utterance -> seconds from the headers (and, with ``check_audio``, a full decode)."""
-    from tqdm import tqdm
-
     from gradw.audio.io import audio_info, read_audio
 
     durations: dict[str, float] = {}
     bad: list[str] = []
-    disable = quiet or not sys.stderr.isatty()
-    for utt, path in tqdm(
-        split.wavs.items(), desc=split.name, unit="file", disable=disable, dynamic_ncols=True
-    ):
+    for utt, path in track(split.wavs.items(), split.name, unit="file", quiet=quiet):
         try:
             rate, frames, _ = audio_info(path)
             if frames <= 0:

@@ -43,7 +43,6 @@ import multiprocessing
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -77,6 +76,7 @@ from gradw.data.corpora.synthvox.voices import (
 from gradw.data.dirs import AUGMENT_CATEGORIES, write_augment_dir, write_speech_dir
 from gradw.data.lists import atomic_write_text, read_map, write_map
 from gradw.data.trials import make_trials, write_trials
+from gradw.progress import Progress
 from gradw.runlock import RunLock
 
 # ---------------------------------------------------------------------------------------------
@@ -115,16 +115,13 @@ def _run_job(job: _Job) -> tuple[str, int, dict[str, str]]:
 
 def _execute(jobs: list[_Job], n_jobs: int, quiet: bool) -> dict[str, str]:
     """Run jobs on ``n_jobs`` processes with a progress bar; returns all failures."""
-    from tqdm import tqdm
-
     failed: dict[str, str] = {}
     total = sum(len(j.paths) for j in jobs)
     if not jobs:
         return failed
     jobs = sorted(jobs, key=lambda j: -j.cost)  # long jobs first balances the processes
     sizes = {j.key: len(j.paths) for j in jobs}
-    disable = quiet or not sys.stderr.isatty()
-    with tqdm(total=total, desc="synthvox", unit="file", disable=disable, dynamic_ncols=True) as bar:
+    with Progress("synthvox", total, "file", quiet=quiet) as bar:
         if n_jobs <= 1:
             for job in jobs:
                 key, _, fails = _run_job(job)
