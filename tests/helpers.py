@@ -168,3 +168,14 @@ def strip_ood_pool(root: Path) -> None:
     for package in OOD_LICENCES:
         manifest["licences"].pop(package, None)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
+def load_script(name: str):
+    """The module of ``scripts/NAME.py`` (scripts are not a package: loaded from their file)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -79,9 +79,9 @@ class Progress:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
-        elif self._plain and self._clock() - self._last >= self._interval:
-            self._last = self._clock()
-            self._print(self._status())
+        elif self._plain and (now := self._clock()) - self._last >= self._interval:
+            self._last = now
+            self._print(self._status(now))
 
     def close(self, completed: bool = True) -> None:
         """End the bar, or print the final line (what was done, in how long) if anything was.
@@ -102,8 +102,8 @@ class Progress:
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         self.close(completed=kind is None)
 
-    def _status(self) -> str:
-        elapsed = self._clock() - self._start
+    def _status(self, now: float) -> str:
+        elapsed = now - self._start
         if not self.total:
             return f"{self.done:,} {self.unit} | elapsed {duration(elapsed)}"
         left = elapsed / self.done * max(0, self.total - self.done) if self.done else 0.0

@@ -1,24 +1,19 @@
 """scripts/experiments.py: seeds in run names, the choice on validation, the success criteria."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from gradw.data.dirs import write_speech_dir
 from gradw.evaluation.report.tables import mean_eer_at_low_snr
 from gradw.evaluation.results import Row
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def experiments():
-    spec = importlib.util.spec_from_file_location("experiments", ROOT / "scripts" / "experiments.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments")
 
 
 def _row(system: str, condition: str, eer: float, diff: tuple[float, float] | None = None) -> Row:

@@ -1,18 +1,17 @@
 """scripts/levers.py: levers with seeds, their means, the bar and the paired intervals, from
 evaluation folders with score files."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 from gradw.config import EvaluationConfig
 from gradw.evaluation.metrics import eer
 from gradw.evaluation.results import Row, write_results
 
-ROOT = Path(__file__).resolve().parents[2]
 CONDITIONS = {
     "clean": ("clean", None),
     "noise_0": ("noise", 0.0),
@@ -23,10 +22,7 @@ CONDITIONS = {
 
 @pytest.fixture(scope="module")
 def levers():
-    spec = importlib.util.spec_from_file_location("levers", ROOT / "scripts" / "levers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("levers")
 
 
 def _test_dir(

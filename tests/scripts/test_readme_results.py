@@ -1,24 +1,19 @@
 """scripts/readme_results.py: the README's results section from the in-domain and the
 out-of-domain evaluation runs, each labelled, with their EERs side by side."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from gradw.config import EvaluationConfig
 from gradw.evaluation.results import Row, write_results
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def readme_results():
-    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("readme_results")
 
 
 def _run(out: Path, eers: dict[str, dict[str, float]]) -> Path:

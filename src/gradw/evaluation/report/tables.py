@@ -259,7 +259,7 @@ def format_calibration_table(
     return format_table(["system", *(c.label for c in conditions)], body) if body else ""
 
 
-def _loss_floor(metrics: dict[str, float]) -> float:
+def row_loss_floor(metrics: dict[str, float]) -> float:
     """:func:`calibration_loss_floor` of one row's EER and trial counts (NaN without counts)."""
     if "n_target" not in metrics or "n_nontarget" not in metrics:
         return float("nan")
@@ -294,7 +294,7 @@ def format_calibration_loss_table(
         low = [index[s, c.name]["min_cllr"] for c in conditions]
         mean, mean_low = sum(cllr) / len(cllr), sum(low) / len(low)
         gaps = [format_cell(a - b, digits=3) for a, b in zip(cllr, low, strict=True)]
-        floor = np.mean([_loss_floor(index[s, c.name]) for c in conditions])
+        floor = np.mean([row_loss_floor(index[s, c.name]) for c in conditions])
         summary = (mean, mean_low, mean - mean_low, floor)
         body.append([s, *gaps, *(format_cell(v, digits=3) for v in summary)])
         normed = [index[s, c.name].get("min_cllr_norm") for c in conditions]
