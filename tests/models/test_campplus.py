@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -371,3 +372,27 @@ def test_pretrained_embedding_in_chunks_matches_whole(
     with torch.no_grad():
         chunked = model.campplus(feats)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_tracing_runs_the_head_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A traced graph (ONNX export) must not fix the number of chunks: tracing takes the whole map,
+    and the graph then serves any length."""
+    torch.manual_seed(2)
+    net = CAMPPlus().eval()
+    monkeypatch.setattr(net, "inference_chunk_frames", 16)
+    calls: list[int] = []
+    original = type(net.head).forward_in_chunks
+
+    def spy(head, x, chunk_frames):  # noqa: ANN001, ANN202
+        calls.append(chunk_frames)
+        return original(head, x, chunk_frames)
+
+    monkeypatch.setattr(type(net.head), "forward_in_chunks", spy)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's chatter
+        traced = torch.jit.trace(net, torch.randn(1, 80, 40), check_trace=False)
+        assert calls == []
+        longer = torch.randn(1, 80, 70)
+        eager = net(longer)  # eager, chunked
+    assert calls == [16]
+    torch.testing.assert_close(traced(longer), eager, rtol=1e-5, atol=1e-5)

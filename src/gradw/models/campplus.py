@@ -138,10 +138,11 @@ class CAMPPlus(nn.Module):
     def run_stages(self, x: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
         """Run ``stages()[start:stop]`` on ``x``.
 
-        When no gradient is recorded (inference) and the network is in eval mode, the FCM head's
-        three stages, run together on more than :attr:`inference_chunk_frames` frames, are run
-        over time chunks (:meth:`FCMHead.forward_in_chunks`): the same maps up to summation
-        order, with the memory of one chunk instead of the whole utterance.
+        When no gradient is recorded (inference), the network is in eval mode and not being traced
+        (ONNX export), the FCM head's three stages, run together on more than
+        :attr:`inference_chunk_frames` frames, are run over time chunks
+        (:meth:`FCMHead.forward_in_chunks`): the same maps up to summation order, with the memory
+        of one chunk instead of the whole utterance.
         """
         stages = self.stages()
         stop = len(stages) if stop is None else stop
@@ -152,6 +153,7 @@ class CAMPPlus(nn.Module):
             and chunk is not None
             and not torch.is_grad_enabled()
             and not self.head.training
+            and not torch.jit.is_tracing()  # an exported graph must not fix the number of chunks
             and x.shape[-1] > chunk
         ):
             x = self.head.forward_in_chunks(x, chunk)
