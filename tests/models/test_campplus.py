@@ -23,6 +23,7 @@ from gradw.models.campplus import (
     find_campplus_weights,
     load_campplus,
 )
+from gradw.models.campplus_layers import FCMHead
 
 SR = 16000
 NUM_SAMPLES_300 = 400 + 299 * 160  # exactly T = 300 Kaldi frames (snip_edges)
@@ -331,34 +332,42 @@ def test_head_in_chunks_refuses_training_mode_and_bad_chunks() -> None:
         head.eval().forward_in_chunks(torch.randn(1, 80, 20), 0)
 
 
-def test_inference_runs_the_head_in_chunks_only_without_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def chunk_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``chunk_frames`` of every call of ``FCMHead.forward_in_chunks`` (which still runs)."""
+    calls: list[int] = []
+    original = FCMHead.forward_in_chunks
+
+    def spy(head: FCMHead, x: torch.Tensor, chunk_frames: int) -> torch.Tensor:
+        calls.append(chunk_frames)
+        return original(head, x, chunk_frames)
+
+    monkeypatch.setattr(FCMHead, "forward_in_chunks", spy)
+    return calls
+
+
+def test_inference_runs_the_head_in_chunks_only_without_gradients(
+    monkeypatch: pytest.MonkeyPatch, chunk_calls: list[int]
+) -> None:
     torch.manual_seed(1)
     speaker = CAMPPlusSpeaker(tap="pool-input").eval()
     net = speaker.campplus
     features = torch.randn(2, 80, 120)
-    calls: list[int] = []
-    original = type(net.head).forward_in_chunks
-
-    def spy(head, x, chunk_frames):  # noqa: ANN001, ANN202
-        calls.append(chunk_frames)
-        return original(head, x, chunk_frames)
-
-    monkeypatch.setattr(type(net.head), "forward_in_chunks", spy)
     monkeypatch.setattr(net, "inference_chunk_frames", 32)
     with torch.no_grad():
         chunked = speaker(features)
         tap_chunked = speaker.to_tap(features)
-    assert calls == [32, 32]
+    assert chunk_calls == [32, 32]
     with torch.no_grad():
         speaker(features[..., :32])  # not longer than a chunk: whole
-    assert calls == [32, 32]
+    assert chunk_calls == [32, 32]
     with_grad = speaker(features)  # gradients recorded: the whole map, as in training
-    assert calls == [32, 32]
+    assert chunk_calls == [32, 32]
     monkeypatch.setattr(net, "inference_chunk_frames", None)
     with torch.no_grad():
         whole = speaker(features)
         tap_whole = speaker.to_tap(features)
-    assert calls == [32, 32]
+    assert chunk_calls == [32, 32]
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(with_grad.detach(), whole, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(tap_chunked, tap_whole, rtol=1e-5, atol=1e-5)
@@ -374,25 +383,17 @@ def test_pretrained_embedding_in_chunks_matches_whole(
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
 
 
-def test_tracing_runs_the_head_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracing_runs_the_head_whole(monkeypatch: pytest.MonkeyPatch, chunk_calls: list[int]) -> None:
     """A traced graph (ONNX export) must not fix the number of chunks: tracing takes the whole map,
     and the graph then serves any length."""
     torch.manual_seed(2)
     net = CAMPPlus().eval()
     monkeypatch.setattr(net, "inference_chunk_frames", 16)
-    calls: list[int] = []
-    original = type(net.head).forward_in_chunks
-
-    def spy(head, x, chunk_frames):  # noqa: ANN001, ANN202
-        calls.append(chunk_frames)
-        return original(head, x, chunk_frames)
-
-    monkeypatch.setattr(type(net.head), "forward_in_chunks", spy)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's chatter
         traced = torch.jit.trace(net, torch.randn(1, 80, 40), check_trace=False)
-        assert calls == []
+        assert chunk_calls == []
         longer = torch.randn(1, 80, 70)
         eager = net(longer)  # eager, chunked
-    assert calls == [16]
+    assert chunk_calls == [16]
     torch.testing.assert_close(traced(longer), eager, rtol=1e-5, atol=1e-5)

@@ -129,7 +129,7 @@ class FCMHead(nn.Module):
             stop = min(start + chunk_frames, num_frames)
             lo, hi = max(start - reach, 0), min(stop + reach, num_frames)
             piece = self.forward(features[..., lo:hi])
-            pieces.append(piece[..., start - lo : start - lo + stop - start])
+            pieces.append(piece[..., start - lo : stop - lo])
         return torch.cat(pieces, dim=-1)
 
 
