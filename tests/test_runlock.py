@@ -154,3 +154,38 @@ def test_resume_with_nothing_to_resume_is_an_error(toy_corpus: Path, tmp_path: P
     assert result.returncode == 2
     assert "nothing to resume" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "none").exists()
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise _Interrupted
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="signal masks are POSIX")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupt_that_comes_while_the_lock_is_created_leaves_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: signal.Signals
+) -> None:
+    """The signal reaches the process inside the call that creates the file: without holding it
+    back, its handler would raise the moment that call returns, before anything knows the file is
+    this run's."""
+    real_open = os.open
+
+    def open_then_signalled(path: str, flags: int, mode: int = 0o777) -> int:
+        fd = real_open(path, flags, mode)
+        os.kill(os.getpid(), signum)
+        return fd
+
+    previous = signal.signal(signum, _raise_interrupted)
+    try:
+        monkeypatch.setattr("gradw.runlock.os.open", open_then_signalled)
+        with pytest.raises(_Interrupted):
+            RunLock(tmp_path / "run", "training").acquire()
+    finally:
+        signal.signal(signum, previous)
+    assert not (tmp_path / "run" / LOCK_NAME).exists()
+    assert not (tmp_path / "run").exists()  # nor the folder the lock made
+    assert signum not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the mask is as before

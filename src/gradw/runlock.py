@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -26,6 +27,23 @@ from gradw.errors import GradwError
 from gradw.fileio import pid_alive, remove_stale_temps
 
 LOCK_NAME = ".gradw.lock"
+
+
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_interrupts() -> set[signal.Signals] | None:
+    """Hold back Ctrl-C and SIGTERM in this thread (they stay pending); returns the mask to restore,
+    or None where signal masks do not exist (Windows)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+
+
+def _release_interrupts(held: set[signal.Signals] | None) -> None:
+    """Restore the mask :func:`_hold_interrupts` returned: a pending interrupt is delivered now."""
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class RunLockError(GradwError, RuntimeError):
@@ -76,23 +94,37 @@ class RunLock:
             "command": " ".join(sys.argv),
         }
         for _ in range(2):
+            held = _hold_interrupts()  # none may land between the file's creation and the record of it
+            fd = -1
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
-            except OSError as exc:
-                raise RunLockError(f"{self.path}: cannot create the lock ({exc.strerror or exc})") from None
-            self._held = True
-            try:
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    fd = -1
+                except OSError as exc:
+                    reason = exc.strerror or exc
+                    raise RunLockError(f"{self.path}: cannot create the lock ({reason})") from None
+                if fd >= 0:
+                    self._held = True
+                _release_interrupts(held)  # one that came meanwhile is raised here, inside the try
+                if fd < 0:
+                    self._take_over_if_stale()
+                    continue
                 with os.fdopen(fd, "w") as handle:
+                    fd = -1  # the handle owns it now
                     handle.write(json.dumps(record) + "\n")
                 # the folder is this run's now: what a killed writer left half-written goes
                 remove_stale_temps(self.folder, recursive=True)
             except BaseException:  # an interrupt (SIGTERM, Ctrl-C) before the run began: no lock left
-                self.path.unlink(missing_ok=True)
-                self._held = False
+                if fd >= 0:
+                    os.close(fd)
+                if self._held:
+                    self.path.unlink(missing_ok=True)
+                    self._held = False
+                self._remove_created_folders()
                 raise
+            finally:
+                _release_interrupts(held)
             return self
         raise RunLockError(f"{self.path}: another run took the lock at the same moment; try again")
 
@@ -128,6 +160,9 @@ class RunLock:
         if self._owner().get("pid") == os.getpid():
             self.path.unlink(missing_ok=True)
         self._held = False
+        self._remove_created_folders()
+
+    def _remove_created_folders(self) -> None:
         for folder in self._created:  # deepest first: a parent empties when its child goes
             try:
                 folder.rmdir()  # only when empty
