@@ -1,4 +1,4 @@
-"""scripts/experiments.py: seeds in run names, the choice on validation, the success criteria."""
+"""scripts/recipe_search.py: seeds in run names, the choice on validation, the success criteria."""
 
 import math
 from pathlib import Path
@@ -13,7 +13,7 @@ from gradw.evaluation.results import Row
 
 @pytest.fixture(scope="module")
 def experiments():
-    return load_script("experiments")
+    return load_script("recipe_search")
 
 
 def _row(system: str, condition: str, eer: float, diff: tuple[float, float] | None = None) -> Row:
@@ -138,10 +138,10 @@ def test_run_names_and_the_reproduce_command(experiments):
     with pytest.raises(ValueError, match="unknown variants: nope"):
         experiments.run_names("demo-gradw-norm,nope", [0])
     cmd = experiments.reproduce_command(["a", "b"], ["a"], ["a", "b"])
-    assert cmd == "python scripts/experiments.py --variants a,b --fuse --test --test-variants a"
+    assert cmd == "python scripts/recipe_search.py --variants a,b --fuse --test --test-variants a"
     cmd = experiments.reproduce_command(["a", "b"], ["a", "b"], ["b"])
-    assert cmd == "python scripts/experiments.py --variants a,b --fuse b --test"
-    assert experiments.reproduce_command(["a"], [], []) == "python scripts/experiments.py --variants a"
+    assert cmd == "python scripts/recipe_search.py --variants a,b --fuse b --test"
+    assert experiments.reproduce_command(["a"], [], []) == "python scripts/recipe_search.py --variants a"
 
 
 def test_the_first_criterion_is_given_for_every_seed(experiments):
