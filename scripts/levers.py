@@ -487,6 +487,7 @@ def main() -> int:
         title=args.title,
         split_note=args.split_note,
     )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
