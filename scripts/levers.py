@@ -55,6 +55,11 @@ REPRODUCE = [
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/relation-sK   # the demo student now",
     "gradw train --config demo threads=1 seed=K out_dir=exp/levers/literal-sK loss.scheme=gradw",
     "gradw fuse --checkpoint STUDENT_K -o exp/levers/qfuse/adapted-sK.pt   # the weight of @qfuse",
+    "# scale: a run continued (copied, then --resume with more steps: after the warm-up the rate is",
+    "# constant, so a longer run is the shorter one continued), and G at twice the width",
+    "gradw train --config demo threads=1 seed=K optim.steps=1400 out_dir=exp/scale/gradw-sK --resume",
+    "gradw adapt --config demo threads=1 seed=K optim.steps=800 out_dir=exp/scale/relation-sK --resume",
+    "gradw train --config demo threads=1 seed=K enhancer.base_width=16 out_dir=exp/scale/gradw-w16-sK",
     "```",
     "",
     "then `gradw evaluate` on the validation speakers with the validation noise (where the choice is "
