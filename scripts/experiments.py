@@ -325,9 +325,14 @@ def needle_lines(pages: list[Page], scale: Page | None) -> list[str]:
             run for run, (curve, _) in scale.runs.items()
             if len(curve) > 1 and curve[-1][1] < min(e for _, e in curve[:-1])
         ]  # fmt: skip
+        measured = "; ".join(
+            f"{lv.name} ({lv.seeds} seed{'s' if lv.seeds > 1 else ''}) {_fmt(lv.rel_val)} % on validation, "
+            f"{_fmt(lv.rel_all)} % on the bar's test"
+            for lv in scale.levers
+        )
         lines.append(
             f"- **Scale**: {len(falling)} of {len(scale.runs)} scale runs were still falling on "
-            f"validation at their last step ({', '.join(falling) or 'none'})."
+            f"validation at their last step ({', '.join(falling) or 'none'}). Their levers: {measured}."
         )
     return lines
 

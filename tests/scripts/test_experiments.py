@@ -114,7 +114,11 @@ def test_the_index_reads_every_lever_the_question_and_the_scale_curves(
     assert met and f"met by {', '.join(met)}." in needle
     assert "Closest over every condition: **relation** (student, 2 seeds, s.md)" in needle
     assert "1 of 2 scale runs were still falling on validation at their last step (gradw-1400-s0)" in needle
-    assert "joint" not in needle  # one seed: not weighed
+    scale_rel = rows["relation", "[s.md](s.md)"][6]
+    assert (
+        f"relation (2 seeds) {rows['relation', '[s.md](s.md)'][4]} % on validation, {scale_rel} %" in needle
+    )
+    assert "joint" not in needle.split("- **Scale**")[0]  # one seed: not weighed (the scale line lists all)
 
 
 def test_families_by_name(experiments) -> None:
