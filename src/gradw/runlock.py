@@ -8,7 +8,9 @@ a line naming the first. A lock left by a process that no longer runs on this ho
 and is refused, naming the file to remove once that run is known to be gone. The lock is removed
 when the run ends, whether it succeeded or failed; the folders the lock created (the run folder and
 any missing parent) that are empty then are removed as well, so a run refused before its first
-write leaves nothing behind. Taking the lock removes the temporary files that writers killed in an
+write leaves nothing behind. Ctrl-C and SIGTERM are held back from just before the lock file is
+created until the run owns it, so one that comes at that moment removes the lock like any other.
+Taking the lock removes the temporary files that writers killed in an
 earlier run left in the folder (:func:`gradw.fileio.remove_stale_temps`).
 """
 
