@@ -10,8 +10,8 @@ when the run ends, whether it succeeded or failed; the folders the lock created 
 any missing parent) that are empty then are removed as well, so a run refused before its first
 write leaves nothing behind. Ctrl-C and SIGTERM are held back from just before the lock file is
 created until the run owns it, so one that comes at that moment removes the lock like any other.
-Taking the lock removes the temporary files that writers killed in an
-earlier run left in the folder (:func:`gradw.fileio.remove_stale_temps`).
+Taking the lock removes the temporary files that writers killed in an earlier run left in the
+folder (:func:`gradw.fileio.remove_stale_temps`).
 """
 
 from __future__ import annotations
