@@ -244,7 +244,7 @@ def scale_lines(page: Page | None, figure: Path, doc: Path) -> list[str]:
     for run, (curve, noisy) in page.runs.items():
         by_step = dict(curve)
         best_step, best = min(curve, key=lambda se: (se[1], se[0]))
-        falling = len(curve) > 1 and curve[-1][1] < min(e for _, e in curve[:-1])
+        falling = still_falling(curve)
         cells = " | ".join(f"{by_step[s]:.2f}" if s in by_step else "" for s in steps)
         lines.append(
             f"| {run} | {_fmt(noisy, sign=False)} | {cells} | {best:.2f} ({best_step}) | "
@@ -253,6 +253,11 @@ def scale_lines(page: Page | None, figure: Path, doc: Path) -> list[str]:
     if plot_curves(page, figure):
         lines += ["", f"![validation EER against steps]({figure.relative_to(doc.parent)})"]
     return lines
+
+
+def still_falling(curve: list[tuple[int, float]]) -> bool:
+    """Whether a validation curve's last value is below every earlier one."""
+    return len(curve) > 1 and curve[-1][1] < min(e for _, e in curve[:-1])
 
 
 def plot_curves(page: Page, figure: Path) -> bool:
@@ -321,10 +326,7 @@ def needle_lines(pages: list[Page], scale: Page | None) -> list[str]:
             "the gap is what the validation noise shares with training and the unseen pool does not."
         )
     if scale is not None and scale.runs:
-        falling = [
-            run for run, (curve, _) in scale.runs.items()
-            if len(curve) > 1 and curve[-1][1] < min(e for _, e in curve[:-1])
-        ]  # fmt: skip
+        falling = [run for run, (curve, _) in scale.runs.items() if still_falling(curve)]
         measured = "; ".join(
             f"{lv.name} ({lv.seeds} seed{'s' if lv.seeds > 1 else ''}) {_fmt(lv.rel_val)} % on validation, "
             f"{_fmt(lv.rel_all)} % on the bar's test"

@@ -102,7 +102,7 @@ class RunLock:
                 try:
                     fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
                 except FileExistsError:
-                    fd = -1
+                    pass  # fd stays -1: another run's lock, or a stale one
                 except OSError as exc:
                     reason = exc.strerror or exc
                     raise RunLockError(f"{self.path}: cannot create the lock ({reason})") from None

@@ -16,11 +16,6 @@ def experiments():
     return load_script("experiments")
 
 
-@pytest.fixture(scope="module")
-def levers():
-    return load_script("levers")
-
-
 def _run(folder: Path, curve: list[tuple[int, float]], noisy: float) -> Path:
     folder.mkdir(parents=True)
     records = [{"kind": "train", "step": 10, "loss": 1.0}]

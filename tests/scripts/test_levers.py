@@ -7,12 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_evaluations import evaluation_folder, speech_dir_with_trials, spreads
-from helpers import load_script
-
-
-@pytest.fixture(scope="module")
-def levers():
-    return load_script("levers")
 
 
 def test_levers_means_bar_and_paired_intervals(
