@@ -21,9 +21,10 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 from gradw.errors import GradwError
 from gradw.fileio import pid_alive, remove_stale_temps
@@ -31,21 +32,37 @@ from gradw.fileio import pid_alive, remove_stale_temps
 LOCK_NAME = ".gradw.lock"
 
 
-_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _hold_interrupts() -> set[signal.Signals] | None:
-    """Hold back Ctrl-C and SIGTERM in this thread (they stay pending); returns the mask to restore,
-    or None where signal masks do not exist (Windows)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+class _HeldInterrupts:
+    """Ctrl-C and SIGTERM recorded instead of handled, until :meth:`release` restores their
+    handlers and delivers what came meanwhile (to the restored handlers, at that point).
 
+    Python runs signal handlers in the main thread only, whichever thread the signal reached, so
+    holding them means replacing the main thread's handlers (a signal mask would not do: another
+    thread can take the signal and the main thread still runs the handler). Elsewhere than in the
+    main thread nothing is held: an interrupt is raised in the main thread, not in this one.
+    """
 
-def _release_interrupts(held: set[signal.Signals] | None) -> None:
-    """Restore the mask :func:`_hold_interrupts` returned: a pending interrupt is delivered now."""
-    if held is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.previous: dict[int, object] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in _INTERRUPTS:
+                self.previous[signum] = signal.signal(signum, self._record)
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.pending.append(signum)
+
+    def release(self) -> None:
+        """Restore the handlers and deliver the held signals; a second call does nothing."""
+        previous, self.previous = self.previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        pending, self.pending = list(dict.fromkeys(self.pending)), []
+        for signum in pending:
+            signal.raise_signal(signum)
 
 
 class RunLockError(GradwError, RuntimeError):
@@ -96,7 +113,7 @@ class RunLock:
             "command": " ".join(sys.argv),
         }
         for _ in range(2):
-            held = _hold_interrupts()  # none may land between the file's creation and the record of it
+            held = _HeldInterrupts()  # none may land between the file's creation and the record of it
             fd = -1
             try:
                 try:
@@ -108,7 +125,7 @@ class RunLock:
                     raise RunLockError(f"{self.path}: cannot create the lock ({reason})") from None
                 if fd >= 0:
                     self._held = True
-                _release_interrupts(held)  # one that came meanwhile is raised here, inside the try
+                held.release()  # one that came meanwhile is raised here, inside the try
                 if fd < 0:
                     self._take_over_if_stale()
                     continue
@@ -126,7 +143,7 @@ class RunLock:
                 self._remove_created_folders()
                 raise
             finally:
-                _release_interrupts(held)
+                held.release()
             return self
         raise RunLockError(f"{self.path}: another run took the lock at the same moment; try again")
 
