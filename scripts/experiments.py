@@ -25,6 +25,8 @@ from pathlib import Path
 
 #: the bar of the out-of-domain test (scripts/levers.py states it on every page)
 BAR_ALL, BAR_NOISE_MUSIC = -30.0, -25.0
+#: a change of separation d' smaller than this is reported as no better separation
+SEPARATION_GAIN = 0.2
 #: what a lever is, by the start of its name (the longest match wins); ``+fuse`` / ``+qfuse``
 #: mark the same system with the noisy embedding fused in
 FAMILIES = {
@@ -79,6 +81,12 @@ class Page:
     questions: dict[str, tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)
     runs: dict[str, tuple[list[tuple[int, float]], float | None]] = field(default_factory=dict)
     val_noisy: float | None = None  # the noisy input's mean EER on the page's validation evaluation
+    #: lever -> category -> {"val": d', "test": d', "target": mean, "nontarget": mean} (test scores)
+    separation: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    #: the conditions the separation table averages over
+    separation_conditions: str = ""
+    #: lever -> condition -> (paired EER difference against noisy in points, interval excludes 0)
+    paired: dict[str, dict[str, tuple[float, bool]]] = field(default_factory=dict)
 
 
 def parse_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
@@ -155,7 +163,49 @@ def read_page(path: Path) -> Page:
         if match:
             steps = [(int(s), float(e)) for s, e in (p.split(": ") for p in match["steps"].split(", "))]
             runs[match["run"]] = (steps, float(match["noisy"]) if match["noisy"] else None)
-    return Page(path, title, levers, noisy, questions, runs, float(val_noisy[1]) if val_noisy else None)
+    separation, paired = {}, {}
+    over = re.search(r"^Separation d' .*? over (.+?), mean over seeds", text, flags=re.MULTILINE)
+    for header, rows in parse_tables(text):
+        if header[0] == "lever" and any(h.endswith(": test target / non-target") for h in header):
+            separation = read_separation(header, rows)
+        elif header[0] == "lever" and header[-1] == "mean <= 0 dB" and not paired:  # the bar's test
+            paired = {
+                r[0]: {
+                    c: (float(v.split()[0]), v.endswith("✓"))
+                    for c, v in zip(header[1:-1], r[1:-1], strict=True)
+                }
+                for r in rows
+            }
+    return Page(
+        path,
+        title,
+        levers,
+        noisy,
+        questions,
+        runs,
+        float(val_noisy[1]) if val_noisy else None,
+        separation,
+        over[1] if over else "",
+        paired,
+    )
+
+
+def read_separation(header: list[str], rows: list[list[str]]) -> dict[str, dict[str, dict[str, float]]]:
+    """A page's separation table: lever -> category -> d' on validation and test, and the test's
+    mean target and non-target scores."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for row in rows:
+        cells = dict(zip(header, row, strict=True))
+        per: dict[str, dict[str, float]] = {}
+        for name, cell in cells.items():
+            category, _, what = name.partition(": ")
+            if what in ("validation", "test") and cell != "–":
+                per.setdefault(category, {})["val" if what == "validation" else "test"] = float(cell)
+            elif what == "test target / non-target":
+                target, nontarget = (float(x) for x in cell.split(" / "))
+                per.setdefault(category, {}).update(target=target, nontarget=nontarget)
+        out[row[0]] = per
+    return out
 
 
 def _fmt(value: float | None, sign: bool = True) -> str:
@@ -339,6 +389,74 @@ def needle_lines(pages: list[Page], scale: Page | None) -> list[str]:
     return lines
 
 
+def _of_category(conditions: str, category: str) -> str:
+    """The conditions of one category in a comma-separated list (``noise_0, music_0`` -> ``noise_0``)."""
+    return ", ".join(c for c in conditions.split(", ") if c.split("_", 1)[0] == category)
+
+
+def shortfall_lines(pages: list[Page]) -> list[str]:
+    """Why no lever reaches the bar, from the pages' separation tables and paired differences: per
+    category, the noisy input's separation d' on the test against the range over levers (which
+    levers move it at all), how the closest lever shifts target and non-target scores, and which
+    conditions carry its gain."""
+    seeded = [(p, lv) for p in pages for lv in p.levers if lv.seeds >= 2 and lv.rel_all is not None]
+    with_sep = [(p, lv) for p, lv in seeded if lv.name in p.separation and "noisy" in p.separation]
+    if not with_sep:
+        return ["No page gives the separation of target and non-target scores."]
+    lines = []
+    categories = list(dict.fromkeys(c for p, _ in with_sep for c in p.separation["noisy"]))
+    for category in categories:
+        rows = [(p, lv) for p, lv in with_sep if "test" in p.separation[lv.name].get(category, {})]
+        if not rows:
+            continue
+        noisy = with_sep[0][0].separation["noisy"][category]["test"]
+        lo = min(rows, key=lambda r: r[0].separation[r[1].name][category]["test"])
+        hi = max(rows, key=lambda r: r[0].separation[r[1].name][category]["test"])
+        d_lo, d_hi = (r[0].separation[r[1].name][category]["test"] for r in (lo, hi))
+        over = _of_category(with_sep[0][0].separation_conditions, category)
+        count = len({lv.name for _, lv in rows})
+        lines.append(
+            f"- **{category}**: the noisy input separates target from non-target trials by d' = "
+            f"{noisy:.2f} on the test ({over}); the {count} levers with two seeds or "
+            f"more range from {d_lo:.2f} ({lo[1].name}) to {d_hi:.2f} ({hi[1].name}), a change of "
+            f"{d_lo - noisy:+.2f} to {d_hi - noisy:+.2f}"
+            + (
+                f": no lever separates {category} trials better than the noisy input does (by "
+                f"{SEPARATION_GAIN} or more)."
+                if d_hi - noisy < SEPARATION_GAIN
+                else "."
+            )
+        )
+    page, best = min(with_sep, key=lambda r: r[1].rel_all)
+    noisy_sep, best_sep = page.separation["noisy"], page.separation[best.name]
+    shifts = "; ".join(
+        f"{c}: target {noisy_sep[c]['target']:.3f} → {best_sep[c]['target']:.3f} "
+        f"({best_sep[c]['target'] - noisy_sep[c]['target']:+.3f}), non-target "
+        f"{noisy_sep[c]['nontarget']:.3f} → {best_sep[c]['nontarget']:.3f} "
+        f"({best_sep[c]['nontarget'] - noisy_sep[c]['nontarget']:+.3f})"
+        for c in categories
+        if "target" in best_sep.get(c, {}) and "target" in noisy_sep.get(c, {})
+    )
+    lines.append(
+        f"- **The closest lever, {best.name}** ({page.path.name}), moves both sides of the score "
+        f"distribution (mean cosine score on the test over {page.separation_conditions}): {shifts}."
+    )
+    paired = page.paired.get(best.name, {})
+    gains = {c: d for c, (d, _) in paired.items() if c != "clean"}
+    if gains:
+        total = sum(gains.values())
+        sure = {c: d for c, (d, excl) in paired.items() if c != "clean" and excl}
+        share = 100 * sum(sure.values()) / total if total else 0.0
+        listed = ", ".join(f"{c} {d:+.2f}" for c, d in sure.items()) or "none"
+        lines.append(
+            f"- **Where its gain lies**: summed over the {len(gains)} conditions at or below 0 dB its "
+            f"EER changes by {total:+.2f} points against noisy (paired over speakers and seeds); the "
+            f"conditions whose interval excludes 0 ({listed}) carry {share:.0f} % of that, and every "
+            "other condition's interval includes 0."
+        )
+    return lines
+
+
 def document(pages: list[Page], scale: Page | None, doc: Path) -> str:
     every = [*pages, *([scale] if scale is not None and scale not in pages else [])]
     names = " ".join(str(p.path) for p in pages) + (f" --scale {scale.path}" if scale else "")
@@ -370,6 +488,10 @@ def document(pages: list[Page], scale: Page | None, doc: Path) -> str:
         "## What moved the needle",
         "",
         *needle_lines(every, scale),
+        "",
+        "## Why the rest fall short",
+        "",
+        *shortfall_lines(every),
         "",
         "## The pages",
         "",

@@ -115,6 +115,25 @@ def test_the_index_reads_every_lever_the_question_and_the_scale_curves(
     )
     assert "joint" not in needle.split("- **Scale**")[0]  # one seed: not weighed (the scale line lists all)
 
+    # why the rest fall short: separation and score shifts as the evaluations give them
+    why = text.split("## Why the rest fall short")[1].split("\n## ")[0]
+
+    def sep(evaluation, lever: str) -> float:  # a lever's d' in noise on the test, mean over seeds
+        systems = [lever] if lever == "noisy" else [f"{lever}-s0", f"{lever}-s1"]
+        return np.mean([levers.separation(*evaluation.scores(s, "noise_0")[:2]) for s in systems])
+
+    assert f"d' = {sep(ev, 'noisy'):.2f} on the test (noise_0)" in why
+    # over both pages' levers with two seeds: equalw (spreads 0.9, 0.95) the lowest, relation the highest
+    lowest, highest = sep(g, "equalw"), sep(ev, "relation")
+    assert f"range from {lowest:.2f} (equalw) to {highest:.2f} (relation)" in why
+    scores, labels = ev.scores("relation-s0", "noise_0")[:2]
+    target0 = scores[labels.astype(bool)].mean()
+    scores, labels = ev.scores("relation-s1", "noise_0")[:2]
+    target = (target0 + scores[labels.astype(bool)].mean()) / 2
+    assert "**The closest lever, relation** (s.md)" in why and f"→ {target:.3f}" in why
+    d, _, _ = ev.diff(["noisy"], ["relation-s0", "relation-s1"], ["babble_0"])
+    assert "**Where its gain lies**" in why and f"babble_0 {d:+.2f}" in why  # relation is sure in babble
+
 
 def test_families_by_name(experiments) -> None:
     def family(name: str) -> str:
