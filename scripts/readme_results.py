@@ -107,7 +107,7 @@ def run_lines(eval_dir: Path) -> tuple[list[str], list]:
     lines = [
         f"From the run of `{meta.get('command', 'gradw evaluate')}` ({n_trials} trials per condition, both "
         f"sides corrupted, E = {config.get('scorer')}; this run of the evaluation took "
-        f"{meta.get('elapsed_seconds', 0) / 60:.1f} min, reusing the embeddings already in its cache; "
+        f"{meta.get('elapsed_seconds', 0) / 60:.1f} min (embeddings already in its cache, if any, reused); "
         "benchmarks/README.md gives the time from scratch). "
         "EER in %, 95 % bootstrap interval over speakers in brackets; the best of each column in bold.",
         "",
