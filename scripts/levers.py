@@ -76,8 +76,9 @@ SPLIT_NOTE = (
 )
 SEEDED = re.compile(r"^(?P<lever>.+)-s(?P<seed>\d+)(?P<suffix>\+q?fuse)?$")
 N_BOOT = 1000
-#: the paper's question, seed by seed: (title, lever a, lever b); ``gradw`` is the demo recipe's
-#: standardised weighting (``gradw-norm``), ``literal`` the paper's softmax of the raw difference
+#: the paper's question, seed by seed: (title, lever a, lever b); ``gradw`` is the standardised
+#: weighting (``gradw-norm``, the demo's G until these comparisons ranked it last), ``literal`` the
+#: paper's softmax of the raw difference (the demo's G since)
 PAPER_QUESTIONS = (
     ("Grad-W against Equal-W", "equalw", "gradw"),
     ("literal Grad-W against Equal-W", "equalw", "literal"),
