@@ -37,29 +37,36 @@ from gradw.evaluation.results import Row, read_results
 from gradw.evaluation.scoring import read_scores
 
 REPRODUCE = [
-    "The runs (one thread each; `K` the seed; the seed-0 G's are `make demo`'s `exp/demo/gradw` and "
-    "`exp/demo/equalw`, and seed 0 of the student ran into `exp/demo/adapted-s0`; every student but "
-    "the relation runs was trained without the relational term, the demo preset's default until "
-    "docs/levers-student.md chose it, hence `loss.relation_weight=0.0`):",
+    "The runs (one thread each; `K` the seed; the seed-0 G's are the `exp/demo/gradw` and "
+    "`exp/demo/equalw` that `make demo` trained while its G took the standardised weights, and seed 0 "
+    "of the student ran into `exp/demo/adapted-s0`; every student but the relation runs was trained "
+    "without the relational term, the demo preset's default until docs/levers-student.md chose it, "
+    "hence `loss.relation_weight=0.0`; the G's were validated every 200 steps, and every G but the "
+    "`literal` and `equalw` ones took the standardised weights, the demo preset's until "
+    "docs/paper-question.md ranked the literal ones first: `$G` stands for `loss.scheme=gradw-norm "
+    "validation.every=200`):",
     "",
     "```",
-    "gradw train --config demo threads=1 seed=K out_dir=exp/levers/gradw-sK",
-    "gradw train --config demo threads=1 seed=K out_dir=exp/levers/equalw-sK loss.scheme=equal",
+    "gradw train --config demo threads=1 seed=K out_dir=exp/levers/gradw-sK $G",
+    "gradw train --config demo threads=1 seed=K out_dir=exp/levers/equalw-sK $G loss.scheme=equal",
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/adapted-sK loss.relation_weight=0.0",
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/gstudent-sK loss.relation_weight=0.0 \\",
     "    enhancer_checkpoint=G_K    # G then student: G_K = seed K's Grad-W G (best.pt), frozen",
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/joint-sK loss.relation_weight=0.0 \\",
-    "    enhancer_checkpoint=G_K joint.enabled=true joint.conflict=project   # G and student together",
+    "    enhancer_checkpoint=G_K joint.enabled=true joint.conflict=project joint.loss.scheme=gradw-norm",
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/colour-sK loss.relation_weight=0.0 \\",
     "    data.noise_colour.prob=0.5",
     "gradw adapt --config demo threads=1 seed=K out_dir=exp/levers/relation-sK   # the demo student now",
-    "gradw train --config demo threads=1 seed=K out_dir=exp/levers/literal-sK loss.scheme=gradw",
+    "gradw train --config demo threads=1 seed=K out_dir=exp/levers/literal-sK validation.every=200",
     "gradw fuse --checkpoint STUDENT_K -o exp/levers/qfuse/adapted-sK.pt   # the weight of @qfuse",
     "# scale: a run continued (copied, then --resume with more steps: after the warm-up the rate is",
-    "# constant, so a longer run is the shorter one continued), and G at twice the width",
-    "gradw train --config demo threads=1 seed=K optim.steps=1400 out_dir=exp/scale/gradw-sK --resume",
+    "# constant, so a longer run is the shorter one continued), G at twice the width, and the student",
+    "# on the full synthvox preset's training split (gradw data build synthvox --preset full)",
+    "gradw train --config demo threads=1 seed=K $G optim.steps=1400 out_dir=exp/scale/gradw-sK --resume",
     "gradw adapt --config demo threads=1 seed=K optim.steps=800 out_dir=exp/scale/relation-sK --resume",
-    "gradw train --config demo threads=1 seed=K enhancer.base_width=16 out_dir=exp/scale/gradw-w16-sK",
+    "gradw train --config demo threads=1 seed=K $G enhancer.base_width=16 out_dir=exp/scale/gradw-w16-sK",
+    "gradw adapt --config demo threads=1 seed=K out_dir=exp/scale/relation-full-sK \\",
+    "    data.train=data/synthvox-full/train data.augment=data/synthvox-full/augment/train",
     "```",
     "",
     "then `gradw evaluate` on the validation speakers with the validation noise (where the choice is "
