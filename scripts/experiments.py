@@ -81,7 +81,7 @@ class Page:
     questions: dict[str, tuple[str, list[tuple[str, str]]]] = field(default_factory=dict)
     runs: dict[str, tuple[list[tuple[int, float]], float | None]] = field(default_factory=dict)
     val_noisy: float | None = None  # the noisy input's mean EER on the page's validation evaluation
-    #: lever -> category -> {"val": d', "test": d', "target": mean, "nontarget": mean} (test scores)
+    #: lever -> category -> {"test": d', "target": mean, "nontarget": mean} (the test's scores)
     separation: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     #: the conditions the separation table averages over
     separation_conditions: str = ""
@@ -168,7 +168,8 @@ def read_page(path: Path) -> Page:
     for header, rows in parse_tables(text):
         if header[0] == "lever" and any(h.endswith(": test target / non-target") for h in header):
             separation = read_separation(header, rows)
-        elif header[0] == "lever" and header[-1] == "mean <= 0 dB" and not paired:  # the bar's test
+    for header, rows in parse_tables(bar):
+        if header[0] == "lever" and header[-1] == "mean <= 0 dB":  # the paired differences
             paired = {
                 r[0]: {
                     c: (float(v.split()[0]), v.endswith("✓"))
@@ -191,16 +192,16 @@ def read_page(path: Path) -> Page:
 
 
 def read_separation(header: list[str], rows: list[list[str]]) -> dict[str, dict[str, dict[str, float]]]:
-    """A page's separation table: lever -> category -> d' on validation and test, and the test's
-    mean target and non-target scores."""
+    """A page's separation table: lever -> category -> d' on the test and its mean target and
+    non-target scores (the validation columns are not read)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:
         cells = dict(zip(header, row, strict=True))
         per: dict[str, dict[str, float]] = {}
         for name, cell in cells.items():
             category, _, what = name.partition(": ")
-            if what in ("validation", "test") and cell != "–":
-                per.setdefault(category, {})["val" if what == "validation" else "test"] = float(cell)
+            if what == "test" and cell != "–":
+                per.setdefault(category, {})["test"] = float(cell)
             elif what == "test target / non-target":
                 target, nontarget = (float(x) for x in cell.split(" / "))
                 per.setdefault(category, {}).update(target=target, nontarget=nontarget)
@@ -410,15 +411,14 @@ def shortfall_lines(pages: list[Page]) -> list[str]:
         if not rows:
             continue
         noisy = with_sep[0][0].separation["noisy"][category]["test"]
-        lo = min(rows, key=lambda r: r[0].separation[r[1].name][category]["test"])
-        hi = max(rows, key=lambda r: r[0].separation[r[1].name][category]["test"])
-        d_lo, d_hi = (r[0].separation[r[1].name][category]["test"] for r in (lo, hi))
+        measured = [(p.separation[lv.name][category]["test"], lv.name) for p, lv in rows]
+        (d_lo, lo), (d_hi, hi) = (f(measured, key=lambda m: m[0]) for f in (min, max))
         over = _of_category(with_sep[0][0].separation_conditions, category)
         count = len({lv.name for _, lv in rows})
         lines.append(
             f"- **{category}**: the noisy input separates target from non-target trials by d' = "
             f"{noisy:.2f} on the test ({over}); the {count} levers with two seeds or "
-            f"more range from {d_lo:.2f} ({lo[1].name}) to {d_hi:.2f} ({hi[1].name}), a change of "
+            f"more range from {d_lo:.2f} ({lo}) to {d_hi:.2f} ({hi}), a change of "
             f"{d_lo - noisy:+.2f} to {d_hi - noisy:+.2f}"
             + (
                 f": no lever separates {category} trials better than the noisy input does (by "
@@ -438,8 +438,8 @@ def shortfall_lines(pages: list[Page]) -> list[str]:
         if "target" in best_sep.get(c, {}) and "target" in noisy_sep.get(c, {})
     )
     lines.append(
-        f"- **The closest lever, {best.name}** ({page.path.name}), moves both sides of the score "
-        f"distribution (mean cosine score on the test over {page.separation_conditions}): {shifts}."
+        f"- **The closest lever, {best.name}** ({page.path.name}), shifts the mean cosine scores on "
+        f"the test (over {page.separation_conditions}): {shifts}."
     )
     paired = page.paired.get(best.name, {})
     gains = {c: d for c, (d, _) in paired.items() if c != "clean"}
